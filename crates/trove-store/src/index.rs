@@ -1,0 +1,136 @@
+//! Opening, creating and recovering the SQLite index.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::StoreError;
+use crate::paths::unix_ms;
+
+/// The index schema version this code writes and reads (`PRAGMA user_version` of
+/// `index.sqlite`); a newer one is refused with [`StoreError::NewerFormat`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS variants (
+    id             INTEGER PRIMARY KEY,
+    key            BLOB(32) NOT NULL,
+    recipe         TEXT NOT NULL,
+    args           TEXT NOT NULL,
+    recipe_version INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    last_used_ms   INTEGER NOT NULL,
+    hits           INTEGER NOT NULL DEFAULT 0,
+    blob_hash      BLOB(32) NOT NULL,
+    blob_len       INTEGER NOT NULL,
+    codec          INTEGER NOT NULL,
+    trace          BLOB NOT NULL,
+    reason         TEXT NOT NULL,
+    status         INTEGER NOT NULL DEFAULT 0,
+    status_reason  TEXT,
+    checksum       BLOB(32) NOT NULL
+);
+CREATE INDEX IF NOT EXISTS variants_by_key ON variants (key, status);
+CREATE INDEX IF NOT EXISTS variants_by_blob ON variants (blob_hash);
+";
+
+/// Whether an error means the index file itself is damaged.
+pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Opens the index at `path`, creating the schema when the file is new.
+///
+/// Returns the raw rusqlite error so that the caller can tell corruption apart; a newer
+/// schema is reported as `Ok(Err(found))`.
+pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    // Read the version before changing anything, so a newer index is left untouched.
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Ok(Err(found));
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(index = %path.display(), mode, "the store index could not switch to WAL mode");
+    }
+    // FULL: a record committed after its blob was published must survive a power loss.
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    if found < SCHEMA_VERSION {
+        let mut conn = conn;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have created the schema while we waited for the write lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > SCHEMA_VERSION {
+            return Ok(Err(now));
+        }
+        if now < SCHEMA_VERSION {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        }
+        tx.commit()?;
+        return Ok(Ok(conn));
+    }
+    Ok(Ok(conn))
+}
+
+/// Opens the index, moving a corrupt one to `quarantine` and starting afresh.
+pub(crate) fn open_or_recover(path: &Path, quarantine: &Path) -> Result<Connection, StoreError> {
+    let first = match open(path) {
+        Ok(r) => r,
+        Err(e) if is_corruption(&e) => {
+            tracing::warn!(
+                index = %path.display(),
+                error = %e,
+                "the store index is corrupt; moving it to quarantine and starting a fresh one (existing blobs become orphans for gc)"
+            );
+            quarantine_files(path, quarantine)?;
+            open(path).map_err(|source| sql_err(path, source))?
+        }
+        Err(e) => return Err(sql_err(path, e)),
+    };
+    first.map_err(|found| StoreError::NewerFormat {
+        found,
+        supported: SCHEMA_VERSION,
+    })
+}
+
+/// Moves the index and its WAL and shared-memory files into `quarantine`.
+pub(crate) fn quarantine_files(path: &Path, quarantine: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(quarantine).map_err(|e| StoreError::io(quarantine, e))?;
+    let stamp = unix_ms();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let from = PathBuf::from(from);
+        let name = from
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = quarantine.join(format!("{name}.{stamp}"));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(from, e)),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn sql_err(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,199 @@
+//! The on-disk layout and small filesystem helpers.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::StoreError;
+
+/// The name of the versioned directory under the store root; this code never touches
+/// other `vN` directories.
+pub const FORMAT_DIR: &str = "v1";
+
+/// The prefix of in-flight blob files.
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+
+pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by trove.\n\
+# For information about cache directory tags, see:\n\
+#\thttps://bford.info/cachedir/\n";
+
+/// Lowercase hexadecimal encoding of `bytes`.
+///
+/// ```
+/// assert_eq!(trove_store::hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// Parses 64 lowercase hex digits.
+pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Every path of the store, derived from its root.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) root: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) index: PathBuf,
+    pub(crate) blobs: PathBuf,
+    pub(crate) locks: PathBuf,
+    pub(crate) quarantine: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        let dir = root.join(FORMAT_DIR);
+        Layout {
+            root: root.to_owned(),
+            index: dir.join("index.sqlite"),
+            blobs: dir.join("blobs"),
+            locks: dir.join("locks"),
+            quarantine: dir.join("quarantine"),
+            dir,
+        }
+    }
+
+    /// Creates the directories and the cache directory tag.
+    pub(crate) fn create(&self) -> Result<(), StoreError> {
+        for d in [
+            &self.root,
+            &self.dir,
+            &self.blobs,
+            &self.locks,
+            &self.quarantine,
+        ] {
+            fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
+        }
+        let tag = self.root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            // Written under a unique name and renamed, so a concurrent reader never sees
+            // a half-written tag.
+            let tmp = self.root.join(format!(
+                ".CACHEDIR.TAG.tmp-{}-{}",
+                std::process::id(),
+                crate::blob::next_counter()
+            ));
+            fs::write(&tmp, CACHEDIR_TAG).map_err(|e| StoreError::io(&tmp, e))?;
+            fs::rename(&tmp, &tag).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                StoreError::io(&tag, e)
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn blob_path(&self, hash: &[u8; 32]) -> PathBuf {
+        let h = hex(hash);
+        self.blobs.join(&h[..2]).join(h)
+    }
+
+    pub(crate) fn lock_path(&self, key: &[u8; 32]) -> PathBuf {
+        let h = hex(key);
+        self.locks.join(&h[..2]).join(format!("{h}.lock"))
+    }
+}
+
+/// What a file in `blobs/` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobFile {
+    /// A published blob named by its blake3.
+    Final([u8; 32]),
+    /// An in-flight (or abandoned) temp file.
+    Temp,
+    /// Anything else.
+    Stray,
+}
+
+/// Lists every file under `blobs/<shard>/`, classified by name only (no `stat`).
+pub(crate) fn walk_blobs(blobs: &Path) -> Result<Vec<(PathBuf, BlobFile)>, StoreError> {
+    let mut out = Vec::new();
+    let shards = match fs::read_dir(blobs) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io(blobs, e)),
+    };
+    for shard in shards {
+        let shard = shard.map_err(|e| StoreError::io(blobs, e))?;
+        let shard_path = shard.path();
+        let is_dir = shard.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir {
+            out.push((shard_path, BlobFile::Stray));
+            continue;
+        }
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        let entries = match fs::read_dir(&shard_path) {
+            Ok(rd) => rd,
+            // The shard may have been removed by another process in the meantime.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(&shard_path, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&shard_path, e))?;
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = if name.starts_with(TEMP_PREFIX) {
+                BlobFile::Temp
+            } else {
+                match parse_hex32(&name) {
+                    Some(hash) if name[..2] == shard_name => BlobFile::Final(hash),
+                    _ => BlobFile::Stray,
+                }
+            };
+            out.push((entry.path(), kind));
+        }
+    }
+    Ok(out)
+}
+
+/// Fsyncs a directory so that a rename into it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let d = fs::File::open(dir).map_err(|e| StoreError::io(dir, e))?;
+    d.sync_all().map_err(|source| StoreError::Sync {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Removes a file, treating "already gone" as success. Returns whether it removed it.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
