@@ -1,1 +1,33 @@
-//! trove-config
+//! trove's configuration: the `trove.ron` schema, its defaults, the
+//! per-developer `trove.local.ron` overlay, and errors that say where.
+//!
+//! This is the only crate that knows RON. It reads and checks; it does not
+//! read environment variables (the command line handles `--config` and
+//! `TROVE_CONFIG`), and apart from [`Config::load`] and [`Config::discover`]
+//! it does no IO.
+//!
+//! ```
+//! use std::path::Path;
+//! use trove_config::Config;
+//!
+//! let err = Config::parse("(max_age: \"30\")", Path::new("trove.ron")).unwrap_err();
+//! assert_eq!((err.line, err.column), (1, 11));
+//! assert!(err.to_string().starts_with("error: trove.ron:1:11: invalid duration"));
+//! ```
+//!
+//! How positions are found: `ron` checks the syntax (and refuses absurd
+//! nesting), then a small reader in `syntax.rs` builds a tree that remembers
+//! the byte offset of every key and value, and `schema.rs` checks that tree
+//! against the schema. serde would forget where values came from.
+
+mod config;
+mod error;
+mod schema;
+mod syntax;
+mod units;
+
+pub use config::{
+    Config, FILE_NAME, LOCAL_FILE_NAME, MAX_FILE_SIZE, RecipeConfig, StoreConfig, WatchConfig,
+};
+pub use error::ConfigError;
+pub use units::{format_duration, parse_duration, parse_size};

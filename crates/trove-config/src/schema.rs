@@ -1,0 +1,651 @@
+//! From a syntax tree with positions to a checked [`Config`].
+//!
+//! Every check that can fail names the byte offset of the key or value it is
+//! about, so the error can say `trove.ron:7:13`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, RecipeConfig};
+use crate::error::ConfigError;
+use crate::syntax::{Field, Kind, Node};
+use crate::units::{parse_duration, parse_size};
+
+const TOP_KEYS: &[&str] = &["store", "max_age", "versions", "watch", "recipes"];
+const STORE_KEYS: &[&str] = &["path", "max_size"];
+const WATCH_KEYS: &[&str] = &["roots", "debounce_ms"];
+const RECIPE_KEYS: &[&str] = &[
+    "command", "inputs", "env", "needs", "versions", "max_age", "check", "version",
+];
+const LOCAL_TOP_KEYS: &[&str] = &["versions", "recipes"];
+const LOCAL_RECIPE_KEYS: &[&str] = &["versions"];
+
+const DURATION_HINT: &str =
+    "durations look like \"30d\", \"1h30m\" or \"500ms\" (units: w, d, h, m, s, ms)";
+const SIZE_HINT: &str = "sizes look like \"20GiB\", \"512MiB\", \"10GB\" or \"123\" (bytes)";
+const LOCAL_HINT: &str = "trove.local.ron may only contain `versions: { \"name\": 1 }` and \
+                          `recipes: { \"recipe\": (versions: { \"name\": 1 }) }`";
+
+/// Reads checked values out of one file's syntax tree.
+pub(crate) struct Reader<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) src: &'a str,
+}
+
+/// Where a recipe's `needs` entries are, for the checks that need every recipe.
+struct NeedsAt {
+    recipe: String,
+    /// Each entry's name and the byte offset of its string.
+    entries: Vec<(String, usize)>,
+}
+
+impl Reader<'_> {
+    fn error(
+        &self,
+        offset: usize,
+        message: String,
+        hint: impl Into<Option<String>>,
+    ) -> ConfigError {
+        ConfigError::at(self.file, self.src, offset, message, hint.into())
+    }
+
+    /// The fields of a struct, refusing unknown and repeated keys.
+    ///
+    /// `context` completes "unknown key `x` in ..." (e.g. `recipe "prices"`);
+    /// `forbidden` lists keys that exist elsewhere but not here, with the
+    /// hint to give for them.
+    fn fields<'n>(
+        &self,
+        node: &'n Node,
+        context: &str,
+        known: &[&str],
+        forbidden: Option<(&[&str], &str)>,
+        example: &str,
+    ) -> Result<&'n [Field], ConfigError> {
+        let Kind::Struct(fields) = &node.kind else {
+            return Err(self.error(
+                node.start,
+                format!(
+                    "{context} must be a struct `(key: value, ..)`, found {}",
+                    node.describe()
+                ),
+                format!("for example: {example}"),
+            ));
+        };
+        for (i, field) in fields.iter().enumerate() {
+            if !known.contains(&field.key.as_str()) {
+                if let Some((keys, hint)) = forbidden
+                    && keys.contains(&field.key.as_str())
+                {
+                    return Err(self.error(
+                        field.key_start,
+                        format!("`{}` cannot be set in trove.local.ron", field.key),
+                        hint.to_owned(),
+                    ));
+                }
+                return Err(self.error(
+                    field.key_start,
+                    format!("unknown key `{}` in {context}", field.key),
+                    suggest(&field.key, known.iter().copied())
+                        .map(|k| format!("did you mean `{k}`?"))
+                        .unwrap_or_else(|| format!("known keys: {}", list(known))),
+                ));
+            }
+            if let Some(first) = fields[..i].iter().find(|f| f.key == field.key) {
+                let (line, column) = crate::error::line_column(self.src, first.key_start);
+                return Err(self.error(
+                    field.key_start,
+                    format!("`{}` is set twice in {context}", field.key),
+                    format!("it is first set at {line}:{column}; remove one of them"),
+                ));
+            }
+        }
+        Ok(fields)
+    }
+
+    fn string<'n>(
+        &self,
+        node: &'n Node,
+        what: &str,
+        example: &str,
+    ) -> Result<&'n str, ConfigError> {
+        match &node.kind {
+            Kind::Str(s) => Ok(s),
+            _ => Err(self.error(
+                node.start,
+                format!("{what} must be a string, found {}", node.describe()),
+                format!("for example: {example}"),
+            )),
+        }
+    }
+
+    /// A list of strings, each with its byte offset.
+    fn strings<'n>(
+        &self,
+        node: &'n Node,
+        what: &str,
+        example: &str,
+    ) -> Result<Vec<(&'n str, usize)>, ConfigError> {
+        let Kind::List(items) = &node.kind else {
+            return Err(self.error(
+                node.start,
+                format!(
+                    "{what} must be a list of strings, found {}",
+                    node.describe()
+                ),
+                format!("for example: {example}"),
+            ));
+        };
+        items
+            .iter()
+            .map(|item| match &item.kind {
+                Kind::Str(s) => Ok((s.as_str(), item.start)),
+                _ => Err(self.error(
+                    item.start,
+                    format!(
+                        "{what} must contain only strings, found {}",
+                        item.describe()
+                    ),
+                    format!("for example: {example}"),
+                )),
+            })
+            .collect()
+    }
+
+    /// A command line: a non-empty list of strings with a non-empty program.
+    fn command(&self, node: &Node, what: &str, example: &str) -> Result<Vec<String>, ConfigError> {
+        let words = self.strings(node, what, example)?;
+        match words.first() {
+            None => Err(self.error(
+                node.start,
+                format!("{what} is empty"),
+                format!("give the program and its arguments, for example: {example}"),
+            )),
+            Some(&("", at)) => Err(self.error(
+                at,
+                format!("the program name in {what} is empty"),
+                format!("for example: {example}"),
+            )),
+            Some(_) => Ok(words.into_iter().map(|(w, _)| w.to_owned()).collect()),
+        }
+    }
+
+    fn uint(&self, node: &Node, what: &str, max: u64, example: &str) -> Result<u64, ConfigError> {
+        match node.kind {
+            Kind::Int(Some(n)) if n >= 0 && n <= i128::from(max) => {
+                Ok(u64::try_from(n).unwrap_or(max))
+            }
+            Kind::Int(Some(n)) if n < 0 => Err(self.error(
+                node.start,
+                format!("{what} cannot be negative"),
+                format!("for example: {example}"),
+            )),
+            Kind::Int(_) => Err(self.error(
+                node.start,
+                format!("{what} is too large; the limit is {max}"),
+                format!("for example: {example}"),
+            )),
+            _ => Err(self.error(
+                node.start,
+                format!("{what} must be a whole number, found {}", node.describe()),
+                format!("for example: {example}"),
+            )),
+        }
+    }
+
+    fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
+        let example = format!("{what}: \"30d\"");
+        let s = self.string(node, &format!("`{what}`"), &example)?;
+        parse_duration(s).map_err(|e| {
+            self.error(
+                node.start,
+                format!("invalid duration in `{what}`: {e}"),
+                DURATION_HINT.to_owned(),
+            )
+        })
+    }
+
+    fn size(&self, node: &Node, what: &str) -> Result<u64, ConfigError> {
+        if let Kind::Int(_) = node.kind {
+            return self.uint(node, &format!("`{what}`"), u64::MAX, "max_size: \"20GiB\"");
+        }
+        let s = self.string(node, &format!("`{what}`"), "max_size: \"20GiB\"")?;
+        parse_size(s).map_err(|e| {
+            self.error(
+                node.start,
+                format!("invalid size in `{what}`: {e}"),
+                SIZE_HINT.to_owned(),
+            )
+        })
+    }
+
+    /// `{ "name": 3, .. }`, the version counters.
+    fn counters(&self, node: &Node, context: &str) -> Result<BTreeMap<String, u64>, ConfigError> {
+        const EXAMPLE: &str = "versions: { \"alice\": 3, \"bob\": 1 }";
+        let Kind::Map(entries) = &node.kind else {
+            return Err(self.error(
+                node.start,
+                format!(
+                    "`versions` {context} must be a map `{{\"name\": number}}`, found {}",
+                    node.describe()
+                ),
+                format!("for example: {EXAMPLE}"),
+            ));
+        };
+        let mut out = BTreeMap::new();
+        let mut first_at = BTreeMap::new();
+        for (key, value) in entries {
+            let name = self.string(key, "a version counter's name", EXAMPLE)?;
+            if name.is_empty() {
+                return Err(self.error(
+                    key.start,
+                    "a version counter's name is empty".to_owned(),
+                    format!("name counters after people or teams, for example: {EXAMPLE}"),
+                ));
+            }
+            if let Some(&first) = first_at.get(name) {
+                let (line, column) = crate::error::line_column(self.src, first);
+                return Err(self.error(
+                    key.start,
+                    format!("version counter \"{name}\" is set twice {context}"),
+                    format!("it is first set at {line}:{column}; remove one of them"),
+                ));
+            }
+            first_at.insert(name, key.start);
+            let n = self.uint(
+                value,
+                &format!("version counter \"{name}\""),
+                u64::MAX,
+                EXAMPLE,
+            )?;
+            out.insert(name.to_owned(), n);
+        }
+        Ok(out)
+    }
+
+    /// The main configuration file. Paths stay relative; the caller resolves them.
+    pub(crate) fn config(&self, root: &Node, config: &mut Config) -> Result<(), ConfigError> {
+        let fields = self.fields(
+            root,
+            "the configuration",
+            TOP_KEYS,
+            None,
+            "(max_age: \"30d\")",
+        )?;
+        let mut needs = Vec::new();
+        for field in fields {
+            let Some(value) = field.value.unwrap_option() else {
+                continue;
+            };
+            match field.key.as_str() {
+                "store" => {
+                    let example = "store: (path: \".trove\", max_size: \"20GiB\")";
+                    for f in self.fields(value, "`store`", STORE_KEYS, None, example)? {
+                        let Some(v) = f.value.unwrap_option() else {
+                            continue;
+                        };
+                        match f.key.as_str() {
+                            "path" => {
+                                config.store.path =
+                                    self.string(v, "`path`", "path: \".trove\"")?.into();
+                            }
+                            _ => config.store.max_size = Some(self.size(v, "max_size")?),
+                        }
+                    }
+                }
+                "max_age" => config.max_age = Some(self.duration(value, "max_age")?),
+                "versions" => config.versions = self.counters(value, "in the configuration")?,
+                "watch" => {
+                    let example = "watch: (roots: [\"src\", \"data\"], debounce_ms: 100)";
+                    for f in self.fields(value, "`watch`", WATCH_KEYS, None, example)? {
+                        let Some(v) = f.value.unwrap_option() else {
+                            continue;
+                        };
+                        match f.key.as_str() {
+                            "roots" => {
+                                config.watch.roots = self
+                                    .strings(v, "`roots`", "roots: [\"src\", \"data\"]")?
+                                    .into_iter()
+                                    .map(|(root, _)| root.into())
+                                    .collect();
+                            }
+                            _ => {
+                                let ms =
+                                    self.uint(v, "`debounce_ms`", u64::MAX, "debounce_ms: 100")?;
+                                config.watch.debounce = Duration::from_millis(ms);
+                            }
+                        }
+                    }
+                }
+                _ => self.recipes(value, config, &mut needs)?,
+            }
+        }
+        self.check_needs(config, &needs)
+    }
+
+    fn recipes(
+        &self,
+        node: &Node,
+        config: &mut Config,
+        needs: &mut Vec<NeedsAt>,
+    ) -> Result<(), ConfigError> {
+        const EXAMPLE: &str =
+            "recipes: { \"prices\": (command: [\"python3\", \"tools/prices.py\"]) }";
+        let Kind::Map(entries) = &node.kind else {
+            return Err(self.error(
+                node.start,
+                format!(
+                    "`recipes` must be a map `{{\"name\": (..)}}`, found {}",
+                    node.describe()
+                ),
+                format!("for example: {EXAMPLE}"),
+            ));
+        };
+        let mut first_at = BTreeMap::new();
+        for (key, value) in entries {
+            let name = self.recipe_name(key, EXAMPLE)?;
+            if let Some(&first) = first_at.get(name) {
+                let (line, column) = crate::error::line_column(self.src, first);
+                return Err(self.error(
+                    key.start,
+                    format!("recipe \"{name}\" is defined twice"),
+                    format!("it is first defined at {line}:{column}; merge the two"),
+                ));
+            }
+            first_at.insert(name, key.start);
+            let recipe = self.recipe(name, value, needs)?;
+            config.recipes.insert(name.to_owned(), recipe);
+        }
+        Ok(())
+    }
+
+    fn recipe_name<'n>(&self, key: &'n Node, example: &str) -> Result<&'n str, ConfigError> {
+        let name = self.string(key, "a recipe name", example)?;
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if name.is_empty() {
+            return Err(self.error(
+                key.start,
+                "a recipe name is empty".to_owned(),
+                format!("for example: {example}"),
+            ));
+        }
+        if let Some(bad) = name.chars().find(|&c| !valid(c)) {
+            return Err(self.error(
+                key.start,
+                format!("recipe name \"{name}\" contains {bad:?}"),
+                "recipe names may only contain letters, digits, `_`, `.` and `-`".to_owned(),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn recipe(
+        &self,
+        name: &str,
+        node: &Node,
+        needs: &mut Vec<NeedsAt>,
+    ) -> Result<RecipeConfig, ConfigError> {
+        let context = format!("recipe \"{name}\"");
+        let example =
+            "\"prices\": (command: [\"python3\", \"tools/prices.py\"], inputs: [\"data/*.csv\"])";
+        let mut recipe = RecipeConfig::new(name);
+        for f in self.fields(node, &context, RECIPE_KEYS, None, example)? {
+            let Some(v) = f.value.unwrap_option() else {
+                continue;
+            };
+            match f.key.as_str() {
+                "command" => {
+                    recipe.command = Some(self.command(
+                        v,
+                        "`command`",
+                        "command: [\"python3\", \"tools/prices.py\"]",
+                    )?);
+                }
+                "check" => {
+                    recipe.check = Some(self.command(
+                        v,
+                        "`check`",
+                        "check: [\"sh\", \"-c\", \"test -s \\\"$TROVE_OUTPUT\\\"\"]",
+                    )?);
+                }
+                "inputs" => {
+                    for (pattern, at) in
+                        self.strings(v, "`inputs`", "inputs: [\"data/**/*.csv\"]")?
+                    {
+                        if let Err(e) = globset::Glob::new(pattern) {
+                            return Err(self.error(
+                                at,
+                                format!("invalid glob {pattern:?} in `inputs`: {}", glob_reason(&e)),
+                                "globs look like \"tools/prices.py\", \"data/*.csv\" or \"data/**/*.{csv,tsv}\"; \
+                                 escape a literal `*`, `?`, `[` or `{` as `[*]`"
+                                    .to_owned(),
+                            ));
+                        }
+                        recipe.inputs.push(pattern.to_owned());
+                    }
+                }
+                "env" => {
+                    for (var, at) in self.strings(v, "`env`", "env: [\"MARKET\"]")? {
+                        let problem = if var.is_empty() {
+                            Some("an environment variable name is empty".to_owned())
+                        } else if var.contains('=') {
+                            Some(format!("environment variable name {var:?} contains `=`"))
+                        } else if var.contains('\0') {
+                            Some(format!(
+                                "environment variable name {var:?} contains a NUL byte"
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(message) = problem {
+                            return Err(self.error(
+                                at,
+                                message,
+                                "list variable names only, for example: env: [\"MARKET\"]; \
+                                 their values are read when the recipe runs"
+                                    .to_owned(),
+                            ));
+                        }
+                        recipe.env.push(var.to_owned());
+                    }
+                }
+                "needs" => {
+                    let entries = self.strings(v, "`needs`", "needs: [\"calendar\"]")?;
+                    needs.push(NeedsAt {
+                        recipe: name.to_owned(),
+                        entries: entries.iter().map(|&(n, at)| (n.to_owned(), at)).collect(),
+                    });
+                    recipe.needs = entries.into_iter().map(|(n, _)| n.to_owned()).collect();
+                }
+                "versions" => recipe.versions = self.counters(v, &format!("in {context}"))?,
+                "max_age" => recipe.max_age = Some(self.duration(v, "max_age")?),
+                _ => {
+                    let n = self.uint(v, "`version`", u64::from(u32::MAX), "version: 2")?;
+                    recipe.version = u32::try_from(n).unwrap_or(u32::MAX);
+                }
+            }
+        }
+        Ok(recipe)
+    }
+
+    /// Every `needs` entry names a recipe, and following them never loops.
+    fn check_needs(&self, config: &Config, needs: &[NeedsAt]) -> Result<(), ConfigError> {
+        for entry in needs {
+            for (need, at) in &entry.entries {
+                if !config.recipes.contains_key(need) {
+                    let hint = match suggest(need, config.recipes.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean \"{close}\"?"),
+                        None if config.recipes.is_empty() => {
+                            "no recipes are defined in `recipes`".to_owned()
+                        }
+                        None => format!(
+                            "defined recipes: {}; a recipe built by Rust code needs an entry too, \
+                             such as \"{need}\": ()",
+                            list(config.recipes.keys())
+                        ),
+                    };
+                    return Err(self.error(
+                        *at,
+                        format!(
+                            "recipe \"{}\" needs unknown recipe \"{need}\"",
+                            entry.recipe
+                        ),
+                        hint,
+                    ));
+                }
+            }
+        }
+        // Depth-first search in the order recipes are written, so the cycle
+        // reported is the first one a reader meets.
+        let at: BTreeMap<(&str, &str), usize> = needs
+            .iter()
+            .flat_map(|e| {
+                e.entries
+                    .iter()
+                    .map(|(n, at)| ((e.recipe.as_str(), n.as_str()), *at))
+            })
+            .collect();
+        let mut state: BTreeMap<&str, Visit> = BTreeMap::new();
+        for entry in needs {
+            let Some((name, _)) = config.recipes.get_key_value(&entry.recipe) else {
+                continue;
+            };
+            let mut stack = Vec::new();
+            if let Some(cycle) = find_cycle(config, name, &mut state, &mut stack) {
+                let last = &cycle[cycle.len() - 2..];
+                let offset = at
+                    .get(&(last[0].as_str(), last[1].as_str()))
+                    .copied()
+                    .unwrap_or(0);
+                return Err(self.error(
+                    offset,
+                    format!("recipes need each other in a cycle: {}", cycle.join(" -> ")),
+                    "a recipe cannot need itself, directly or through others; remove one of these `needs`"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `trove.local.ron` to `config`: counters replace the main file's per name.
+    pub(crate) fn local(&self, root: &Node, config: &mut Config) -> Result<(), ConfigError> {
+        let example = "(versions: { \"alice\": 4 })";
+        let forbidden = Some((TOP_KEYS, LOCAL_HINT));
+        for field in self.fields(root, "trove.local.ron", LOCAL_TOP_KEYS, forbidden, example)? {
+            let Some(value) = field.value.unwrap_option() else {
+                continue;
+            };
+            if field.key == "versions" {
+                config
+                    .versions
+                    .extend(self.counters(value, "in trove.local.ron")?);
+                continue;
+            }
+            let recipes_example = "recipes: { \"prices\": (versions: { \"alice\": 2 }) }";
+            let Kind::Map(entries) = &value.kind else {
+                return Err(self.error(
+                    value.start,
+                    format!(
+                        "`recipes` must be a map `{{\"name\": (..)}}`, found {}",
+                        value.describe()
+                    ),
+                    format!("for example: {recipes_example}"),
+                ));
+            };
+            for (key, value) in entries {
+                let name = self.recipe_name(key, recipes_example)?;
+                let Some(recipe) = config.recipes.get_mut(name) else {
+                    let hint = match suggest(name, config.recipes.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean \"{close}\"?"),
+                        None => format!(
+                            "trove.local.ron can only bump counters of recipes in trove.ron; add \"{name}\": () to its `recipes`"
+                        ),
+                    };
+                    return Err(self.error(
+                        key.start,
+                        format!("trove.local.ron names unknown recipe \"{name}\""),
+                        hint,
+                    ));
+                };
+                let context = format!("recipe \"{name}\"");
+                let forbidden = Some((RECIPE_KEYS, LOCAL_HINT));
+                for f in self.fields(
+                    value,
+                    &context,
+                    LOCAL_RECIPE_KEYS,
+                    forbidden,
+                    recipes_example,
+                )? {
+                    if let Some(v) = f.value.unwrap_option() {
+                        recipe
+                            .versions
+                            .extend(self.counters(v, &format!("in {context}"))?);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    InProgress,
+    Done,
+}
+
+/// Returns the first cycle reachable from `name`, as `a -> b -> a` names.
+fn find_cycle<'c>(
+    config: &'c Config,
+    name: &'c str,
+    state: &mut BTreeMap<&'c str, Visit>,
+    stack: &mut Vec<&'c str>,
+) -> Option<Vec<String>> {
+    match state.get(name) {
+        Some(Visit::Done) => return None,
+        Some(Visit::InProgress) => {
+            let from = stack.iter().position(|&n| n == name).unwrap_or(0);
+            let mut cycle: Vec<String> = stack[from..].iter().map(|&n| n.to_owned()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        None => {}
+    }
+    state.insert(name, Visit::InProgress);
+    stack.push(name);
+    if let Some(recipe) = config.recipes.get(name) {
+        for need in &recipe.needs {
+            if let Some(cycle) = find_cycle(config, need, state, stack) {
+                return Some(cycle);
+            }
+        }
+    }
+    stack.pop();
+    state.insert(name, Visit::Done);
+    None
+}
+
+/// The known word closest to `word`, if one is close enough to be a typo.
+pub(crate) fn suggest<'k>(word: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(word, k), k))
+        .filter(|&(score, _)| score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    items
+        .into_iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// globset's message without the pattern it repeats.
+fn glob_reason(e: &globset::Error) -> String {
+    e.kind().to_string()
+}
