@@ -31,3 +31,4 @@ pub use config::{
 };
 pub use error::ConfigError;
 pub use units::{format_duration, parse_duration, parse_size};
+pub use schema::need_var;

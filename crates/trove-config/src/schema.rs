@@ -496,6 +496,27 @@ impl Reader<'_> {
                 }
             }
         }
+        // Each need reaches its command as $TROVE_NEED_<NAME>, upper-cased with every
+        // other character as `_`: two needs of one recipe must not share a variable.
+        for entry in needs {
+            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+            for (need, at) in &entry.entries {
+                let var = need_var(need);
+                if let Some(first) = seen.insert(var.clone(), need)
+                    && first != need
+                {
+                    return Err(self.error(
+                        *at,
+                        format!(
+                            "recipe \"{}\" needs \"{first}\" and \"{need}\", which would share ${var}",
+                            entry.recipe
+                        ),
+                        "rename one of the two recipes so their names differ in more than punctuation or case"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
         // Depth-first search in the order recipes are written, so the cycle
         // reported is the first one a reader meets.
         let at: BTreeMap<(&str, &str), usize> = needs
@@ -648,4 +669,18 @@ fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 /// globset's message without the pattern it repeats.
 fn glob_reason(e: &globset::Error) -> String {
     e.kind().to_string()
+}
+
+/// The environment variable a needed recipe's output path is passed in:
+/// `TROVE_NEED_` and the name upper-cased, every other character as `_`.
+pub fn need_var(name: &str) -> String {
+    let mut var = String::from("TROVE_NEED_");
+    var.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    var
 }

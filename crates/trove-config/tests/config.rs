@@ -444,6 +444,15 @@ fn cycles_in_needs_are_named() {
 }
 
 #[test]
+fn two_needs_that_would_share_an_environment_variable_are_refused() {
+    check(
+        "(recipes: {\"a.b\": (), \"a-b\": (), \"p\": (needs: [\"a-b\", $0\"a.b\"])})",
+        "which would share $TROVE_NEED_A_B",
+        "rename one of the two recipes",
+    );
+}
+
+#[test]
 fn commands_must_not_be_empty() {
     check(
         "(recipes: {\"p\": (command: $0[])})",
