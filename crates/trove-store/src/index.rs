@@ -85,9 +85,31 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
     Ok(Ok(conn))
 }
 
+/// [`open`], retried while another process holds a lock the busy handler does not wait
+/// for: switching a fresh database to WAL needs an exclusive lock and SQLite answers
+/// `SQLITE_BUSY` at once when several processes create one store at the same moment.
+fn open_waiting(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match open(path) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the index, moving a corrupt one to `quarantine` and starting afresh.
 pub(crate) fn open_or_recover(path: &Path, quarantine: &Path) -> Result<Connection, StoreError> {
-    let first = match open(path) {
+    let first = match open_waiting(path) {
         Ok(r) => r,
         Err(e) if is_corruption(&e) => {
             tracing::warn!(
