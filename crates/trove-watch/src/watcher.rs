@@ -1,16 +1,17 @@
-//! The watcher: notify's recommended backend behind the full debouncer, with trove's
-//! filter in front of the consumer.
+//! The watcher: notify's recommended backend, behind the full debouncer (for people) or
+//! delivering every event at once (for the engine's invalidation), with trove's filter in
+//! front of the consumer.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ignore::WalkBuilder;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache};
 
 use crate::filter::{Filter, GITIGNORE};
@@ -24,7 +25,10 @@ pub struct WatchOptions {
     /// Directories watched recursively. Each must exist; symlinks are resolved.
     pub roots: Vec<PathBuf>,
     /// How long a path must stay quiet before its change is delivered; changes within
-    /// one window arrive in one batch. At least 10 ms (shorter values are raised).
+    /// one window arrive in one batch. At least 10 ms (shorter values are raised), except
+    /// `Duration::ZERO`: every event is delivered as soon as the OS reports it (what an
+    /// engine invalidating its memory tier wants: no window in which a change is known to
+    /// the OS but not yet to the consumer).
     pub debounce: Duration,
     /// Directories whose contents are never reported, such as the store. Relative paths
     /// are taken from the current directory; they need not exist yet.
@@ -82,13 +86,18 @@ pub enum WatchError {
     },
 }
 
+enum Backend {
+    Debounced(Debouncer<RecommendedWatcher, RecommendedCache>),
+    Immediate(RecommendedWatcher),
+}
+
 /// A running watcher. Events go to the callback given to [`Watcher::start`], on the
 /// watcher's own thread. Dropping the watcher stops watching; once the drop returns the
 /// callback is not called again and has been dropped.
 pub struct Watcher {
     roots: Vec<PathBuf>,
     filter: Arc<RwLock<Filter>>,
-    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    backend: Option<Backend>,
     /// The thread that runs the callback, known after its first call.
     callback_thread: Arc<OnceLock<ThreadId>>,
 }
@@ -144,29 +153,45 @@ impl Watcher {
             on_event,
             callback_thread: Arc::clone(&callback_thread),
         };
-        let mut debouncer = notify_debouncer_full::new_debouncer(
-            opts.debounce.max(MIN_DEBOUNCE),
-            None,
-            move |result: DebounceEventResult| deliver.handle(result),
-        )
-        .map_err(|source| WatchError::Notify {
+        let notify_error = |source| WatchError::Notify {
             path: opts.roots.first().cloned().unwrap_or_default(),
             source,
-        })?;
+        };
+        let mut backend = if opts.debounce.is_zero() {
+            let watcher =
+                notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+                    let batch = result
+                        .map(|event| vec![DebouncedEvent::new(event, Instant::now())])
+                        .map_err(|error| vec![error]);
+                    deliver.handle(batch);
+                })
+                .map_err(notify_error)?;
+            Backend::Immediate(watcher)
+        } else {
+            let debouncer = notify_debouncer_full::new_debouncer(
+                opts.debounce.max(MIN_DEBOUNCE),
+                None,
+                move |result: DebounceEventResult| deliver.handle(result),
+            )
+            .map_err(notify_error)?;
+            Backend::Debounced(debouncer)
+        };
         for root in &roots {
             // notify's `watch` returns once the recursive watch is registered.
-            debouncer
-                .watch(root, RecursiveMode::Recursive)
-                .map_err(|source| WatchError::Notify {
-                    path: root.clone(),
-                    source,
-                })?;
+            let registered = match &mut backend {
+                Backend::Debounced(d) => d.watch(root, RecursiveMode::Recursive),
+                Backend::Immediate(w) => w.watch(root, RecursiveMode::Recursive),
+            };
+            registered.map_err(|source| WatchError::Notify {
+                path: root.clone(),
+                source,
+            })?;
         }
         tracing::debug!(roots = ?roots, "watching");
         Ok(Watcher {
             roots,
             filter,
-            debouncer: Some(debouncer),
+            backend: Some(backend),
             callback_thread,
         })
     }
@@ -193,8 +218,11 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        let Some(debouncer) = self.debouncer.take() else {
-            return;
+        let debouncer = match self.backend.take() {
+            None => return,
+            // Dropping notify's watcher ends its event thread.
+            Some(Backend::Immediate(watcher)) => return drop(watcher),
+            Some(Backend::Debounced(debouncer)) => debouncer,
         };
         if self.callback_thread.get() == Some(&thread::current().id()) {
             // Dropped from inside the callback: joining our own thread would deadlock.

@@ -89,6 +89,38 @@ fn editing_a_file_delivers_its_path() {
 }
 
 #[test]
+fn with_no_debounce_every_change_is_delivered_as_it_happens() {
+    let fx = Fixture::with_options(
+        |dir| fs::write(dir.join("a.csv"), "1").unwrap(),
+        |options| options.debounce = Duration::ZERO,
+    );
+    fs::write(fx.path("a.csv"), "2").unwrap();
+    fx.paths_until(&fx.path("a.csv"));
+    // Ignored paths stay ignored without the debouncer too.
+    fs::write(fx.path(".gitignore"), "*.tmp\n").unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        match fx.events.recv_timeout(TIMEOUT) {
+            Ok(WatchEvent::Rescan { .. }) => break,
+            Ok(WatchEvent::Changed(_)) => continue,
+            Err(e) => panic!("no rescan after editing .gitignore: {e}"),
+        }
+    }
+    fs::write(fx.path("x.tmp"), "1").unwrap();
+    fs::write(fx.path("b.csv"), "1").unwrap();
+    // Each event of the .gitignore write may ask for its own rescan; skip those.
+    let mut seen = Vec::new();
+    while !seen.contains(&fx.path("b.csv")) {
+        match fx.events.recv_timeout(TIMEOUT) {
+            Ok(WatchEvent::Changed(paths)) => seen.extend(paths),
+            Ok(WatchEvent::Rescan { .. }) => {}
+            Err(e) => panic!("b.csv not reported; got {seen:?}: {e}"),
+        }
+    }
+    assert!(!seen.contains(&fx.path("x.tmp")), "{seen:?}");
+}
+
+#[test]
 fn a_batch_is_sorted_and_names_each_path_once() {
     let fx = Fixture::new(|_| {});
     for name in ["c", "a", "b"] {
