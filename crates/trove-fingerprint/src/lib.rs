@@ -1,1 +1,101 @@
-//! trove-fingerprint
+//! Canonical argument encoding, cache keys, and sound file, directory and glob
+//! fingerprints for trove.
+//!
+//! Architecture invariant: everything here is deterministic and platform independent in
+//! what it *encodes* (keys, digests, recorded states); the only IO is reading the files
+//! whose state it fingerprints.
+
+mod canonical;
+mod file;
+mod listing;
+mod source;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use canonical::{ENCODING_VERSION, EncodeError, encode};
+pub use file::{
+    FileCheck, FileKind, FileState, RACY_WINDOW_NS, Stat, check_file, fingerprint_file, now_ns,
+    read_file,
+};
+pub use listing::{GlobError, ListingState, compile_glob, glob, glob_base, list_dir};
+pub use source::{emit_source_digest, source_digest};
+
+/// A blake3 digest: a key, a content hash, an output digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// blake3 of `bytes` (all cores for large inputs).
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        let mut h = blake3::Hasher::new();
+        if bytes.len() >= 1 << 20 {
+            h.update_rayon(bytes);
+        } else {
+            h.update(bytes);
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// The first eight hex digits, for people.
+    pub fn short(&self) -> String {
+        self.hex()[..8].to_owned()
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Digest(out))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.short())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+/// The cache key of `recipe` applied to `args`: blake3 (keyed by the purpose string
+/// `"trove key v1"`) over the length-prefixed recipe name and the canonical encoding of
+/// the arguments.
+///
+/// ```
+/// let a = trove_fingerprint::key_of("table", &("eu", 2024u32)).unwrap();
+/// let b = trove_fingerprint::key_of("table", &("eu", 2025u32)).unwrap();
+/// assert_ne!(a, b);
+/// ```
+pub fn key_of<A: Serialize + ?Sized>(recipe: &str, args: &A) -> Result<Digest, EncodeError> {
+    let encoded = encode(args)?;
+    Ok(key_of_encoded(recipe, &encoded))
+}
+
+/// The key of a recipe and already canonically encoded arguments.
+pub fn key_of_encoded(recipe: &str, encoded_args: &[u8]) -> Digest {
+    let mut h = blake3::Hasher::new_derive_key("trove key v1");
+    h.update(&(recipe.len() as u64).to_le_bytes());
+    h.update(recipe.as_bytes());
+    h.update(encoded_args);
+    Digest(*h.finalize().as_bytes())
+}
