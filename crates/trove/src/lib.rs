@@ -1,1 +1,59 @@
-//! trove
+//! trove builds, caches and serves expensive immutable objects the way a build system
+//! serves build outputs.
+//!
+//! A [`Recipe`] builds an object from arguments through a tracked context ([`Cx`]) that
+//! records every input the build touched. The [`Engine`] keeps the object in memory (one
+//! `Arc` per object per process) and in a content-addressed store on disk, and serves it
+//! again only while every recorded input is unchanged; otherwise it rebuilds it, exactly
+//! once however many threads and processes ask at the same time. Every answer carries its
+//! [`Reason`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use trove::{BuildError, Cx, Engine, Recipe};
+//!
+//! #[derive(Clone)]
+//! struct Total;
+//!
+//! impl Recipe for Total {
+//!     const NAME: &'static str = "total";
+//!     const VERSION: u32 = 1;
+//!     type Args = String;
+//!     type Output = f64;
+//!     fn build(&self, cx: &mut Cx, path: &String) -> Result<f64, BuildError> {
+//!         let text = cx.read_to_string(path)?;
+//!         Ok(text.lines().filter_map(|l| l.parse::<f64>().ok()).sum())
+//!     }
+//! }
+//!
+//! let engine = Engine::open_in(".".as_ref())?;
+//! let served = engine.get_explained(&Total, &"data/prices.txt".to_owned())?;
+//! println!("{} ({})", served.value, served.reason); // "42 (built: no entry)"
+//! # Ok::<(), trove::Error>(())
+//! ```
+
+mod admin;
+mod codec;
+mod command;
+mod cx;
+mod engine;
+mod error;
+mod flight;
+mod memory;
+mod modules;
+mod reason;
+mod recipe;
+mod trace;
+mod watch;
+
+pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
+pub use command::CommandRecipe;
+pub use cx::{Cx, Module};
+pub use engine::{Engine, Options, Served};
+pub use error::Error;
+pub use reason::{Reason, Residency, Why};
+pub use recipe::{BuildError, Recipe, Sources};
+pub use trove_config::Config;
+pub use trove_fingerprint::Digest;
+pub use trove_store::VerifyReport;
+pub use watch::WatchGuard;

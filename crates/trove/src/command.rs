@@ -1,0 +1,182 @@
+//! Command recipes: a recipe from the configuration whose object is a command's stdout.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use trove_config::RecipeConfig;
+
+use crate::{BuildError, Cx, Recipe};
+
+/// Depfiles larger than this are refused (a depfile lists paths, not data).
+const DEPFILE_MAX_BYTES: usize = 64 << 20;
+
+/// A recipe defined by the configuration: runs `command` (argv, no shell) in the
+/// configuration's directory with the extra arguments appended; stdout is the object.
+#[derive(Clone, Debug)]
+pub struct CommandRecipe {
+    name: String,
+    config: RecipeConfig,
+}
+
+impl CommandRecipe {
+    /// The recipe `name` as configured.
+    pub fn new(name: &str, config: RecipeConfig) -> CommandRecipe {
+        CommandRecipe {
+            name: name.to_owned(),
+            config,
+        }
+    }
+
+    /// The environment variable that carries a needed recipe's output path:
+    /// `TROVE_NEED_` and the name upper-cased, non-alphanumerics as `_`.
+    pub fn need_var(name: &str) -> String {
+        let mut var = String::from("TROVE_NEED_");
+        var.extend(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        }));
+        var
+    }
+}
+
+static SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+/// A scratch file path for this process (depfiles, outputs handed to `check`).
+fn scratch_path(dir: &Path, what: &str) -> PathBuf {
+    let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        "trove-{what}-{}-{n}-{}",
+        std::process::id(),
+        trove_fingerprint::now_ns()
+    ))
+}
+
+/// Removes a scratch file when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Recipe for CommandRecipe {
+    const NAME: &'static str = "command";
+    const VERSION: u32 = 1;
+    type Args = Vec<String>;
+    type Output = Vec<u8>;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> u32 {
+        self.config.version
+    }
+
+    fn max_age(&self) -> Option<std::time::Duration> {
+        self.config.max_age
+    }
+
+    fn build(&self, cx: &mut Cx, args: &Vec<String>) -> Result<Vec<u8>, BuildError> {
+        let Some(argv) = self.config.command.as_ref().filter(|a| !a.is_empty()) else {
+            return Err(BuildError::msg(format!(
+                "recipe `{}` has no command: it is built by library code",
+                self.name
+            )));
+        };
+        let dir = cx.engine.root().to_path_buf();
+        let tmp = std::env::temp_dir();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut scratch = Vec::new();
+        for need in &self.config.needs {
+            let Some(rc) = cx.engine.config().recipes.get(need).cloned() else {
+                return Err(BuildError::msg(format!(
+                    "recipe `{}` needs unknown recipe `{need}`",
+                    self.name
+                )));
+            };
+            let needed = CommandRecipe::new(need, rc);
+            let bytes = cx.get(&needed, &Vec::new())?;
+            let path = scratch_path(&tmp, "need");
+            std::fs::write(&path, bytes.as_slice()).map_err(|source| BuildError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            command.env(CommandRecipe::need_var(need), &path);
+            scratch.push(Scratch(path));
+        }
+        let depfile = Scratch(scratch_path(&tmp, "depfile"));
+        command.env("TROVE_DEPFILE", &depfile.0);
+        let output = command.output().map_err(|source| BuildError::Io {
+            path: PathBuf::from(&argv[0]),
+            source,
+        })?;
+        if !output.status.success() {
+            return Err(BuildError::CommandFailed {
+                command: argv.join(" "),
+                code: output.status.code(),
+            });
+        }
+        cx.track_depfile(&depfile.0, &dir)?;
+        Ok(output.stdout)
+    }
+
+    fn check(&self, object: &Vec<u8>) -> Result<(), String> {
+        let Some(argv) = self.config.check.as_ref().filter(|a| !a.is_empty()) else {
+            return Ok(());
+        };
+        let out = Scratch(scratch_path(&std::env::temp_dir(), "output"));
+        std::fs::write(&out.0, object)
+            .map_err(|e| format!("cannot write the object for check: {e}"))?;
+        let status = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("TROVE_OUTPUT", &out.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| format!("cannot run check `{}`: {e}", argv.join(" ")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{}` exited with {status}", argv.join(" ")))
+        }
+    }
+}
+
+/// Parses a depfile: one path a line, exactly as written (paths may contain spaces);
+/// blank lines are skipped and a trailing `\r` dropped.
+pub(crate) fn parse_depfile(bytes: &[u8]) -> Result<Vec<String>, String> {
+    if bytes.len() > DEPFILE_MAX_BYTES {
+        return Err(format!(
+            "depfile is {} bytes; the limit is {DEPFILE_MAX_BYTES}",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("depfile is not UTF-8 (byte {})", e.valid_up_to()))?;
+    let mut paths = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.contains('\0') {
+            return Err(format!("depfile line {} contains a NUL byte", n + 1));
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        paths.push(line.to_owned());
+    }
+    Ok(paths)
+}

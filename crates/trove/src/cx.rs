@@ -1,0 +1,284 @@
+//! The tracked build context.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use trove_fingerprint::{FileState, read_file};
+
+use crate::engine::Engine;
+use crate::trace::{Input, Role, Trace};
+use crate::{BuildError, Recipe};
+
+/// What a recipe reads its inputs through. Every call records the input and the state it
+/// had, so the object is served again only while all of them are unchanged.
+pub struct Cx {
+    pub(crate) engine: Engine,
+    pub(crate) root: PathBuf,
+    pub(crate) trace: Trace,
+    /// Set when an input changed while it was read: the result is returned, not stored.
+    pub(crate) unstable: Option<String>,
+}
+
+/// A module loaded by [`Cx::load_module`].
+#[derive(Debug)]
+pub enum Module {
+    /// A shared library, loaded.
+    Library(libloading::Library),
+    /// A script or other non-library module: its bytes.
+    Script(Vec<u8>),
+}
+
+impl Cx {
+    pub(crate) fn new(engine: Engine, root: PathBuf) -> Cx {
+        Cx {
+            engine,
+            root,
+            trace: Trace::default(),
+            unstable: None,
+        }
+    }
+
+    /// The absolute path of `path` (relative paths are relative to the engine's root).
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    fn record_file(&mut self, role: Role, path: &Path, state: FileState, stable: bool) {
+        if !stable && matches!(state, FileState::Present { .. }) {
+            self.unstable = Some(path.display().to_string());
+        }
+        self.trace.push(Input::File {
+            role,
+            path: path.to_string_lossy().into_owned(),
+            state,
+        });
+    }
+
+    fn read_as(&mut self, role: Role, path: &Path) -> Result<Option<Vec<u8>>, BuildError> {
+        let abs = self.resolve(path);
+        let (bytes, state, stable) = read_file(&abs).map_err(|source| BuildError::Io {
+            path: abs.clone(),
+            source,
+        })?;
+        let present = matches!(state, FileState::Present { .. });
+        let not_a_file = matches!(state, FileState::NotAFile { .. });
+        self.record_file(role, &abs, state, stable);
+        if not_a_file {
+            return Err(BuildError::Io {
+                path: abs,
+                source: std::io::Error::other("not a regular file"),
+            });
+        }
+        Ok(present.then_some(bytes))
+    }
+
+    /// Reads a file whole, tracked. A missing file is recorded too (creating it later
+    /// invalidates) and returned as an error.
+    pub fn read(&mut self, path: impl AsRef<Path>) -> Result<Vec<u8>, BuildError> {
+        let path = path.as_ref();
+        self.read_as(Role::Data, path)?
+            .ok_or_else(|| BuildError::Io {
+                path: self.resolve(path),
+                source: std::io::ErrorKind::NotFound.into(),
+            })
+    }
+
+    /// Reads a UTF-8 file whole, tracked.
+    pub fn read_to_string(&mut self, path: impl AsRef<Path>) -> Result<String, BuildError> {
+        let path = path.as_ref();
+        let bytes = self.read(path)?;
+        String::from_utf8(bytes).map_err(|e| BuildError::Io {
+            path: self.resolve(path),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    /// Reads a file that may be absent: `Ok(None)` when it is, and its absence is tracked.
+    pub fn try_read(&mut self, path: impl AsRef<Path>) -> Result<Option<Vec<u8>>, BuildError> {
+        self.read_as(Role::Data, path.as_ref())
+    }
+
+    /// Opens a file for streaming, tracked: its content is fingerprinted first, and if it
+    /// changes before the build ends the result is not stored.
+    pub fn open(&mut self, path: impl AsRef<Path>) -> Result<File, BuildError> {
+        let abs = self.resolve(path);
+        self.track_file_as(Role::Data, &abs)?;
+        File::open(&abs).map_err(|source| BuildError::Io { path: abs, source })
+    }
+
+    /// Records a file (or its absence) as an input without reading it into the build:
+    /// for files a build hands to something else (a command, a library).
+    pub fn track_file(&mut self, path: impl AsRef<Path>) -> Result<(), BuildError> {
+        let abs = self.resolve(path);
+        self.track_file_as(Role::Data, &abs)
+    }
+
+    pub(crate) fn track_file_as(&mut self, role: Role, abs: &Path) -> Result<(), BuildError> {
+        let (state, stable) =
+            trove_fingerprint::fingerprint_file(abs).map_err(|source| BuildError::Io {
+                path: abs.to_path_buf(),
+                source,
+            })?;
+        self.record_file(role, abs, state, stable);
+        Ok(())
+    }
+
+    /// Lists a directory, tracked: a name appearing or disappearing invalidates. Returns
+    /// sorted names, directories with a trailing `/`; an absent directory lists nothing.
+    pub fn read_dir(&mut self, path: impl AsRef<Path>) -> Result<Vec<String>, BuildError> {
+        let abs = self.resolve(path);
+        let (names, state) =
+            trove_fingerprint::list_dir(&abs).map_err(|source| BuildError::Io {
+                path: abs.clone(),
+                source,
+            })?;
+        self.trace.push(Input::Dir {
+            path: abs.to_string_lossy().into_owned(),
+            state,
+        });
+        Ok(names)
+    }
+
+    /// Matches a glob under the engine's root, honouring `.gitignore`: the set of matches
+    /// and each matched file are tracked. Returns absolute paths, sorted.
+    pub fn glob(&mut self, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
+        let root = self.root.clone();
+        self.glob_in(&root, pattern, Role::Data)
+    }
+
+    pub(crate) fn glob_in(
+        &mut self,
+        root: &Path,
+        pattern: &str,
+        role: Role,
+    ) -> Result<Vec<PathBuf>, BuildError> {
+        let exclude = vec![self.engine.store_root().to_path_buf()];
+        let (names, state) = trove_fingerprint::glob(root, pattern, &exclude)?;
+        self.trace.push(Input::Glob {
+            root: root.to_string_lossy().into_owned(),
+            pattern: pattern.to_owned(),
+            state,
+        });
+        let mut paths = Vec::with_capacity(names.len());
+        for name in names {
+            let abs = root.join(&name);
+            self.track_file_as(role, &abs)?;
+            paths.push(abs);
+        }
+        Ok(paths)
+    }
+
+    /// Reads an environment variable, tracked (its absence too).
+    pub fn env(&mut self, name: &str) -> Option<String> {
+        let value = std::env::var(name).ok();
+        self.trace.push(Input::Env {
+            name: name.to_owned(),
+            value: value.clone(),
+        });
+        value
+    }
+
+    /// Reads a script or other module as bytes, tracked as a module input.
+    pub fn load_script(&mut self, path: impl AsRef<Path>) -> Result<Vec<u8>, BuildError> {
+        let path = path.as_ref();
+        self.read_as(Role::Module, path)?
+            .ok_or_else(|| BuildError::Module {
+                path: self.resolve(path),
+                message: "not found".into(),
+            })
+    }
+
+    /// Loads a module, tracked: a shared library (`.so`, `.dylib`, `.dll`) is loaded with
+    /// `libloading`; anything else is read as a script.
+    ///
+    /// # Safety
+    /// Loading a shared library runs its initialisers and lets the caller call into it;
+    /// the same contract as [`libloading::Library::new`] applies.
+    pub unsafe fn load_module(&mut self, path: impl AsRef<Path>) -> Result<Module, BuildError> {
+        let abs = self.resolve(path);
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_library = name.ends_with(".so")
+            || name.contains(".so.")
+            || name.ends_with(".dylib")
+            || name.ends_with(".dll");
+        if !is_library {
+            return self.load_script(&abs).map(Module::Script);
+        }
+        self.track_file_as(Role::Module, &abs)?;
+        // SAFETY: forwarded to the caller by this function's contract.
+        let lib = unsafe { libloading::Library::new(&abs) }.map_err(|e| BuildError::Module {
+            path: abs.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Module::Library(lib))
+    }
+
+    /// Gets another object, tracked by its output digest: if it is rebuilt but comes out
+    /// byte-identical, this object stays valid (early cutoff).
+    pub fn get<R: Recipe>(
+        &mut self,
+        recipe: &R,
+        args: &R::Args,
+    ) -> Result<Arc<R::Output>, BuildError> {
+        let served = self
+            .engine
+            .serve(recipe, args)
+            .map_err(|e| BuildError::Dependency(Box::new(e)))?;
+        self.trace.push(Input::Object {
+            recipe: recipe.name().to_owned(),
+            args_display: served.args.clone(),
+            args: postcard::to_allocvec(args).unwrap_or_default(),
+            key: served.key,
+            output: served.digest,
+        });
+        Ok(served.value)
+    }
+
+    /// Declares a volatile source (a URL, a clock): the object expires `ttl` after it was
+    /// built, whatever else holds.
+    pub fn volatile(&mut self, name: &str, ttl: Duration) {
+        self.trace.push(Input::Volatile {
+            name: name.to_owned(),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
+    /// Reads a depfile (one path a line, ninja/make style without targets, relative to
+    /// `base`) and tracks every file it names, absent ones included. The depfile itself is
+    /// not an input.
+    pub fn track_depfile(&mut self, depfile: &Path, base: &Path) -> Result<usize, BuildError> {
+        let text = match std::fs::read(depfile) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(BuildError::Io {
+                    path: depfile.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let paths = crate::command::parse_depfile(&text).map_err(|message| BuildError::Io {
+            path: depfile.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+        })?;
+        for p in &paths {
+            let abs = if Path::new(p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                base.join(p)
+            };
+            self.track_file_as(Role::Data, &abs)?;
+        }
+        Ok(paths.len())
+    }
+}

@@ -1,0 +1,67 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::BuildError;
+
+/// Why a request could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The arguments could not be encoded into a key.
+    #[error("recipe `{recipe}`: {source}")]
+    Encode {
+        /// The recipe.
+        recipe: String,
+        /// The cause.
+        source: trove_fingerprint::EncodeError,
+    },
+    /// The recipe's build failed; nothing was stored.
+    #[error("recipe `{recipe}` {args} failed: {source}")]
+    Build {
+        /// The recipe.
+        recipe: String,
+        /// Its arguments, for people.
+        args: String,
+        /// The cause.
+        source: BuildError,
+    },
+    /// The build panicked (reported to callers that waited for it).
+    #[error("the build of key {key} panicked")]
+    Panicked {
+        /// Short key.
+        key: String,
+    },
+    /// A recipe asked, directly or not, for the object it is building.
+    #[error("dependency cycle: recipe `{recipe}` asked for an object it is itself building")]
+    Cycle {
+        /// The recipe.
+        recipe: String,
+    },
+    /// Two recipes with one name but different output types.
+    #[error("recipe `{recipe}`: the cached object has another type (two recipes share this name?)")]
+    TypeMismatch {
+        /// The recipe.
+        recipe: String,
+    },
+    /// The store failed in a way that prevents answering.
+    #[error(transparent)]
+    Store(#[from] trove_store::StoreError),
+    /// A configuration problem found by the engine (e.g. an unknown recipe).
+    #[error("{0}")]
+    Config(String),
+    /// IO outside the store.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The watcher could not start.
+    #[error(transparent)]
+    Watch(#[from] trove_watch::WatchError),
+    /// A failure another caller met while this one waited for it.
+    #[error("{0}")]
+    Shared(Arc<Error>),
+}

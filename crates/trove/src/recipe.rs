@@ -1,0 +1,166 @@
+//! The `Recipe` trait: a named, versioned way to build one kind of object.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Cx;
+
+/// A named, versioned way to build one kind of object from arguments.
+///
+/// ```
+/// use trove::{BuildError, Cx, Recipe};
+///
+/// #[derive(Clone)]
+/// struct LineCount;
+///
+/// impl Recipe for LineCount {
+///     const NAME: &'static str = "line-count";
+///     const VERSION: u32 = 1;
+///     type Args = String; // a path
+///     type Output = u64;
+///     fn build(&self, cx: &mut Cx, path: &String) -> Result<u64, BuildError> {
+///         let text = cx.read(path)?; // tracked: editing the file rebuilds
+///         Ok(text.iter().filter(|&&b| b == b'\n').count() as u64)
+///     }
+/// }
+/// ```
+pub trait Recipe: Clone + Send + Sync + 'static {
+    /// The recipe's name; part of every key it makes. Unique within an engine.
+    const NAME: &'static str;
+    /// Bump when the code's meaning changes: objects built by another version are stale.
+    const VERSION: u32;
+    /// The arguments, canonically encoded into the key.
+    type Args: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The object. `Vec<u8>` is stored raw, without a copy through serde.
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Builds the object. Every input must be read through `cx` to be tracked.
+    fn build(&self, cx: &mut Cx, args: &Self::Args) -> Result<Self::Output, BuildError>;
+
+    /// Invariants an object must satisfy before it is served from disk. A failure
+    /// quarantines that stored object and rebuilds it.
+    fn check(&self, _object: &Self::Output) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The name used in keys. Defaults to [`Recipe::NAME`]; recipes made at run time (the
+    /// configuration's command recipes) override it.
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    /// The version used for validation. Defaults to [`Recipe::VERSION`].
+    fn version(&self) -> u32 {
+        Self::VERSION
+    }
+
+    /// The source files this recipe's code lives in: editing them invalidates its objects.
+    fn sources(&self) -> Sources {
+        Sources::NONE
+    }
+
+    /// How long an object of this recipe may be served after it was built. Overridden by
+    /// the configuration's `max_age` for this recipe; the global `max_age` applies when
+    /// neither says.
+    fn max_age(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Where a recipe's code lives, so editing it invalidates the recipe's objects.
+///
+/// When the files are on disk they are fingerprinted like any data file (and watched);
+/// when the binary runs without them, the digest its build script embedded stands in (see
+/// [`trove_fingerprint::emit_source_digest`]).
+///
+/// ```
+/// use trove::Sources;
+/// const TABLE: Sources = Sources::new(
+///     env!("CARGO_MANIFEST_DIR"),
+///     &["src/table/**/*.rs"],
+///     option_env!("TROVE_SOURCES_TABLE"),
+/// );
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Sources {
+    /// The directory the globs are relative to (usually `env!("CARGO_MANIFEST_DIR")`).
+    pub root: &'static str,
+    /// Globs of source files.
+    pub globs: &'static [&'static str],
+    /// The hex digest embedded at compile time, if the build script made one.
+    pub embedded: Option<&'static str>,
+}
+
+impl Sources {
+    /// No source tracking.
+    pub const NONE: Sources = Sources {
+        root: "",
+        globs: &[],
+        embedded: None,
+    };
+
+    /// Source files under `root` matched by `globs`, with an optional embedded digest.
+    pub const fn new(
+        root: &'static str,
+        globs: &'static [&'static str],
+        embedded: Option<&'static str>,
+    ) -> Sources {
+        Sources {
+            root,
+            globs,
+            embedded,
+        }
+    }
+
+    pub(crate) fn is_none(&self) -> bool {
+        self.globs.is_empty()
+    }
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Reading a tracked input failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The input.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A glob was malformed or its walk failed.
+    #[error(transparent)]
+    Glob(#[from] trove_fingerprint::GlobError),
+    /// A dependency could not be served.
+    #[error("dependency failed: {0}")]
+    Dependency(Box<crate::Error>),
+    /// The recipe's own failure.
+    #[error("{0}")]
+    Failed(String),
+    /// A command recipe's command exited unsuccessfully (nothing is cached).
+    #[error("`{command}` exited with {}", code.map_or("a signal".to_owned(), |c| format!("code {c}")))]
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// Its exit code, `None` when a signal ended it.
+        code: Option<i32>,
+    },
+    /// A module could not be loaded.
+    #[error("cannot load module {}: {message}", path.display())]
+    Module {
+        /// The module.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl BuildError {
+    /// A recipe's own failure with a message.
+    pub fn msg(message: impl std::fmt::Display) -> BuildError {
+        BuildError::Failed(message.to_string())
+    }
+}

@@ -1,0 +1,98 @@
+//! A trace: every input one build touched, each with the fingerprint it had.
+//!
+//! Traces are stored in the index as opaque bytes: a format byte, then postcard. A reader
+//! that meets another format byte treats the variant as a miss, never as garbage.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use trove_fingerprint::{Digest, FileState, ListingState};
+
+/// The trace format this code writes and reads.
+pub(crate) const TRACE_FORMAT: u8 = 1;
+
+/// Why a file was read, for explanations and for the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Role {
+    /// A data file read by the recipe (or declared in the configuration).
+    Data,
+    /// A module, plugin, script or shared library.
+    Module,
+    /// One of the recipe's own source files.
+    Source,
+}
+
+/// One input of a build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Input {
+    /// A file (or its absence) at an absolute path.
+    File {
+        role: Role,
+        path: String,
+        state: FileState,
+    },
+    /// A directory listing.
+    Dir { path: String, state: ListingState },
+    /// A glob under an absolute root.
+    Glob {
+        root: String,
+        pattern: String,
+        state: ListingState,
+    },
+    /// An environment variable's value (or its absence).
+    Env { name: String, value: Option<String> },
+    /// Another object: its recipe, its arguments (postcard, to re-derive it), its key and
+    /// the digest of its output (early cutoff compares this).
+    Object {
+        recipe: String,
+        args_display: String,
+        args: Vec<u8>,
+        key: Digest,
+        output: Digest,
+    },
+    /// A volatile source: the object expires this long after it was built.
+    Volatile { name: String, ttl_ms: u64 },
+    /// The compile-time digest of a recipe's sources (when they were not on disk).
+    Code { digest: Digest },
+}
+
+/// Everything one build depended on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Trace {
+    pub(crate) inputs: Vec<Input>,
+    /// Every version counter that covered the recipe, by qualified name.
+    pub(crate) counters: BTreeMap<String, u64>,
+}
+
+impl Trace {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![TRACE_FORMAT];
+        // Serializing plain owned data into a Vec cannot fail.
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// `None` for another format or undecodable bytes: the variant is then a miss.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
+        let (&format, rest) = bytes.split_first()?;
+        if format != TRACE_FORMAT {
+            return None;
+        }
+        postcard::from_bytes(rest).ok()
+    }
+
+    pub(crate) fn push(&mut self, input: Input) {
+        if !self.inputs.contains(&input) {
+            self.inputs.push(input);
+        }
+    }
+
+    /// The file paths this trace reads (for the watcher's coverage check).
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().filter_map(|i| match i {
+            Input::File { path, .. } | Input::Dir { path, .. } => Some(path.as_str()),
+            Input::Glob { root, .. } => Some(root.as_str()),
+            _ => None,
+        })
+    }
+}

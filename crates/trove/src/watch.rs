@@ -1,0 +1,160 @@
+//! The watcher attached to an engine: events clear the freshness of exactly the objects
+//! that read a changed path (and their dependents), so every other memory-tier object is
+//! served with no system call.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use trove_fingerprint::Digest;
+use trove_graph::InputKind;
+use trove_watch::{WatchEvent, WatchOptions, Watcher};
+
+use crate::Error;
+use crate::engine::Engine;
+use crate::memory::Meta;
+use crate::trace::{Input, Role, Trace};
+
+pub(crate) struct Active {
+    watcher: Watcher,
+}
+
+/// Keeps the engine's watcher running; dropping it stops the watch, after which every
+/// object is validated with `stat` again.
+pub struct WatchGuard {
+    engine: Engine,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let inner = &self.engine.inner;
+        inner.watching.store(false, Ordering::Release);
+        inner.memory.mark_all_unfresh();
+        *inner.watch.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// The graph inputs of a trace: `(kind, name)` pairs and the keys of object inputs.
+pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8; 32]>) {
+    let mut inputs = Vec::new();
+    let mut objects = Vec::new();
+    for input in &trace.inputs {
+        match input {
+            Input::File { role, path, .. } => {
+                let kind = match role {
+                    Role::Data => InputKind::File,
+                    Role::Module => InputKind::Module,
+                    Role::Source => InputKind::Source,
+                };
+                inputs.push((kind, path.clone()));
+            }
+            Input::Dir { path, .. } => inputs.push((InputKind::Dir, path.clone())),
+            Input::Glob { root, pattern, .. } => inputs.push((
+                InputKind::Glob,
+                trove_graph::glob_input_name(Path::new(root), pattern),
+            )),
+            Input::Env { name, .. } => inputs.push((InputKind::Env, name.clone())),
+            Input::Volatile { name, .. } => inputs.push((InputKind::Volatile, name.clone())),
+            Input::Code { digest } => {
+                inputs.push((InputKind::Source, format!("embedded:{}", digest.short())))
+            }
+            Input::Object { key, .. } => objects.push(key.0),
+        }
+    }
+    for name in trace.counters.keys() {
+        inputs.push((InputKind::Counter, name.clone()));
+    }
+    (inputs, objects)
+}
+
+/// Called whenever an object enters the memory tier.
+pub(crate) fn on_remember(engine: &Engine, key: Digest, meta: &Meta, trace: &Trace) {
+    let (inputs, objects) = graph_inputs(trace);
+    engine
+        .inner
+        .graph
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_object_inputs(key.0, &meta.recipe, &meta.args, &inputs, &objects);
+    let watch = engine.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(active) = watch.as_ref() {
+        meta.watchable
+            .store(covered(engine, &active.watcher, trace), Ordering::Release);
+    }
+}
+
+/// Whether the watcher sees every path of a trace, and every object it depends on is
+/// itself watched in this process.
+fn covered(engine: &Engine, watcher: &Watcher, trace: &Trace) -> bool {
+    trace.paths().all(|p| watcher.covers(Path::new(p)))
+        && trace.inputs.iter().all(|i| match i {
+            Input::Object { key, .. } => engine
+                .inner
+                .memory
+                .meta(key)
+                .is_some_and(|m| m.watchable.load(Ordering::Acquire)),
+            _ => true,
+        })
+}
+
+impl Engine {
+    /// Starts watching the configuration's `watch.roots`. While the returned guard lives,
+    /// a memory-tier object none of whose inputs changed since it was last verified is
+    /// served without a single system call. Lost or overflowed events fall back to
+    /// validating with `stat`, never to serving stale.
+    pub fn watch(&self) -> Result<WatchGuard, Error> {
+        let config = self.config();
+        let options = WatchOptions {
+            roots: config.watch.roots.clone(),
+            // The engine invalidates on the first event; debouncing is for people.
+            debounce: std::time::Duration::ZERO,
+            ignore_dirs: vec![self.store_root().to_path_buf()],
+        };
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let watcher = Watcher::start(options, move |event| {
+            let Some(inner) = weak.upgrade() else { return };
+            let engine = Engine { inner };
+            engine.on_watch_event(event);
+        })?;
+        {
+            let mut slot = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(Active { watcher });
+            self.inner.watching.store(true, Ordering::Release);
+        }
+        // Objects already in memory become eligible once they are verified again.
+        self.inner.memory.mark_all_unfresh();
+        let watch = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(active) = watch.as_ref() {
+            self.inner.memory.for_each(|_, meta, _| {
+                let trace = meta.trace();
+                let ok = trace.paths().all(|p| active.watcher.covers(Path::new(p)));
+                meta.watchable.store(ok, Ordering::Release);
+            });
+        }
+        Ok(WatchGuard {
+            engine: self.clone(),
+        })
+    }
+
+    fn on_watch_event(&self, event: WatchEvent) {
+        match event {
+            WatchEvent::Changed(paths) => {
+                let stale = self.stale_after(&paths);
+                let keys: Vec<[u8; 32]> = stale.iter().map(|(k, _)| *k).collect();
+                self.inner.memory.mark_unfresh(&keys);
+            }
+            WatchEvent::Rescan { reason } => {
+                tracing::info!("watcher asked for a rescan ({reason}): validating everything");
+                self.inner.memory.mark_all_unfresh();
+            }
+        }
+    }
+
+    /// The objects in this process's graph made stale by changes to `paths`.
+    pub(crate) fn stale_after(&self, paths: &[PathBuf]) -> Vec<([u8; 32], PathBuf)> {
+        self.inner
+            .graph
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stale_after_paths(paths)
+    }
+}

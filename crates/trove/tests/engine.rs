@@ -1,0 +1,1134 @@
+//! The engine's rules, each pinned by which builds ran and why.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, SystemTime};
+
+use support::{Log, Probe, Project, compile_library, mtime, set_mtime, text, wait_until};
+use trove::{BuildError, Config, Cx, Engine, GcOptions, Reason, Recipe, Residency, Why};
+
+fn arg(s: &str) -> String {
+    s.to_owned()
+}
+
+fn built(reason: &Reason) -> String {
+    match reason {
+        Reason::Built(_) => reason.to_string(),
+        other => panic!("expected a build, got `{other}`"),
+    }
+}
+
+// ---------------------------------------------------------------- tiers
+
+#[test]
+fn the_first_get_builds_the_second_hits_memory_and_a_new_engine_hits_disk() {
+    let p = Project::new();
+    p.write("a.txt", "hello");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    let first = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*first.value, "hello");
+    assert_eq!(first.reason, Reason::Built(Why::NoEntry));
+    assert_eq!(first.reason.to_string(), "built: no entry");
+    let second = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(second.reason, Reason::HitMemory);
+    assert!(Arc::ptr_eq(&first.value, &second.value));
+    assert_eq!(log.take(), ["text a.txt"]);
+    drop(e);
+
+    let e = p.engine();
+    let third = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(third.reason, Reason::HitDisk);
+    assert_eq!(*third.value, "hello");
+    assert_eq!(third.digest, first.digest);
+    assert!(log.take().is_empty());
+}
+
+// ---------------------------------------------------------------- files
+
+#[test]
+fn editing_a_tracked_file_rebuilds_and_names_the_path_and_both_hashes() {
+    let p = Project::new();
+    p.write("data/prices.csv", "1,2");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("data/prices.csv")).unwrap();
+    p.write("data/prices.csv", "1,2,3");
+    let s = e.get_explained(&r, &arg("data/prices.csv")).unwrap();
+    assert_eq!(*s.value, "1,2,3");
+    let reason = built(&s.reason);
+    assert!(
+        reason.starts_with("built: data/prices.csv changed (blake3 "),
+        "{reason}"
+    );
+    let old = blake3::hash(b"1,2").to_hex()[..8].to_owned();
+    let new = blake3::hash(b"1,2,3").to_hex()[..8].to_owned();
+    assert!(
+        reason.contains(&format!("(blake3 {old}.. -> {new}..)")),
+        "{reason}"
+    );
+    assert_eq!(log.take(), ["text data/prices.csv", "text data/prices.csv"]);
+}
+
+#[test]
+fn a_content_identical_rewrite_or_a_touch_does_not_rebuild() {
+    let p = Project::new();
+    let path = p.write("a.txt", "same");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    // A rewrite with the same bytes (new ctime, maybe new mtime).
+    p.write("a.txt", "same");
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    // A touch that moves the mtime.
+    set_mtime(&path, SystemTime::now() + Duration::from_secs(60));
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    // The refreshed metadata holds: still no build, in this engine and a new one.
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    drop(e);
+    assert_eq!(
+        p.engine().get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    assert_eq!(log.take(), ["text a.txt"]);
+}
+
+#[test]
+fn a_same_size_edit_with_the_old_mtime_restored_rebuilds() {
+    let p = Project::new();
+    let path = p.write("a.txt", "aaaa");
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    set_mtime(&path, old);
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    p.write("a.txt", "bbbb");
+    set_mtime(&path, old);
+    assert_eq!(mtime(&path), old);
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "bbbb");
+    assert!(built(&s.reason).contains("a.txt changed"));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn replacing_a_file_like_cp_p_with_an_older_mtime_rebuilds() {
+    let p = Project::new();
+    let path = p.write("a.txt", "original");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    let staged = p.write("staged.tmp", "replaced");
+    set_mtime(&staged, mtime(&path));
+    std::fs::rename(&staged, &path).unwrap();
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "replaced");
+    assert!(built(&s.reason).contains("a.txt changed"));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_racy_same_size_rewrite_with_its_mtime_restored_rebuilds() {
+    let p = Project::new();
+    let path = p.write("a.txt", "1111");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    let before = mtime(&path);
+    p.write("a.txt", "2222");
+    set_mtime(&path, before);
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "2222");
+    assert!(built(&s.reason).contains("a.txt changed"));
+    // A new engine serves the new content, never the old one.
+    drop(e);
+    assert_eq!(*p.engine().get(&r, &arg("a.txt")).unwrap(), "2222");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn creating_a_file_that_was_absent_when_read_rebuilds() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("maybe", &log, |cx, path| {
+        Ok(cx
+            .try_read(path)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    });
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("later.txt")).unwrap(), None);
+    assert_eq!(
+        e.get_explained(&r, &arg("later.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    p.write("later.txt", "here");
+    let s = e.get_explained(&r, &arg("later.txt")).unwrap();
+    assert_eq!(*s.value, Some("here".to_owned()));
+    let reason = built(&s.reason);
+    assert!(
+        reason.contains("later.txt changed (absent -> blake3"),
+        "{reason}"
+    );
+    assert_eq!(log.len(), 2);
+}
+
+// ---------------------------------------------------------------- listings
+
+fn glob_recipe(log: &Log) -> Probe<Vec<String>> {
+    Probe::new("glob", log, |cx, pattern| {
+        let root = cx.resolve("");
+        Ok(cx
+            .glob(pattern)?
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect())
+    })
+}
+
+#[test]
+fn files_appearing_or_vanishing_under_a_glob_rebuild_but_unmatched_and_ignored_ones_do_not() {
+    let p = Project::new();
+    p.write("data/a.csv", "a");
+    p.write("data/sub/b.csv", "b");
+    p.write(".gitignore", "data/ignored/\n");
+    let log = Log::new();
+    let r = glob_recipe(&log);
+    let e = p.engine();
+    let pattern = arg("data/**/*.csv");
+    assert_eq!(
+        *e.get(&r, &pattern).unwrap(),
+        ["data/a.csv", "data/sub/b.csv"]
+    );
+
+    p.write("data/x.txt", "not a csv");
+    p.write("data/ignored/c.csv", "ignored");
+    assert_eq!(
+        e.get_explained(&r, &pattern).unwrap().reason,
+        Reason::HitMemory
+    );
+
+    p.write("data/sub/deeper/c.csv", "c");
+    let s = e.get_explained(&r, &pattern).unwrap();
+    assert!(
+        built(&s.reason).contains("glob data/**/*.csv changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(s.value.len(), 3);
+
+    p.remove("data/a.csv");
+    let s = e.get_explained(&r, &pattern).unwrap();
+    assert!(built(&s.reason).contains("data/**/*.csv"), "{}", s.reason);
+    assert_eq!(*s.value, ["data/sub/b.csv", "data/sub/deeper/c.csv"]);
+
+    // A matched file's content is tracked too.
+    p.write("data/sub/b.csv", "bb");
+    let s = e.get_explained(&r, &pattern).unwrap();
+    assert!(
+        built(&s.reason).contains("data/sub/b.csv changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 4);
+}
+
+#[test]
+fn a_directory_listing_change_rebuilds() {
+    let p = Project::new();
+    p.write("plugins/a", "");
+    let log = Log::new();
+    let r = Probe::new("ls", &log, |cx, dir| cx.read_dir(dir));
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("plugins")).unwrap(), ["a"]);
+    // Editing a listed file's content is not a listing change.
+    p.write("plugins/a", "content");
+    assert_eq!(
+        e.get_explained(&r, &arg("plugins")).unwrap().reason,
+        Reason::HitMemory
+    );
+    p.write("plugins/b/x", "");
+    let s = e.get_explained(&r, &arg("plugins")).unwrap();
+    assert!(
+        built(&s.reason).contains("plugins/ listing changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(*s.value, ["a", "b/"]);
+    assert_eq!(log.len(), 2);
+}
+
+// ---------------------------------------------------------------- environment
+
+fn env_recipe(log: &Log) -> Probe<Option<String>> {
+    Probe::new("env", log, |cx, name| Ok(cx.env(name)))
+}
+
+#[test]
+fn changing_a_tracked_environment_variable_rebuilds() {
+    const VAR: &str = "TROVE_TEST_ENV_CHANGE";
+    // SAFETY: this variable is used by this test only; no other thread reads or writes it.
+    unsafe { std::env::set_var(VAR, "one") };
+    let p = Project::new();
+    let log = Log::new();
+    let r = env_recipe(&log);
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg(VAR)).unwrap(), Some("one".into()));
+    assert_eq!(
+        e.get_explained(&r, &arg(VAR)).unwrap().reason,
+        Reason::HitMemory
+    );
+    // SAFETY: as above.
+    unsafe { std::env::set_var(VAR, "two") };
+    let s = e.get_explained(&r, &arg(VAR)).unwrap();
+    assert_eq!(*s.value, Some("two".into()));
+    assert_eq!(
+        built(&s.reason),
+        format!("built: env {VAR} changed (\"one\" -> \"two\")")
+    );
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn setting_a_tracked_environment_variable_that_was_unset_rebuilds() {
+    const VAR: &str = "TROVE_TEST_ENV_UNSET_THEN_SET";
+    // SAFETY: this variable is used by this test only; no other thread reads or writes it.
+    unsafe { std::env::remove_var(VAR) };
+    let p = Project::new();
+    let log = Log::new();
+    let r = env_recipe(&log);
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg(VAR)).unwrap(), None);
+    // SAFETY: as above.
+    unsafe { std::env::set_var(VAR, "now") };
+    let s = e.get_explained(&r, &arg(VAR)).unwrap();
+    assert_eq!(
+        built(&s.reason),
+        format!("built: env {VAR} changed (unset -> \"now\")")
+    );
+    assert_eq!(log.len(), 2);
+}
+
+// ---------------------------------------------------------------- modules
+
+#[test]
+fn rebuilding_a_module_loaded_through_cx_rebuilds() {
+    let p = Project::new();
+    let lib = p.path("libplugin_cx.so");
+    compile_library(&lib, 1);
+    let log = Log::new();
+    let r = Probe::new("module", &log, |cx, path| {
+        // SAFETY: the library is built by this test and its initialisers do nothing.
+        let module = unsafe { cx.load_module(path)? };
+        let trove::Module::Library(lib) = module else {
+            return Err(BuildError::msg("not a library"));
+        };
+        // SAFETY: the test library exports `int value(void)`.
+        let value = unsafe { lib.get::<unsafe extern "C" fn() -> i32>(b"value") }
+            .map_err(BuildError::msg)?;
+        // SAFETY: as above.
+        Ok(unsafe { value() })
+    });
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("libplugin_cx.so")).unwrap(), 1);
+    assert_eq!(
+        e.get_explained(&r, &arg("libplugin_cx.so")).unwrap().reason,
+        Reason::HitMemory
+    );
+    compile_library(&lib, 2);
+    let s = e.get_explained(&r, &arg("libplugin_cx.so")).unwrap();
+    assert!(
+        built(&s.reason).contains("libplugin_cx.so changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn editing_a_script_loaded_through_cx_rebuilds() {
+    let p = Project::new();
+    p.write("tools/step.py", "print(1)\n");
+    let log = Log::new();
+    let r = Probe::new("script", &log, |cx, path| {
+        let bytes = cx.load_script(path)?;
+        Ok(bytes.len())
+    });
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("tools/step.py")).unwrap(), 9);
+    p.write("tools/step.py", "print(22)\n");
+    let s = e.get_explained(&r, &arg("tools/step.py")).unwrap();
+    assert!(
+        built(&s.reason).contains("tools/step.py changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+}
+
+/// Libraries a plugin host keeps loaded for the life of the process.
+static PLUGINS: std::sync::Mutex<Vec<libloading::Library>> = std::sync::Mutex::new(Vec::new());
+
+/// Loads the library named by its argument behind the engine's back (only
+/// `/proc/self/maps` can see it) and keeps it loaded, as a plugin host does.
+fn plugin_host(log: &Log) -> Probe<i32> {
+    Probe::new("host", log, |cx, path| {
+        let path = cx.resolve(path);
+        // SAFETY: the library is built by this test and its initialisers do nothing.
+        let lib = unsafe { libloading::Library::new(&path) }.map_err(BuildError::msg)?;
+        // SAFETY: the test library exports `int value(void)`.
+        let v = unsafe { lib.get::<unsafe extern "C" fn() -> i32>(b"value") }
+            .map(|value| unsafe { value() })
+            .map_err(BuildError::msg)?;
+        PLUGINS.lock().unwrap().push(lib);
+        Ok(v)
+    })
+}
+
+#[test]
+fn a_shared_library_mapped_during_the_build_without_cx_is_tracked() {
+    let p = Project::new();
+    let lib = p.path("libplugin_direct.so");
+    compile_library(&lib, 10);
+    let log = Log::new();
+    let r = plugin_host(&log);
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("libplugin_direct.so")).unwrap(), 10);
+    assert_eq!(
+        e.get_explained(&r, &arg("libplugin_direct.so"))
+            .unwrap()
+            .reason,
+        Reason::HitMemory
+    );
+    compile_library(&lib, 11);
+    let s = e.get_explained(&r, &arg("libplugin_direct.so")).unwrap();
+    assert!(
+        built(&s.reason).contains("libplugin_direct.so changed"),
+        "{}",
+        s.reason
+    );
+    // The process still runs the old library (the loader hands back the mapped one), so
+    // what it built must not be stored as if it came from the new file.
+    assert!(!matches!(
+        e.residency(&r, &arg("libplugin_direct.so")).unwrap(),
+        Residency::OnDisk | Residency::InMemory
+    ));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_shared_library_an_earlier_build_left_mapped_is_tracked_by_later_builds() {
+    let p = Project::new();
+    let lib = p.path("libplugin_kept.so");
+    compile_library(&lib, 20);
+    let log = Log::new();
+    let r = plugin_host(&log);
+    let e = p.engine();
+    // The first build maps the library; the second (another key of the same recipe)
+    // finds it already mapped, so the maps before and after its build are the same.
+    assert_eq!(*e.get(&r, &arg("libplugin_kept.so")).unwrap(), 20);
+    assert_eq!(*e.get(&r, &arg("./libplugin_kept.so")).unwrap(), 20);
+    compile_library(&lib, 21);
+    let s = e.get_explained(&r, &arg("./libplugin_kept.so")).unwrap();
+    assert!(
+        built(&s.reason).contains("libplugin_kept.so changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 3);
+}
+
+// ---------------------------------------------------------------- objects
+
+/// B sums the numbers in a file (insensitive to whitespace); A doubles B's sum.
+fn sum_and_double(log: &Log) -> (Probe<i64>, Probe<i64>) {
+    let b = Probe::new("sum", log, |cx, path| {
+        Ok(cx
+            .read_to_string(path)?
+            .split_whitespace()
+            .map(|n| n.parse::<i64>().unwrap())
+            .sum())
+    });
+    let dep = b.clone();
+    let a = Probe::new("double", log, move |cx, path| Ok(*cx.get(&dep, path)? * 2));
+    (a, b)
+}
+
+#[test]
+fn a_dependency_rebuilt_to_identical_output_does_not_rebuild_its_dependent() {
+    let p = Project::new();
+    p.write("n.txt", "1 2 3");
+    let log = Log::new();
+    let (a, _) = sum_and_double(&log);
+    let e = p.engine();
+    assert_eq!(*e.get(&a, &arg("n.txt")).unwrap(), 12);
+    assert_eq!(log.take(), ["double n.txt", "sum n.txt"]);
+
+    p.write("n.txt", "1  2  3\n");
+    let s = e.get_explained(&a, &arg("n.txt")).unwrap();
+    assert_eq!(s.reason, Reason::HitMemory);
+    assert_eq!(*s.value, 12);
+    assert_eq!(log.take(), ["sum n.txt"]);
+
+    p.write("n.txt", "1 2 3 4");
+    let s = e.get_explained(&a, &arg("n.txt")).unwrap();
+    assert_eq!(*s.value, 20);
+    let reason = built(&s.reason);
+    assert!(
+        reason.contains("dependency sum \"n.txt\" changed"),
+        "{reason}"
+    );
+    assert!(reason.contains("n.txt changed"), "{reason}");
+    assert_eq!(log.take(), ["sum n.txt", "double n.txt"]);
+}
+
+#[test]
+fn early_cutoff_holds_in_a_new_engine_with_the_dependency_registered() {
+    let p = Project::new();
+    p.write("n.txt", "4 5");
+    let log = Log::new();
+    let (a, b) = sum_and_double(&log);
+    p.engine().get(&a, &arg("n.txt")).unwrap();
+    assert_eq!(log.take().len(), 2);
+
+    p.write("n.txt", "4\n5\n");
+    let e = p.engine();
+    e.register(b.clone());
+    let s = e.get_explained(&a, &arg("n.txt")).unwrap();
+    assert_eq!(s.reason, Reason::HitDisk);
+    assert_eq!(*s.value, 18);
+    assert_eq!(log.take(), ["sum n.txt"]);
+
+    p.write("n.txt", "4 6");
+    let e = p.engine();
+    e.register(b);
+    let s = e.get_explained(&a, &arg("n.txt")).unwrap();
+    assert_eq!(*s.value, 20);
+    assert_eq!(log.take(), ["sum n.txt", "double n.txt"]);
+}
+
+// ---------------------------------------------------------------- versions
+
+#[derive(Clone)]
+struct CodeV1(Log);
+#[derive(Clone)]
+struct CodeV2(Log);
+
+impl Recipe for CodeV1 {
+    const NAME: &'static str = "code";
+    const VERSION: u32 = 1;
+    type Args = ();
+    type Output = u32;
+    fn build(&self, _cx: &mut Cx, _args: &()) -> Result<u32, BuildError> {
+        self.0.push("code v1".into());
+        Ok(1)
+    }
+}
+
+impl Recipe for CodeV2 {
+    const NAME: &'static str = "code";
+    const VERSION: u32 = 2;
+    type Args = ();
+    type Output = u32;
+    fn build(&self, _cx: &mut Cx, _args: &()) -> Result<u32, BuildError> {
+        self.0.push("code v2".into());
+        Ok(2)
+    }
+}
+
+#[test]
+fn a_new_recipe_version_rebuilds_and_says_so() {
+    let p = Project::new();
+    let log = Log::new();
+    p.engine().get(&CodeV1(log.clone()), &()).unwrap();
+    let e = p.engine();
+    let s = e.get_explained(&CodeV2(log.clone()), &()).unwrap();
+    assert_eq!(*s.value, 2);
+    assert_eq!(s.reason.to_string(), "built: recipe version 1 -> 2");
+    assert_eq!(
+        e.get_explained(&CodeV2(log.clone()), &()).unwrap().reason,
+        Reason::HitMemory
+    );
+    assert_eq!(log.take(), ["code v1", "code v2"]);
+}
+
+#[test]
+fn an_overridden_version_is_validated_too() {
+    let p = Project::new();
+    p.write("a.txt", "x");
+    let log = Log::new();
+    let mut r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    r.version = 7;
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: recipe version 1 -> 7");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn bumping_a_global_counter_rebuilds_with_the_counter_named() {
+    let p = Project::new();
+    p.write("a.txt", "x");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.set_counter("alice", 1);
+    e.get(&r, &arg("a.txt")).unwrap();
+    e.set_counter("alice", 1);
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    e.set_counter("alice", 2);
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: counter alice 1 -> 2");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_recipe_counter_rebuilds_only_that_recipes_objects() {
+    let p = Project::new();
+    p.write("a.txt", "x");
+    let log = Log::new();
+    let one = text("one", &log);
+    let two = text("two", &log);
+    let e = p.engine();
+    e.get(&one, &arg("a.txt")).unwrap();
+    e.get(&two, &arg("a.txt")).unwrap();
+    log.take();
+    e.set_recipe_counter("one", "bob", 5);
+    let s = e.get_explained(&one, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: counter one/bob (none) -> 5");
+    assert_eq!(
+        e.get_explained(&two, &arg("a.txt")).unwrap().reason,
+        Reason::HitMemory
+    );
+    assert_eq!(log.take(), ["one a.txt"]);
+}
+
+#[test]
+fn counters_from_the_configuration_file_and_its_local_overlay_invalidate() {
+    let p = Project::new();
+    p.write("a.txt", "x");
+    let config = p.write(
+        "trove.ron",
+        r#"(versions: { "alice": 1 }, recipes: { "text": (versions: { "team": 1 }) })"#,
+    );
+    let log = Log::new();
+    let r = text("text", &log);
+    let other = text("other", &log);
+    {
+        let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+        e.get(&r, &arg("a.txt")).unwrap();
+        e.get(&other, &arg("a.txt")).unwrap();
+    }
+    log.take();
+
+    // Same configuration: served from disk.
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    drop(e);
+
+    // A recipe counter in the local overlay covers that recipe only.
+    p.write(
+        "trove.local.ron",
+        r#"(recipes: { "text": (versions: { "team": 2 }) })"#,
+    );
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: counter text/team 1 -> 2");
+    assert_eq!(
+        e.get_explained(&other, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    drop(e);
+
+    // A global counter in the overlay covers everything.
+    p.write(
+        "trove.local.ron",
+        r#"(versions: { "alice": 3 }, recipes: { "text": (versions: { "team": 2 }) })"#,
+    );
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    let s = e.get_explained(&other, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: counter alice 1 -> 3");
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: counter alice 1 -> 3");
+    assert_eq!(log.take(), ["text a.txt", "other a.txt", "text a.txt"]);
+}
+
+// ---------------------------------------------------------------- expiry
+
+fn wait_for_reason<R: Recipe>(e: &Engine, r: &R, args: &R::Args, want: &str) {
+    let seen = wait_until(Duration::from_secs(20), || {
+        e.explain(r, args).unwrap().to_string().contains(want)
+    });
+    assert!(seen, "explain never said `{want}`");
+}
+
+#[test]
+fn an_object_older_than_the_recipes_max_age_is_rebuilt_as_expired() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("clock", &log, |_, _| Ok(1u8)).with_max_age(Duration::from_millis(300));
+    let e = p.engine();
+    e.get(&r, &arg("")).unwrap();
+    wait_for_reason(&e, &r, &arg(""), "expired");
+    let s = e.get_explained(&r, &arg("")).unwrap();
+    assert_eq!(
+        s.reason,
+        Reason::Built(Why::Expired {
+            max_age: Duration::from_millis(300)
+        })
+    );
+    assert!(s.reason.to_string().starts_with("built: expired (max_age"));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn the_configurations_max_age_for_a_recipe_expires_its_objects() {
+    let p = Project::new();
+    let config = p.write("trove.ron", r#"(recipes: { "clock": (max_age: "1s") })"#);
+    let log = Log::new();
+    let r = Probe::new("clock", &log, |_, _| Ok(1u8));
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    e.get(&r, &arg("")).unwrap();
+    wait_for_reason(&e, &r, &arg(""), "expired");
+    let s = e.get_explained(&r, &arg("")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: expired (max_age 1s)");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_volatile_input_expires_after_its_time_to_live() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("quote", &log, |cx, _| {
+        cx.volatile("clock", Duration::from_millis(300));
+        Ok(1u8)
+    });
+    let e = p.engine();
+    e.get(&r, &arg("")).unwrap();
+    wait_for_reason(&e, &r, &arg(""), "volatile clock expired");
+    let s = e.get_explained(&r, &arg("")).unwrap();
+    assert!(built(&s.reason).starts_with("built: volatile clock expired (ttl"));
+    assert_eq!(log.len(), 2);
+}
+
+// ---------------------------------------------------------------- invariants, variants
+
+#[test]
+fn a_stored_object_failing_its_check_is_quarantined_and_rebuilt() {
+    let p = Project::new();
+    let log = Log::new();
+    let strict = Arc::new(AtomicBool::new(false));
+    let flag = strict.clone();
+    let r = Probe::new("rows", &log, |_, _| Ok(3u32)).with_check(move |rows| {
+        if flag.load(Ordering::SeqCst) {
+            Err(format!("rows > 5, got {rows}"))
+        } else {
+            Ok(())
+        }
+    });
+    p.engine().get(&r, &arg("t")).unwrap();
+    strict.store(true, Ordering::SeqCst);
+    let e = p.engine();
+    let s = e.get_explained(&r, &arg("t")).unwrap();
+    assert_eq!(s.reason.to_string(), "built: check failed: rows > 5, got 3");
+    assert_eq!(log.len(), 2);
+    let quarantined: Vec<_> = e
+        .status()
+        .unwrap()
+        .into_iter()
+        .filter(|st| matches!(st.residency, Residency::Stale(_)))
+        .collect();
+    assert_eq!(quarantined.len(), 1, "the failing variant is quarantined");
+}
+
+#[test]
+fn switching_back_to_earlier_content_is_served_from_disk_not_rebuilt() {
+    let p = Project::new();
+    p.write("branch.txt", "A");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("branch.txt")).unwrap(), "A");
+    p.write("branch.txt", "B");
+    assert_eq!(*e.get(&r, &arg("branch.txt")).unwrap(), "B");
+    p.write("branch.txt", "A");
+    let s = e.get_explained(&r, &arg("branch.txt")).unwrap();
+    assert_eq!(*s.value, "A");
+    assert_eq!(s.reason, Reason::HitDisk);
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn an_input_changed_during_the_build_is_returned_but_not_stored() {
+    let p = Project::new();
+    p.write("moving.txt", "before");
+    let log = Log::new();
+    let r = Probe::new("mover", &log, |cx, path| {
+        let text = cx.read_to_string(path)?;
+        std::fs::write(cx.resolve(path), "after!").unwrap();
+        Ok(text)
+    });
+    let e = p.engine();
+    let s = e.get_explained(&r, &arg("moving.txt")).unwrap();
+    assert_eq!(*s.value, "before");
+    assert_eq!(
+        e.residency(&r, &arg("moving.txt")).unwrap(),
+        Residency::Absent
+    );
+    drop(e);
+    let s = p.engine().get_explained(&r, &arg("moving.txt")).unwrap();
+    assert_eq!(s.reason, Reason::Built(Why::NoEntry));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn residency_moves_from_absent_to_memory_to_disk_to_stale() {
+    let p = Project::new();
+    p.write("a.txt", "1");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    assert_eq!(e.residency(&r, &arg("a.txt")).unwrap(), Residency::Absent);
+    let held = e.get(&r, &arg("a.txt")).unwrap();
+    assert_eq!(e.residency(&r, &arg("a.txt")).unwrap(), Residency::InMemory);
+    drop(held);
+    drop(e);
+    let e = p.engine();
+    assert_eq!(e.residency(&r, &arg("a.txt")).unwrap(), Residency::OnDisk);
+    assert_eq!(e.explain(&r, &arg("a.txt")).unwrap(), Reason::HitDisk);
+    p.write("a.txt", "22");
+    match e.residency(&r, &arg("a.txt")).unwrap() {
+        Residency::Stale(Why::Changed { what, .. }) => assert_eq!(what, "a.txt"),
+        other => panic!("expected stale, got {other}"),
+    }
+    // Nothing was built by asking.
+    assert_eq!(log.len(), 1);
+}
+
+// ---------------------------------------------------------------- gc
+
+#[test]
+fn gc_removes_a_dead_variant_and_its_orphan_blob_saying_why() {
+    let p = Project::new();
+    p.write("a.txt", "old content");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("a.txt")).unwrap();
+    p.write("a.txt", "new content");
+    e.get(&r, &arg("a.txt")).unwrap();
+    assert_eq!(p.blobs().len(), 2);
+
+    let dry = e
+        .gc(GcOptions {
+            dry_run: true,
+            max_size: None,
+        })
+        .unwrap();
+    assert!(dry.dry_run);
+    let variant = dry
+        .removals
+        .iter()
+        .find(|r| r.what.starts_with("variant text"))
+        .expect("the dead variant is listed");
+    assert!(
+        variant.reason.contains("a.txt changed"),
+        "{}",
+        variant.reason
+    );
+    assert!(dry.removals.iter().any(|r| r.what.starts_with("blob ")));
+    assert_eq!(dry.removals.len(), 2, "{:?}", dry.removals);
+    assert_eq!(p.blobs().len(), 2, "a dry run removes nothing");
+
+    let report = e.gc(GcOptions::default()).unwrap();
+    assert_eq!(report.removals.len(), 2);
+    assert_eq!(p.blobs().len(), 1);
+    assert_eq!(e.status().unwrap().len(), 1);
+    drop(e);
+    assert_eq!(
+        p.engine().get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn gc_with_a_size_limit_removes_the_least_recently_used_first() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("big", &log, |_, name| Ok(name.repeat(1000).into_bytes()));
+    let e = p.engine();
+    for k in ["a", "b", "c"] {
+        e.get(&r, &arg(k)).unwrap();
+    }
+    drop(e);
+    // Let the millisecond clock move on, then use "a" again.
+    let t0 = SystemTime::now();
+    assert!(wait_until(Duration::from_secs(5), || {
+        SystemTime::now() > t0 + Duration::from_millis(5)
+    }));
+    let e = p.engine();
+    assert_eq!(
+        e.get_explained(&r, &arg("a")).unwrap().reason,
+        Reason::HitDisk
+    );
+    let report = e
+        .gc(GcOptions {
+            dry_run: false,
+            max_size: Some(2000),
+        })
+        .unwrap();
+    let trimmed: Vec<_> = report
+        .removals
+        .iter()
+        .filter(|r| r.reason.contains("size limit"))
+        .map(|r| r.what.clone())
+        .collect();
+    assert_eq!(trimmed, ["variant big \"b\""]);
+    drop(e);
+    let e = p.engine();
+    assert_eq!(
+        e.get_explained(&r, &arg("a")).unwrap().reason,
+        Reason::HitDisk
+    );
+    assert_eq!(
+        e.get_explained(&r, &arg("c")).unwrap().reason,
+        Reason::HitDisk
+    );
+    assert_eq!(
+        e.get_explained(&r, &arg("b")).unwrap().reason,
+        Reason::Built(Why::NoEntry)
+    );
+}
+
+// ---------------------------------------------------------------- encodings, async
+
+#[test]
+fn a_raw_bytes_object_round_trips_through_the_disk_tier() {
+    let p = Project::new();
+    let log = Log::new();
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let expected = bytes.clone();
+    let r = Probe::new("raw", &log, move |_, _| Ok(bytes.clone()));
+    p.engine().get(&r, &arg("")).unwrap();
+    let s = p.engine().get_explained(&r, &arg("")).unwrap();
+    assert_eq!(s.reason, Reason::HitDisk);
+    assert_eq!(*s.value, expected);
+    // Stored raw: the blob is the bytes themselves.
+    let blobs = p.blobs();
+    assert_eq!(blobs.len(), 1);
+    assert_eq!(std::fs::read(&blobs[0]).unwrap(), expected);
+    assert_eq!(log.len(), 1);
+}
+
+#[test]
+fn get_async_in_a_tokio_runtime_serves_the_same_object_as_get() {
+    let p = Project::new();
+    p.write("a.txt", "async");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    let from_async = rt.block_on(e.get_async(&r, arg("a.txt"))).unwrap();
+    let from_sync = e.get(&r, &arg("a.txt")).unwrap();
+    assert!(Arc::ptr_eq(&from_async, &from_sync));
+    assert_eq!(*from_async, "async");
+    assert_eq!(log.len(), 1);
+}
+
+// ---------------------------------------------------------------- concurrency
+
+#[test]
+fn thirty_two_threads_asking_for_one_key_at_once_build_it_once() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("slow", &log, |_, _| {
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(vec![7u64; 100])
+    });
+    let e = p.engine();
+    let barrier = Arc::new(Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            let (e, r, barrier) = (e.clone(), r.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                e.get(&r, &arg("k")).unwrap()
+            })
+        })
+        .collect();
+    let values: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(log.len(), 1);
+    assert!(values.iter().all(|v| Arc::ptr_eq(v, &values[0])));
+}
+
+#[test]
+fn a_panicking_build_wakes_its_waiters_with_an_error_and_a_later_get_builds() {
+    let p = Project::new();
+    let log = Log::new();
+    let fail = Arc::new(AtomicBool::new(true));
+    let started = Arc::new(Barrier::new(2));
+    let (f, s) = (fail.clone(), started.clone());
+    let r = Probe::new("panicky", &log, move |_, _| {
+        if f.load(Ordering::SeqCst) {
+            s.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the build blew up");
+        }
+        Ok(1u8)
+    });
+    let e = p.engine();
+    let leader = {
+        let (e, r) = (e.clone(), r.clone());
+        std::thread::spawn(move || e.get(&r, &arg("k")))
+    };
+    started.wait();
+    // The leader is inside its build: this caller waits for it, then gets its error.
+    let waited = e.get(&r, &arg("k"));
+    assert!(leader.join().is_err(), "the leader's thread panicked");
+    let err = waited.expect_err("the waiter gets an error, not a hang");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    fail.store(false, Ordering::SeqCst);
+    let s = e.get_explained(&r, &arg("k")).unwrap();
+    assert_eq!(*s.value, 1);
+    assert_eq!(s.reason, Reason::Built(Why::NoEntry));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_failing_build_is_not_cached() {
+    let p = Project::new();
+    let log = Log::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let r = Probe::new("flaky", &log, move |_, _| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(BuildError::msg("not today"))
+        } else {
+            Ok(5u8)
+        }
+    });
+    let e = p.engine();
+    let err = e.get(&r, &arg("k")).unwrap_err();
+    assert!(err.to_string().contains("not today"), "{err}");
+    assert_eq!(e.residency(&r, &arg("k")).unwrap(), Residency::Absent);
+    let s = e.get_explained(&r, &arg("k")).unwrap();
+    assert_eq!(*s.value, 5);
+    assert_eq!(s.reason, Reason::Built(Why::NoEntry));
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_recipe_asking_for_its_own_object_is_a_cycle_error_not_a_deadlock() {
+    #[derive(Clone)]
+    struct SelfRef;
+    impl Recipe for SelfRef {
+        const NAME: &'static str = "self-ref";
+        const VERSION: u32 = 1;
+        type Args = u8;
+        type Output = u8;
+        fn build(&self, cx: &mut Cx, n: &u8) -> Result<u8, BuildError> {
+            Ok(*cx.get(&SelfRef, n)?)
+        }
+    }
+    let p = Project::new();
+    let err = p.engine().get(&SelfRef, &1).unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+}
+
+// ---------------------------------------------------------------- corruption
+
+fn stored_text(p: &Project, content: &str) -> (Log, Probe<String>) {
+    p.write("a.txt", content);
+    let log = Log::new();
+    let r = text("text", &log);
+    p.engine().get(&r, &arg("a.txt")).unwrap();
+    (log, r)
+}
+
+#[test]
+fn a_blob_with_a_flipped_bit_is_rebuilt_as_corrupt_never_served() {
+    let p = Project::new();
+    let (log, r) = stored_text(&p, "precious data");
+    let blob = &p.blobs()[0];
+    let mut bytes = std::fs::read(blob).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(blob, &bytes).unwrap();
+    let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "precious data");
+    assert!(
+        s.reason.to_string().starts_with("built: blob corrupt"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+    // The rebuilt object is stored again and served.
+    assert_eq!(
+        p.engine().get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+}
+
+#[test]
+fn a_truncated_blob_is_rebuilt_as_corrupt() {
+    let p = Project::new();
+    let (log, r) = stored_text(&p, "precious data");
+    let blob = &p.blobs()[0];
+    std::fs::File::options()
+        .write(true)
+        .open(blob)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "precious data");
+    assert!(
+        s.reason.to_string().contains("blob corrupt"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_corrupt_trace_in_the_index_is_rebuilt_without_a_panic() {
+    let p = Project::new();
+    let (log, r) = stored_text(&p, "precious data");
+    let conn = rusqlite::Connection::open(p.path(".trove/v1/index.sqlite")).unwrap();
+    let n = conn
+        .execute("UPDATE variants SET trace = X'01FFFFFFFF'", [])
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "precious data");
+    assert!(matches!(s.reason, Reason::Built(_)), "{}", s.reason);
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        p.engine().get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+}

@@ -1,0 +1,229 @@
+//! Helpers shared by the engine tests: a build log, a recipe made of a closure, a
+//! temporary project directory, and file-time helpers.
+
+#![allow(dead_code)]
+
+use std::fs::{File, FileTimes};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use trove::{BuildError, Cx, Engine, Recipe};
+
+/// Every build that ran, in order, as `"recipe args"`.
+#[derive(Clone, Default)]
+pub(crate) struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub(crate) fn new() -> Log {
+        Log::default()
+    }
+
+    pub(crate) fn push(&self, entry: String) {
+        self.0.lock().unwrap().push(entry);
+    }
+
+    /// The builds since the last call, emptying the log.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// How many builds are logged.
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+type BuildFn<T> = dyn Fn(&mut Cx, &String) -> Result<T, BuildError> + Send + Sync;
+type CheckFn<T> = dyn Fn(&T) -> Result<(), String> + Send + Sync;
+
+/// A recipe whose name, version and build are chosen by the test. Every build is logged
+/// as `"name args"` before the closure runs.
+pub(crate) struct Probe<T> {
+    pub(crate) name: &'static str,
+    pub(crate) version: u32,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) log: Log,
+    build: Arc<BuildFn<T>>,
+    check: Option<Arc<CheckFn<T>>>,
+}
+
+impl<T> Clone for Probe<T> {
+    fn clone(&self) -> Self {
+        Probe {
+            name: self.name,
+            version: self.version,
+            max_age: self.max_age,
+            log: self.log.clone(),
+            build: self.build.clone(),
+            check: self.check.clone(),
+        }
+    }
+}
+
+impl<T> Probe<T> {
+    pub(crate) fn new(
+        name: &'static str,
+        log: &Log,
+        build: impl Fn(&mut Cx, &String) -> Result<T, BuildError> + Send + Sync + 'static,
+    ) -> Probe<T> {
+        Probe {
+            name,
+            version: 1,
+            max_age: None,
+            log: log.clone(),
+            build: Arc::new(build),
+            check: None,
+        }
+    }
+
+    pub(crate) fn with_check(
+        mut self,
+        check: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Probe<T> {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
+    pub(crate) fn with_max_age(mut self, max_age: Duration) -> Probe<T> {
+        self.max_age = Some(max_age);
+        self
+    }
+}
+
+impl<T> Recipe for Probe<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    const NAME: &'static str = "probe";
+    const VERSION: u32 = 1;
+    type Args = String;
+    type Output = T;
+
+    fn build(&self, cx: &mut Cx, args: &String) -> Result<T, BuildError> {
+        self.log.push(format!("{} {args}", self.name));
+        (self.build)(cx, args)
+    }
+
+    fn check(&self, object: &T) -> Result<(), String> {
+        match &self.check {
+            Some(check) => check(object),
+            None => Ok(()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn max_age(&self) -> Option<Duration> {
+        self.max_age
+    }
+}
+
+/// A recipe that reads the file named by its argument and returns its text.
+pub(crate) fn text(name: &'static str, log: &Log) -> Probe<String> {
+    Probe::new(name, log, |cx, path| cx.read_to_string(path))
+}
+
+/// A temporary project directory with its store in `.trove`.
+pub(crate) struct Project {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub(crate) fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating its directories) in place.
+    pub(crate) fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub(crate) fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path(rel)).unwrap();
+    }
+
+    /// A new engine on the project's store (a new process, as far as the tiers go).
+    pub(crate) fn engine(&self) -> Engine {
+        Engine::open_in(self.root()).unwrap()
+    }
+
+    /// Every blob file of the store.
+    pub(crate) fn blobs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let root = self.path(".trove/v1/blobs");
+        for shard in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            if !shard.path().is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    out.push(f.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+pub(crate) fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+pub(crate) fn set_mtime(path: &Path, t: SystemTime) {
+    let f = File::options().write(true).open(path).unwrap();
+    f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+/// Polls `condition` until it holds, for at most `limit`; returns whether it held.
+pub(crate) fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Compiles a tiny C shared library exporting `int value(void)` returning `value`.
+pub(crate) fn compile_library(out: &Path, value: i32) {
+    let src = out.with_extension(format!("{value}.c"));
+    std::fs::write(&src, format!("int value(void) {{ return {value}; }}\n")).unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(out)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc) is needed for the module tests");
+    assert!(status.success(), "cc failed");
+}
