@@ -30,5 +30,5 @@ pub use config::{
     Config, FILE_NAME, LOCAL_FILE_NAME, MAX_FILE_SIZE, RecipeConfig, StoreConfig, WatchConfig,
 };
 pub use error::ConfigError;
-pub use units::{format_duration, parse_duration, parse_size};
 pub use schema::need_var;
+pub use units::{format_duration, parse_duration, parse_size};
