@@ -1,1 +1,70 @@
-fn main() {}
+//! `trove`, the command line: serve and build command recipes, explain, watch, and look
+//! after the store.
+//!
+//! The binary is a thin shell over the engine (`trove`), the configuration
+//! (`trove-config`), the graph (`trove-graph`) and the watcher (`trove-watch`). Data goes to
+//! stdout, diagnostics to stderr; every failure becomes a [`Failure`] with its exit code.
+
+mod admin;
+mod cli;
+mod failure;
+mod human;
+mod project;
+mod run;
+mod watch;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => failure.report(),
+    }
+}
+
+/// Runs the command; `Ok` carries the exit code of a command that ran to the end (verify
+/// exits 1 when it found corruption without failing itself).
+fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let config_flag = cli.config.as_deref();
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => admin::config_check(config_flag),
+        Command::Run(args) => run::run(&project::open(config_flag)?, &args),
+        Command::Why(args) => run::why(&project::open(config_flag)?, &args),
+        Command::Status(flag) => admin::status(&project::open(config_flag)?, flag.json),
+        Command::Watch(args) => watch::watch(&project::open(config_flag)?, &args),
+        Command::Graph(args) => admin::graph(&project::open(config_flag)?, args.format),
+        Command::Verify(flag) => admin::verify(&project::open(config_flag)?, flag.json),
+        Command::Gc(args) => admin::gc(&project::open(config_flag)?, &args),
+    }
+}
+
+/// tracing to stderr: `RUST_LOG` when set, otherwise warnings, or more with each `-v`.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(human::color_on_stderr())
+        .with_target(verbose >= 2)
+        .try_init();
+}
+
+/// Whether stderr is a terminal a person watches (for progress displays).
+fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,258 @@
+//! Looking after the store and the configuration: `status`, `graph`, `verify`, `gc`,
+//! `config check`.
+
+use std::io::Write;
+use std::path::Path;
+
+use trove::{GcOptions, Residency};
+
+use crate::cli::{GcArgs, GraphFormat};
+use crate::failure::Failure;
+use crate::human::{self, Spinner};
+use crate::project::{self, Project};
+
+/// Lists every stored variant.
+pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
+    let entries = project.engine.status()?;
+    if json {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "recipe": e.recipe,
+                    "args": human::args_value(&e.args),
+                    "key": e.key.hex(),
+                    "variant": e.variant,
+                    "residency": residency_word(&e.residency),
+                    "stale_because": match &e.residency {
+                        Residency::Stale(why) => Some(why.to_string()),
+                        _ => None,
+                    },
+                    "size": e.size,
+                    "age_secs": e.age.as_secs(),
+                    "hits": e.hits,
+                    "reason": e.reason,
+                })
+            })
+            .collect();
+        human::emit(&serde_json::Value::Array(rows).to_string())?;
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        eprintln!(
+            "the store at {} is empty",
+            project.config.store.path.display()
+        );
+        return Ok(0);
+    }
+    let header = [
+        "OBJECT",
+        "RESIDENCY",
+        "SIZE",
+        "AGE",
+        "HITS",
+        "BUILT BECAUSE",
+    ];
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|e| {
+            [
+                human::label(&e.recipe, &e.args),
+                e.residency.to_string(),
+                human::size(e.size),
+                human::age(e.age),
+                e.hits.to_string(),
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: &[&str]| -> String {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(&header))?;
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// One word for a residency, for scripts.
+fn residency_word(r: &Residency) -> &'static str {
+    match r {
+        Residency::Absent => "absent",
+        Residency::OnDisk => "disk",
+        Residency::InMemory => "memory",
+        Residency::Stale(_) => "stale",
+    }
+}
+
+/// Prints the dependency graph.
+pub(crate) fn graph(project: &Project, format: GraphFormat) -> Result<u8, Failure> {
+    let graph = project.engine.graph()?;
+    let text = match format {
+        GraphFormat::Dot => graph.to_dot(),
+        GraphFormat::Json => graph.to_json().to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Verifies the store; exit code 1 when anything was corrupt.
+pub(crate) fn verify(project: &Project, json: bool) -> Result<u8, Failure> {
+    let spinner = Spinner::start("verifying the store");
+    let report = project.engine.verify();
+    drop(spinner);
+    let report = report?;
+    if json {
+        let value = serde_json::json!({
+            "clean": report.is_clean(),
+            "records": report.records,
+            "blobs": report.blobs,
+            "bytes": report.bytes,
+            "quarantined_records": report.quarantined_records,
+            "quarantined_blobs": report.quarantined_blobs,
+            "corrupt": report.corrupt,
+        });
+        human::emit(&value.to_string())?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        for problem in &report.corrupt {
+            writeln!(out, "corrupt: {problem}")?;
+        }
+        writeln!(
+            out,
+            "checked {} records and {} blobs ({})",
+            report.records,
+            report.blobs,
+            human::size(report.bytes)
+        )?;
+        if report.is_clean() {
+            writeln!(out, "ok: nothing corrupt")?;
+        } else {
+            writeln!(
+                out,
+                "quarantined {} records and {} blobs; they are rebuilt when next asked for",
+                report.quarantined_records, report.quarantined_blobs
+            )?;
+        }
+        out.flush()?;
+    }
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+/// Collects garbage (or lists it, with `--dry-run`).
+pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
+    let max_size = match &args.max_size {
+        None => None,
+        Some(text) => Some(trove_config::parse_size(text).map_err(|e| {
+            Failure::usage(format!(
+                "error: --max-size {text}: {e}\nhint: sizes look like 500MiB, 20GiB or 1000000"
+            ))
+        })?),
+    };
+    let spinner = Spinner::start(if args.dry_run {
+        "looking for garbage"
+    } else {
+        "collecting garbage"
+    });
+    let report = project.engine.gc(GcOptions {
+        dry_run: args.dry_run,
+        max_size,
+    });
+    drop(spinner);
+    let report = report?;
+    let store = project.config.store.path.as_path();
+    let bases: [&Path; 2] = [store, project.config.dir.as_path()];
+    if args.json {
+        let removals: Vec<serde_json::Value> = report
+            .removals
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "what": human::relative(Path::new(&r.what), &bases),
+                    "reason": r.reason,
+                    "bytes": r.bytes,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "dry_run": report.dry_run,
+            "bytes": report.bytes,
+            "removals": removals,
+        });
+        human::emit(&value.to_string())?;
+        return Ok(0);
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut out = std::io::stdout().lock();
+    for r in &report.removals {
+        writeln!(
+            out,
+            "{verb}  {}  ({})  {}",
+            human::relative(Path::new(&r.what), &bases),
+            r.reason,
+            human::size(r.bytes)
+        )?;
+    }
+    let total_verb = if report.dry_run {
+        "would free"
+    } else {
+        "freed"
+    };
+    writeln!(
+        out,
+        "total: {} items, {total_verb} {}",
+        report.removals.len(),
+        human::size(report.bytes)
+    )?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// Parses and validates the configuration.
+pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
+    let config = project::load_config(flag)?;
+    for (name, rc) in &config.recipes {
+        for need in &rc.needs {
+            if config.recipe(need).is_none() {
+                return Err(Failure::usage(format!(
+                    "error: {}: recipe `{name}` needs `{need}`, which is not configured",
+                    project::config_label(&config)
+                )));
+            }
+        }
+    }
+    let n = config.recipes.len();
+    human::emit(&format!(
+        "ok: {} ({n} recipe{})",
+        project::config_label(&config),
+        if n == 1 { "" } else { "s" }
+    ))?;
+    Ok(0)
+}

@@ -1,0 +1,46 @@
+//! `trove run` and `trove why`.
+
+use std::io::Write;
+
+use trove::Reason;
+
+use crate::cli::{RunArgs, WhyArgs};
+use crate::failure::Failure;
+use crate::human::{self, Spinner};
+use crate::project::{self, Project};
+
+/// Serves (building if needed) the object and writes its bytes, exactly, to stdout.
+pub(crate) fn run(project: &Project, args: &RunArgs) -> Result<u8, Failure> {
+    let recipe = project::command_recipe(&project.config, &args.recipe)?;
+    let mut spinner = Spinner::start(format!("trove run {}", args.recipe));
+    let served = project.engine.get_explained(&recipe, &args.args);
+    spinner.clear();
+    let served = served?;
+    if args.explain {
+        eprintln!("{}", served.reason);
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&served.value)?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// Says what `run` would do and why, building nothing.
+pub(crate) fn why(project: &Project, args: &WhyArgs) -> Result<u8, Failure> {
+    let recipe = project::command_recipe(&project.config, &args.recipe)?;
+    let reason = project.engine.explain(&recipe, &args.args)?;
+    if args.json {
+        let key = project.engine.key(&recipe, &args.args)?;
+        let value = serde_json::json!({
+            "recipe": args.recipe,
+            "args": args.args,
+            "key": key.hex(),
+            "action": if matches!(reason, Reason::Built(_) | Reason::Waited(_)) { "build" } else { "serve" },
+            "reason": reason.to_string(),
+        });
+        human::emit(&value.to_string())?;
+    } else {
+        human::emit(&reason.to_string())?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,657 @@
+//! The `trove` binary, run for real in temporary projects, each with its own trove.ron.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A temporary project directory with a trove.ron.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(config: &str) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = Project { dir };
+        project.write("trove.ron", config);
+        project
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Lines in a log file the test commands append to (0 if it does not exist).
+    fn lines(&self, rel: &str) -> usize {
+        std::fs::read_to_string(self.path(rel)).map_or(0, |s| s.lines().count())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trove"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("TROVE_CONFIG")
+            .env_remove("RUST_LOG")
+            .env_remove("MARKET")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn trove(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run trove")
+    }
+
+    /// Runs trove, expecting success; returns stdout as text.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.trove(args);
+        assert!(
+            out.status.success(),
+            "trove {args:?} failed with {:?}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// `trove run --explain ARGS..`, expecting success: (stdout, reason on stderr).
+    fn run_explained(&self, args: &[&str]) -> (String, String) {
+        let mut full = vec!["run", "--explain"];
+        full.extend_from_slice(args);
+        let out = self.trove(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "trove {full:?} failed:\n{stderr}");
+        (
+            String::from_utf8(out.stdout).expect("utf-8"),
+            stderr.trim().to_owned(),
+        )
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const COUNTING: &str = r#"(
+    recipes: {
+        "v": (command: ["sh", "-c", "echo built >> log; printf 'v1'"]),
+    },
+)"#;
+
+#[test]
+fn run_builds_once_then_serves_the_stored_bytes() {
+    let p = Project::new(COUNTING);
+    let (out, why) = p.run_explained(&["v"]);
+    assert_eq!((out.as_str(), why.as_str()), ("v1", "built: no entry"));
+    let (out, why) = p.run_explained(&["v"]);
+    assert_eq!((out.as_str(), why.as_str()), ("v1", "hit disk"));
+    assert_eq!(p.lines("log"), 1, "one build");
+}
+
+#[test]
+fn run_writes_binary_objects_byte_for_byte() {
+    let p = Project::new(
+        r#"(recipes: { "bin": (command: ["sh", "-c", "printf '\\000\\001\\377'"]) })"#,
+    );
+    for _ in 0..2 {
+        let out = p.trove(&["run", "bin"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(out.stdout, [0u8, 1, 255]);
+    }
+}
+
+#[test]
+fn extra_arguments_are_appended_to_the_command_and_part_of_the_key() {
+    let p = Project::new(
+        r#"(recipes: {
+            "echo": (command: ["sh", "-c", "echo \"$1\" >> log; printf 'arg=%s' \"$1\"", "sh"]),
+        })"#,
+    );
+    assert_eq!(p.run_explained(&["echo", "x"]).0, "arg=x");
+    assert_eq!(p.run_explained(&["echo", "y"]).0, "arg=y");
+    let (out, why) = p.run_explained(&["echo", "x"]);
+    assert_eq!((out.as_str(), why.as_str()), ("arg=x", "hit disk"));
+    assert_eq!(p.lines("log"), 2, "one build per argument set");
+
+    // `--explain` may follow the arguments; arguments that start with a dash go after `--`.
+    let out = p.trove(&["run", "echo", "y", "--explain"]);
+    assert_eq!(
+        (out.stdout.as_slice(), stderr(&out).trim()),
+        (&b"arg=y"[..], "hit disk")
+    );
+    let out = p.trove(&["run", "echo", "--", "-z"]);
+    assert_eq!(out.stdout, b"arg=-z", "{}", stderr(&out));
+}
+
+#[test]
+fn editing_a_file_matched_by_an_input_glob_rebuilds_and_why_names_it() {
+    let p = Project::new(
+        r#"(recipes: {
+            "cat": (command: ["sh", "-c", "echo built >> log; cat data/*.csv"], inputs: ["data/*.csv"]),
+        })"#,
+    );
+    p.write("data/a.csv", "1\n");
+    assert_eq!(p.run_explained(&["cat"]).0, "1\n");
+    assert_eq!(p.ok(&["why", "cat"]).trim(), "hit disk");
+
+    p.write("data/a.csv", "1,2\n");
+    let why = p.ok(&["why", "cat"]);
+    assert!(
+        why.starts_with("built: ") && why.contains("data/a.csv"),
+        "{why}"
+    );
+    assert_eq!(p.run_explained(&["cat"]).0, "1,2\n");
+    assert_eq!(p.lines("log"), 2);
+
+    p.write("data/b.csv", "3\n");
+    let why = p.ok(&["why", "cat"]);
+    assert!(
+        why.starts_with("built: "),
+        "a new matching file makes it stale: {why}"
+    );
+    assert_eq!(p.run_explained(&["cat"]).0, "1,2\n3\n");
+    assert_eq!(p.lines("log"), 3);
+}
+
+#[test]
+fn changing_a_declared_environment_variable_rebuilds() {
+    let p = Project::new(
+        r#"(recipes: {
+            "market": (command: ["sh", "-c", "echo built >> log; printf '%s' \"$MARKET\""], env: ["MARKET"]),
+        })"#,
+    );
+    let run = |market: &str| {
+        let out = p
+            .command(&["run", "market"])
+            .env("MARKET", market)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(run("eu"), "eu");
+    assert_eq!(run("eu"), "eu");
+    assert_eq!(p.lines("log"), 1);
+    let why = p
+        .command(&["why", "market"])
+        .env("MARKET", "us")
+        .output()
+        .expect("why");
+    assert!(
+        String::from_utf8_lossy(&why.stdout).contains("MARKET"),
+        "{why:?}"
+    );
+    assert_eq!(run("us"), "us");
+    assert_eq!(p.lines("log"), 2);
+}
+
+#[test]
+fn a_file_listed_in_the_depfile_that_is_created_later_rebuilds() {
+    let p = Project::new(
+        r#"(recipes: {
+            "dep": (command: ["sh", "-c", "echo later.txt > \"$TROVE_DEPFILE\"; echo built >> log; cat later.txt 2>/dev/null; printf x"]),
+        })"#,
+    );
+    assert_eq!(p.run_explained(&["dep"]).0, "x");
+    assert_eq!(p.run_explained(&["dep"]).1, "hit disk");
+    p.write("later.txt", "now ");
+    let why = p.ok(&["why", "dep"]);
+    assert!(
+        why.starts_with("built: ") && why.contains("later.txt"),
+        "{why}"
+    );
+    assert_eq!(p.run_explained(&["dep"]).0, "now x");
+    assert_eq!(p.lines("log"), 2);
+}
+
+#[test]
+fn a_dependency_whose_output_did_not_change_does_not_rebuild_its_dependents() {
+    let p = Project::new(
+        r#"(recipes: {
+            "a": (command: ["sh", "-c", "echo a >> a.log; tr -d ' ' < x.txt"], inputs: ["x.txt"]),
+            "b": (command: ["sh", "-c", "echo b >> b.log; cat \"$TROVE_NEED_A\""], needs: ["a"]),
+        })"#,
+    );
+    p.write("x.txt", "hello\n");
+    assert_eq!(p.run_explained(&["b"]).0, "hello\n");
+    p.write("x.txt", "hel lo\n");
+    let (out, why) = p.run_explained(&["b"]);
+    assert_eq!((out.as_str(), why.as_str()), ("hello\n", "hit disk"));
+    assert_eq!(
+        (p.lines("a.log"), p.lines("b.log")),
+        (2, 1),
+        "a rebuilt, b did not"
+    );
+
+    p.write("x.txt", "bye\n");
+    let why = p.ok(&["why", "b"]);
+    assert!(why.contains("dependency a"), "{why}");
+    assert_eq!(p.run_explained(&["b"]).0, "bye\n");
+    assert_eq!((p.lines("a.log"), p.lines("b.log")), (3, 2));
+}
+
+#[test]
+fn a_stored_object_that_fails_its_check_is_rebuilt() {
+    let p = Project::new(
+        r#"(recipes: {
+            "empty": (command: ["sh", "-c", "echo built >> log"], check: ["sh", "-c", "test -s \"$TROVE_OUTPUT\""]),
+        })"#,
+    );
+    // The command prints nothing to stdout, so every stored object fails `test -s`.
+    p.run_explained(&["empty"]);
+    let (_, why) = p.run_explained(&["empty"]);
+    assert!(why.starts_with("built: check failed"), "{why}");
+    assert_eq!(p.lines("log"), 2);
+}
+
+#[test]
+fn a_failing_command_exits_with_its_code_and_is_not_cached() {
+    let p = Project::new(
+        r#"(recipes: {
+            "bad": (command: ["sh", "-c", "echo ran >> log; echo oops >&2; exit 3"]),
+            "on_bad": (command: ["cat", "/dev/null"], needs: ["bad"]),
+        })"#,
+    );
+    for runs in 1..=2 {
+        let out = p.trove(&["run", "bad"]);
+        assert_eq!(out.status.code(), Some(3));
+        assert!(out.stdout.is_empty());
+        let err = stderr(&out);
+        assert!(err.contains("oops") && err.contains("error:"), "{err}");
+        assert_eq!(p.lines("log"), runs, "the command runs again");
+    }
+    let out = p.trove(&["run", "on_bad"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a failed `needs` passes its code on: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_reported_with_line_and_column() {
+    let p = Project::new(
+        "(\n    recipes: {\n        \"r\": (command: [\"true\"], inptus: []),\n    },\n)\n",
+    );
+    for args in [&["run", "r"][..], &["config", "check"], &["status"]] {
+        let out = p.trove(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("trove.ron:3:34"), "{args:?}: {err}");
+        assert!(err.contains("inputs"), "a hint names the right key: {err}");
+    }
+}
+
+#[test]
+fn config_check_says_ok_with_the_number_of_recipes() {
+    let p = Project::new(COUNTING);
+    let out = p.ok(&["config", "check"]);
+    assert!(
+        out.starts_with("ok: ") && out.contains("trove.ron (1 recipe)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_config_is_found_in_a_parent_directory_or_given_explicitly() {
+    let p = Project::new(COUNTING);
+    p.write("sub/dir/keep", "");
+    let out = p
+        .command(&["run", "v"])
+        .current_dir(p.path("sub/dir"))
+        .output()
+        .expect("run");
+    assert_eq!(out.stdout, b"v1", "{}", stderr(&out));
+    assert_eq!(
+        p.lines("log"),
+        1,
+        "the command runs in the config's directory"
+    );
+
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let config = p.path("trove.ron");
+    let config = config.to_str().expect("utf-8 path");
+    let out = p
+        .command(&["--config", config, "run", "v"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.stdout, b"v1");
+    let out = p
+        .command(&["run", "v"])
+        .env("TROVE_CONFIG", config)
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.stdout, b"v1");
+    assert_eq!(p.lines("log"), 1);
+}
+
+#[test]
+fn an_unknown_recipe_is_a_usage_error_that_suggests_the_nearest_name() {
+    let p = Project::new(COUNTING.replace("\"v\"", "\"prices\"").as_str());
+    let out = p.trove(&["run", "prics"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("did you mean `prices`?"), "{err}");
+}
+
+#[test]
+fn a_recipe_without_a_command_cannot_be_run_from_the_command_line() {
+    let p = Project::new(r#"(recipes: { "table": (inputs: ["data/*.csv"]) })"#);
+    let out = p.trove(&["run", "table"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("library code"), "{}", stderr(&out));
+}
+
+#[test]
+fn eight_concurrent_runs_of_one_key_build_it_once_and_print_the_same_bytes() {
+    let p = Project::new(
+        r#"(recipes: { "slow": (command: ["sh", "-c", "echo built >> log; sleep 1; printf 'same bytes'"]) })"#,
+    );
+    let children: Vec<Child> = (0..8)
+        .map(|_| {
+            p.command(&["run", "slow"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(out.stdout, b"same bytes");
+    }
+    assert_eq!(p.lines("log"), 1, "one build");
+}
+
+#[test]
+fn raising_a_version_counter_rebuilds_and_why_names_the_counter() {
+    let config = |n: u32| {
+        format!(
+            r#"(versions: {{ "alice": {n} }}, recipes: {{ "v": (command: ["sh", "-c", "echo built >> log; printf 'v1'"]) }})"#
+        )
+    };
+    let p = Project::new(&config(1));
+    p.run_explained(&["v"]);
+    p.write("trove.ron", &config(2));
+    assert_eq!(p.ok(&["why", "v"]).trim(), "built: counter alice 1 -> 2");
+    assert_eq!(p.run_explained(&["v"]).1, "built: counter alice 1 -> 2");
+    assert_eq!(p.lines("log"), 2);
+}
+
+#[test]
+fn why_json_says_whether_run_would_build() {
+    let p = Project::new(COUNTING);
+    let before: serde_json::Value =
+        serde_json::from_str(&p.ok(&["why", "--json", "v"])).expect("json");
+    assert_eq!(before["action"], "build");
+    assert_eq!(before["reason"], "built: no entry");
+    p.ok(&["run", "v"]);
+    let after: serde_json::Value =
+        serde_json::from_str(&p.ok(&["why", "v", "--json"])).expect("json");
+    assert_eq!(
+        (after["action"].as_str(), after["recipe"].as_str()),
+        (Some("serve"), Some("v"))
+    );
+    assert_eq!(p.lines("log"), 1, "why builds nothing");
+}
+
+#[test]
+fn status_and_graph_describe_what_the_store_holds() {
+    let p = Project::new(
+        r#"(recipes: {
+            "a": (command: ["cat", "x.txt"], inputs: ["x.txt"]),
+            "b": (command: ["sh", "-c", "cat \"$TROVE_NEED_A\""], needs: ["a"]),
+        })"#,
+    );
+    p.write("x.txt", "x");
+    p.ok(&["run", "b"]);
+
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json"])).expect("json");
+    let recipes: Vec<&str> = status
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["recipe"].as_str())
+        .collect();
+    assert!(recipes.contains(&"a") && recipes.contains(&"b"), "{status}");
+    let table = p.ok(&["status"]);
+    assert!(
+        table.starts_with("OBJECT") && table.contains("on disk"),
+        "{table}"
+    );
+
+    let graph: serde_json::Value =
+        serde_json::from_str(&p.ok(&["graph", "--format", "json"])).expect("json");
+    assert!(
+        graph["nodes"].as_array().is_some_and(|n| n.len() >= 3),
+        "{graph}"
+    );
+    assert!(
+        graph["edges"].as_array().is_some_and(|e| e.len() >= 2),
+        "{graph}"
+    );
+    assert!(p.ok(&["graph"]).starts_with("digraph"));
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn verify_exits_1_after_a_blob_is_corrupted_and_0_on_a_clean_store() {
+    let p = Project::new(COUNTING);
+    p.ok(&["run", "v"]);
+    let out = p.trove(&["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let blobs = files_under(&p.path(".trove/v1/blobs"));
+    assert_eq!(blobs.len(), 1, "{blobs:?}");
+    let mut perms = std::fs::metadata(&blobs[0]).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&blobs[0], perms).expect("chmod");
+    let mut bytes = std::fs::read(&blobs[0]).expect("read");
+    *bytes.last_mut().expect("non-empty blob") ^= 0xff;
+    std::fs::write(&blobs[0], bytes).expect("write");
+
+    let out = p.trove(&["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["clean"], false);
+    // The corrupt object is rebuilt when next asked for.
+    assert_eq!(p.run_explained(&["v"]).0, "v1");
+    assert_eq!(p.lines("log"), 2);
+}
+
+#[test]
+fn gc_lists_a_dead_variant_on_a_dry_run_and_then_removes_it() {
+    let p = Project::new(r#"(recipes: { "cat": (command: ["cat", "x.txt"], inputs: ["x.txt"]) })"#);
+    p.write("x.txt", "one");
+    p.ok(&["run", "cat"]);
+    p.write("x.txt", "two!");
+    p.ok(&["run", "cat"]);
+
+    let dry = p.ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.lines()
+            .any(|l| l.starts_with("would remove") && l.contains("cat") && l.contains("dead")),
+        "{dry}"
+    );
+    assert!(
+        dry.lines().last().is_some_and(|l| l.starts_with("total:")),
+        "{dry}"
+    );
+    assert_eq!(p.ok(&["gc", "--dry-run"]), dry, "a dry run removes nothing");
+
+    let done = p.ok(&["gc"]);
+    assert!(
+        done.lines()
+            .any(|l| l.starts_with("removed") && l.contains("dead")),
+        "{done}"
+    );
+    let after = p.ok(&["gc", "--dry-run", "--json"]);
+    let after: serde_json::Value = serde_json::from_str(&after).expect("json");
+    assert!(
+        !after["removals"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|r| r["reason"].as_str().is_some_and(|s| s.starts_with("dead"))),
+        "{after}"
+    );
+    assert_eq!(
+        p.run_explained(&["cat"]),
+        ("two!".to_owned(), "hit disk".to_owned()),
+        "the live variant stays"
+    );
+}
+
+#[test]
+fn gc_refuses_a_size_it_cannot_read() {
+    let p = Project::new(COUNTING);
+    let out = p.trove(&["gc", "--max-size", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--max-size"), "{}", stderr(&out));
+}
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends each line the reader produces to the returned channel, from a thread.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn watch_json_reports_an_edited_input_as_a_stale_object() {
+    let p = Project::new(
+        r#"(
+            watch: (roots: ["data"], debounce_ms: 20),
+            recipes: { "cat": (command: ["cat", "data/x.txt"], inputs: ["data/x.txt"]) },
+        )"#,
+    );
+    p.write("data/x.txt", "one");
+    p.ok(&["run", "cat"]);
+
+    let mut child = p
+        .command(&["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let _child = KillOnDrop(child);
+    let timeout = Duration::from_secs(10);
+    loop {
+        let line = stderr.recv_timeout(timeout).expect("`watching` on stderr");
+        if line.starts_with("watching") {
+            break;
+        }
+    }
+
+    p.write("data/x.txt", "two!");
+    let line = stdout
+        .recv_timeout(timeout)
+        .expect("a stale line after the edit");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+    assert_eq!(event["event"], "stale");
+    assert_eq!(event["recipe"], "cat");
+    assert_eq!(event["path"], "data/x.txt");
+    assert_eq!(event["key"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn watch_rebuild_rebuilds_the_stale_object() {
+    let p = Project::new(
+        r#"(
+            watch: (roots: ["data"], debounce_ms: 20),
+            recipes: { "cat": (command: ["sh", "-c", "echo built >> log; cat data/x.txt"], inputs: ["data/x.txt"]) },
+        )"#,
+    );
+    p.write("data/x.txt", "one");
+    p.ok(&["run", "cat"]);
+
+    let mut child = p
+        .command(&["watch", "--rebuild"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let _child = KillOnDrop(child);
+    let timeout = Duration::from_secs(10);
+    while !stderr
+        .recv_timeout(timeout)
+        .expect("`watching` on stderr")
+        .starts_with("watching")
+    {}
+
+    p.write("data/x.txt", "two!");
+    assert_eq!(
+        stdout.recv_timeout(timeout).expect("stale line"),
+        "stale: cat: data/x.txt changed"
+    );
+    let rebuilt = stdout.recv_timeout(timeout).expect("rebuilt line");
+    assert!(
+        rebuilt.starts_with("rebuilt: cat (built: data/x.txt changed"),
+        "{rebuilt}"
+    );
+    assert_eq!(p.lines("log"), 2);
+    assert_eq!(
+        p.run_explained(&["cat"]),
+        ("two!".to_owned(), "hit disk".to_owned())
+    );
+}
+
+#[test]
+fn help_explains_each_command_with_an_example() {
+    let p = Project::new(COUNTING);
+    for command in ["run", "why", "status", "watch", "graph", "verify", "gc"] {
+        let help = p.ok(&[command, "--help"]);
+        assert!(help.contains("Examples:"), "{command}: {help}");
+    }
+}
