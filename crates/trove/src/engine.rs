@@ -136,6 +136,8 @@ pub(crate) struct Inner {
     flights: Flights<FlightValue>,
     registry: RwLock<HashMap<String, Arc<dyn Erased>>>,
     counters: RwLock<BTreeMap<String, u64>>,
+    /// `counters_for` per recipe, dropped whenever a counter is set.
+    counters_cache: RwLock<HashMap<String, Arc<BTreeMap<String, u64>>>>,
     pub(crate) watch: Mutex<Option<crate::watch::Active>>,
     pub(crate) watching: AtomicBool,
     pub(crate) graph: Mutex<trove_graph::Graph>,
@@ -226,6 +228,7 @@ impl Engine {
                 flights: Flights::new(),
                 registry: RwLock::new(HashMap::new()),
                 counters: RwLock::new(BTreeMap::new()),
+                counters_cache: RwLock::new(HashMap::new()),
                 watch: Mutex::new(None),
                 watching: AtomicBool::new(false),
                 graph: Mutex::new(trove_graph::Graph::new()),
@@ -304,16 +307,39 @@ impl Engine {
     }
 
     fn set_qualified_counter(&self, name: String, value: u64) {
-        self.inner
+        let mut counters = self
+            .inner
             .counters
             .write()
+            .unwrap_or_else(|e| e.into_inner());
+        counters.insert(name, value);
+        // Cleared under the counters' write lock: `counters_for` fills the cache under
+        // their read lock, so no stale map can be put back after this.
+        self.inner
+            .counters_cache
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name, value);
+            .clear();
+        drop(counters);
         self.inner.memory.mark_all_unfresh();
     }
 
     /// Every counter covering `recipe`, by qualified name (`alice`, `table/alice`).
-    fn counters_for(&self, recipe: &str) -> BTreeMap<String, u64> {
+    fn counters_for(&self, recipe: &str) -> Arc<BTreeMap<String, u64>> {
+        let counters = self
+            .inner
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = self
+            .inner
+            .counters_cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(recipe)
+        {
+            return c.clone();
+        }
         let config = &self.inner.config;
         let mut out: BTreeMap<String, u64> = config.versions.clone();
         if let Some(rc) = config.recipes.get(recipe) {
@@ -322,17 +348,17 @@ impl Engine {
             }
         }
         let prefix = format!("{recipe}/");
-        for (k, v) in self
-            .inner
-            .counters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for (k, v) in counters.iter() {
             if !k.contains('/') || k.starts_with(&prefix) {
                 out.insert(k.clone(), *v);
             }
         }
+        let out = Arc::new(out);
+        self.inner
+            .counters_cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(recipe.to_owned(), out.clone());
         out
     }
 
@@ -671,7 +697,7 @@ impl Engine {
         let _guard = BuildingGuard::enter(key, recipe.name())?;
         let created_ms = now_ms();
         let mut cx = Cx::new(self.clone(), self.inner.root.clone());
-        cx.trace.counters = self.counters_for(recipe.name());
+        cx.trace.counters = (*self.counters_for(recipe.name())).clone();
         let build_error = |source| Error::Build {
             recipe: recipe.name().to_owned(),
             args: args_display.clone(),
@@ -947,11 +973,16 @@ impl Engine {
         if mode == Mode::Watched {
             return Ok(Validity::Valid { refreshed: None });
         }
+        let mut prechecked = precheck_files(trace);
         for (index, input) in trace.inputs.iter().enumerate() {
             let outcome = match input {
                 Input::File { path, state, .. } => {
                     let p = Path::new(path);
-                    match trove_fingerprint::check_file(state, p) {
+                    let checked = prechecked
+                        .as_mut()
+                        .and_then(|all| all[index].take())
+                        .unwrap_or_else(|| trove_fingerprint::check_file(state, p));
+                    match checked {
                         Ok(FileCheck::Unchanged) => None,
                         Ok(FileCheck::Refreshed(new)) => {
                             let t = refreshed.get_or_insert_with(|| trace.clone());
@@ -1189,6 +1220,58 @@ impl Engine {
             self.inner.memory.remove(key);
         }
     }
+}
+
+/// Traces with at least this many files have them checked on several threads: `stat`
+/// is a system call each, and the kernel answers them in parallel.
+const PARALLEL_CHECK_MIN: usize = 256;
+
+/// Checks every file input of a large trace on all cores, ahead of the in-order pass
+/// that decides (which then takes each result instead of checking again).
+#[allow(clippy::type_complexity)]
+fn precheck_files(trace: &Trace) -> Option<Vec<Option<std::io::Result<FileCheck>>>> {
+    let files: Vec<usize> = trace
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i, Input::File { .. }))
+        .map(|(index, _)| index)
+        .collect();
+    if files.len() < PARALLEL_CHECK_MIN {
+        return None;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let chunk = files.len().div_ceil(threads);
+    let mut results: Vec<Option<std::io::Result<FileCheck>>> =
+        (0..trace.inputs.len()).map(|_| None).collect();
+    let checked: Vec<Vec<(usize, std::io::Result<FileCheck>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|indices| {
+                scope.spawn(move || {
+                    indices
+                        .iter()
+                        .filter_map(|&index| match &trace.inputs[index] {
+                            Input::File { path, state, .. } => {
+                                Some((index, trove_fingerprint::check_file(state, Path::new(path))))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for (index, result) in checked.into_iter().flatten() {
+        results[index] = Some(result);
+    }
+    Some(results)
 }
 
 /// The digest of a recipe's sources as this process sees them.

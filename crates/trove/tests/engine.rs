@@ -1132,3 +1132,39 @@ fn a_corrupt_trace_in_the_index_is_rebuilt_without_a_panic() {
         Reason::HitDisk
     );
 }
+
+#[test]
+fn an_object_reading_hundreds_of_files_rebuilds_when_any_one_changes() {
+    // Past a few hundred inputs the files are checked on several threads; the answer
+    // must be the one the in-order check gives.
+    let p = Project::new();
+    for i in 0..400 {
+        p.write(&format!("many/{i:03}.txt"), format!("{i}"));
+    }
+    let log = Log::new();
+    let r = Probe::new("sum", &log, |cx, _| {
+        let mut total = 0u64;
+        for i in 0..400 {
+            total += cx
+                .read_to_string(format!("many/{i:03}.txt"))?
+                .parse::<u64>()
+                .unwrap();
+        }
+        Ok(total)
+    });
+    let e = p.engine();
+    assert_eq!(*e.get(&r, &arg("")).unwrap(), (0..400).sum::<u64>());
+    assert_eq!(
+        e.get_explained(&r, &arg("")).unwrap().reason,
+        Reason::HitMemory
+    );
+    p.write("many/321.txt", "1321");
+    let s = e.get_explained(&r, &arg("")).unwrap();
+    assert_eq!(*s.value, (0..400).sum::<u64>() + 1000);
+    assert!(
+        built(&s.reason).starts_with("built: many/321.txt changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+}
