@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,6 +128,34 @@ struct Subject<'a> {
 
 type FlightValue = (Object, Reason, Digest, String);
 
+/// What an engine has done since it was opened: for tests, benchmarks and dashboards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests served from the memory tier.
+    pub memory_hits: u64,
+    /// Of those, served on a watcher's word, with no system call.
+    pub watched_hits: u64,
+    /// Requests served from the disk tier.
+    pub disk_hits: u64,
+    /// Builds run.
+    pub builds: u64,
+    /// File inputs checked against the file system (a `stat`, and a hash when in doubt).
+    pub files_checked: u64,
+}
+
+#[derive(Default)]
+struct StatCounters {
+    memory_hits: AtomicU64,
+    watched_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    builds: AtomicU64,
+    files_checked: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
 pub(crate) struct Inner {
     root: PathBuf,
     config: Config,
@@ -138,6 +166,7 @@ pub(crate) struct Inner {
     counters: RwLock<BTreeMap<String, u64>>,
     /// `counters_for` per recipe, dropped whenever a counter is set.
     counters_cache: RwLock<HashMap<String, Arc<BTreeMap<String, u64>>>>,
+    stats: StatCounters,
     pub(crate) watch: Mutex<Option<crate::watch::Active>>,
     pub(crate) watching: AtomicBool,
     pub(crate) graph: Mutex<trove_graph::Graph>,
@@ -229,6 +258,7 @@ impl Engine {
                 registry: RwLock::new(HashMap::new()),
                 counters: RwLock::new(BTreeMap::new()),
                 counters_cache: RwLock::new(HashMap::new()),
+                stats: StatCounters::default(),
                 watch: Mutex::new(None),
                 watching: AtomicBool::new(false),
                 graph: Mutex::new(trove_graph::Graph::new()),
@@ -242,6 +272,19 @@ impl Engine {
             }
         }
         Ok(engine)
+    }
+
+    /// What the engine has done since it was opened.
+    pub fn stats(&self) -> Stats {
+        let s = &self.inner.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            memory_hits: get(&s.memory_hits),
+            watched_hits: get(&s.watched_hits),
+            disk_hits: get(&s.disk_hits),
+            builds: get(&s.builds),
+            files_checked: get(&s.files_checked),
+        }
     }
 
     /// The configuration the engine runs with.
@@ -457,7 +500,10 @@ impl Engine {
         let mut stale = None;
         if let Some((object, meta)) = self.inner.memory.lookup(&key) {
             match self.check_memory(recipe, &meta)? {
-                None => return downcast(object, Reason::HitMemory, meta.digest, meta.args.clone()),
+                None => {
+                    bump(&self.inner.stats.memory_hits, 1);
+                    return downcast(object, Reason::HitMemory, meta.digest, meta.args.clone());
+                }
                 Some(why) => stale = Some(why),
             }
         }
@@ -550,6 +596,7 @@ impl Engine {
         if let Some((object, meta)) = self.inner.memory.lookup(&key)
             && self.check_memory(recipe, &meta)?.is_none()
         {
+            bump(&self.inner.stats.memory_hits, 1);
             return Ok((object, Reason::HitMemory, meta.digest, meta.args.clone()));
         }
         let args_display = describe_args(args);
@@ -591,6 +638,7 @@ impl Engine {
         for rec in variants {
             match self.try_variant(recipe, &rec)? {
                 Ok(object) => {
+                    bump(&self.inner.stats.disk_hits, 1);
                     let _ = self.inner.store.touch(rec.id, now_ms());
                     return Ok(Ok((
                         object,
@@ -707,6 +755,7 @@ impl Engine {
             .map_err(build_error)?;
         let libraries_before = crate::modules::mapped_libraries();
         tracing::debug!(recipe = recipe.name(), args = %args_display, "building: {why}");
+        bump(&self.inner.stats.builds, 1);
         let value = recipe.build(&mut cx, args).map_err(build_error)?;
         self.track_mapped_libraries(&mut cx, recipe.name(), &libraries_before)
             .map_err(build_error)?;
@@ -971,12 +1020,14 @@ impl Engine {
             }
         }
         if mode == Mode::Watched {
+            bump(&self.inner.stats.watched_hits, 1);
             return Ok(Validity::Valid { refreshed: None });
         }
         let mut prechecked = precheck_files(trace);
         for (index, input) in trace.inputs.iter().enumerate() {
             let outcome = match input {
                 Input::File { path, state, .. } => {
+                    bump(&self.inner.stats.files_checked, 1);
                     let p = Path::new(path);
                     let checked = prechecked
                         .as_mut()

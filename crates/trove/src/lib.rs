@@ -49,7 +49,7 @@ mod watch;
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use command::CommandRecipe;
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served};
+pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;
 pub use reason::{Reason, Residency, Why};
 pub use recipe::{BuildError, Recipe, Sources};

@@ -1168,3 +1168,185 @@ fn an_object_reading_hundreds_of_files_rebuilds_when_any_one_changes() {
     );
     assert_eq!(log.len(), 2);
 }
+
+/// An engine on a configuration that watches `data/`.
+fn watched_engine(p: &Project) -> Engine {
+    p.write("trove.ron", "(watch: (roots: [\"data\"]))");
+    Engine::open(Config::load(&p.path("trove.ron")).unwrap()).unwrap()
+}
+
+#[test]
+fn with_a_watcher_an_unchanged_object_is_served_without_checking_its_files() {
+    let p = Project::new();
+    p.write("data/a.txt", "one");
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    // The first memory hit verifies with stat and claims freshness; the rest trust the
+    // watcher.
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    let before = e.stats();
+    for _ in 0..100 {
+        assert_eq!(
+            e.get_explained(&r, &arg("data/a.txt")).unwrap().reason,
+            Reason::HitMemory
+        );
+    }
+    let after = e.stats();
+    assert_eq!(after.watched_hits - before.watched_hits, 100);
+    assert_eq!(
+        after.files_checked, before.files_checked,
+        "no file was checked"
+    );
+    assert_eq!(log.len(), 1);
+}
+
+#[test]
+fn with_a_watcher_an_edit_is_seen_once_its_event_arrives() {
+    let p = Project::new();
+    p.write("data/a.txt", "one");
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    p.write("data/a.txt", "two");
+    let seen = wait_until(Duration::from_secs(10), || {
+        *e.get(&r, &arg("data/a.txt")).unwrap() == "two"
+    });
+    assert!(seen, "the edit was never seen");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_watcher_rescan_falls_back_to_checking_files() {
+    let p = Project::new();
+    p.write("data/a.txt", "one");
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    let before = e.stats().files_checked;
+    // A changed .gitignore may hide changes the watcher used to see: it asks for a
+    // rescan, after which every object is verified with stat again.
+    p.write("data/.gitignore", "*.tmp\n");
+    let rechecked = wait_until(Duration::from_secs(10), || {
+        e.get(&r, &arg("data/a.txt")).unwrap();
+        e.stats().files_checked > before
+    });
+    assert!(rechecked);
+    assert_eq!(log.len(), 1, "nothing changed, so nothing rebuilt");
+}
+
+#[test]
+fn an_object_outside_the_watched_roots_is_always_checked_with_stat() {
+    let p = Project::new();
+    p.write("data/a.txt", "one");
+    p.write("other/b.txt", "one");
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &arg("other/b.txt")).unwrap();
+    e.get(&r, &arg("other/b.txt")).unwrap();
+    let before = e.stats();
+    e.get(&r, &arg("other/b.txt")).unwrap();
+    assert_eq!(e.stats().watched_hits, before.watched_hits);
+    assert_eq!(e.stats().files_checked, before.files_checked + 1);
+    // And an edit there is seen at once, no event needed.
+    p.write("other/b.txt", "two");
+    assert_eq!(*e.get(&r, &arg("other/b.txt")).unwrap(), "two");
+}
+
+/// A recipe whose code lives in `sources`.
+#[derive(Clone)]
+struct Coded {
+    sources: trove::Sources,
+    log: Log,
+}
+
+impl Recipe for Coded {
+    const NAME: &'static str = "coded";
+    const VERSION: u32 = 1;
+    type Args = ();
+    type Output = u32;
+    fn build(&self, _: &mut Cx, _: &()) -> Result<u32, BuildError> {
+        self.log.push("coded".into());
+        Ok(7)
+    }
+    fn sources(&self) -> trove::Sources {
+        self.sources
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+#[test]
+fn editing_a_recipes_source_file_rebuilds_its_objects() {
+    let p = Project::new();
+    p.write("src/table/mod.rs", "fn a() {}");
+    p.write("src/other.rs", "fn b() {}");
+    let log = Log::new();
+    let root = leak(p.root().display().to_string());
+    let r = Coded {
+        sources: trove::Sources::new(root, &["src/table/**/*.rs"], None),
+        log: log.clone(),
+    };
+    let e = p.engine();
+    e.get(&r, &()).unwrap();
+    p.write("src/other.rs", "fn b() { 1; }");
+    assert_eq!(e.get_explained(&r, &()).unwrap().reason, Reason::HitMemory);
+    p.write("src/table/mod.rs", "fn a() { 2; }");
+    let s = e.get_explained(&r, &()).unwrap();
+    assert!(
+        built(&s.reason).starts_with("built: src/table/mod.rs changed"),
+        "{}",
+        s.reason
+    );
+    p.write("src/table/new.rs", "");
+    let s = e.get_explained(&r, &()).unwrap();
+    assert!(
+        built(&s.reason).contains("glob src/table/**/*.rs"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 3);
+}
+
+#[test]
+fn without_its_sources_on_disk_a_recipe_is_checked_by_its_embedded_digest() {
+    let p = Project::new();
+    p.write("src/lib.rs", "fn a() {}");
+    // What the build script (`trove_fingerprint::emit_source_digest`) would embed.
+    let digest = trove_fingerprint::source_digest(p.root(), &["src/**/*.rs"])
+        .unwrap()
+        .hex();
+    let log = Log::new();
+    let missing = leak(p.path("not-shipped").display().to_string());
+    let shipped = |embedded: &'static str| Coded {
+        sources: trove::Sources::new(missing, &["src/**/*.rs"], Some(embedded)),
+        log: log.clone(),
+    };
+    let r = shipped(leak(digest.clone()));
+    p.engine().get(&r, &()).unwrap();
+    assert_eq!(
+        p.engine().get_explained(&r, &()).unwrap().reason,
+        Reason::HitDisk
+    );
+    // A binary built from other sources embeds another digest.
+    let other = shipped(leak("ab".repeat(32)));
+    let s = p.engine().get_explained(&other, &()).unwrap();
+    assert!(
+        built(&s.reason).contains("sources of recipe coded changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.len(), 2);
+}
