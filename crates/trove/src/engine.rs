@@ -405,6 +405,23 @@ impl Engine {
         out
     }
 
+    /// What validating a variant of `recipe` built at `created_ms` by `version_then` needs.
+    fn subject<'a, R: Recipe>(
+        &self,
+        recipe: &'a R,
+        version_then: u32,
+        created_ms: i64,
+    ) -> Subject<'a> {
+        Subject {
+            recipe: recipe.name(),
+            sources: recipe.sources(),
+            version_now: Some(recipe.version()),
+            version_then,
+            created_ms,
+            max_age: self.max_age_for(recipe.name(), recipe.max_age()),
+        }
+    }
+
     fn max_age_for(&self, recipe: &str, own: Option<Duration>) -> Option<Duration> {
         let config = &self.inner.config;
         config
@@ -553,14 +570,7 @@ impl Engine {
             Mode::Serve
         };
         let trace = meta.trace();
-        let subject = Subject {
-            recipe: recipe.name(),
-            sources: recipe.sources(),
-            version_now: Some(recipe.version()),
-            version_then: meta.recipe_version,
-            created_ms: meta.created_ms,
-            max_age: self.max_age_for(recipe.name(), recipe.max_age()),
-        };
+        let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
         match self.validate(&subject, &trace, mode)? {
             Validity::Valid { refreshed } => {
                 if let Some(t) = refreshed {
@@ -665,14 +675,7 @@ impl Engine {
                 "its trace is in an unknown format".into(),
             )));
         };
-        let subject = Subject {
-            recipe: recipe.name(),
-            sources: recipe.sources(),
-            version_now: Some(recipe.version()),
-            version_then: rec.recipe_version,
-            created_ms: rec.created_ms,
-            max_age: self.max_age_for(recipe.name(), recipe.max_age()),
-        };
+        let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
         let trace = match self.validate(&subject, &trace, Mode::Serve)? {
             Validity::Invalid(why) => return Ok(Err(why)),
             Validity::Valid { refreshed: Some(t) } => {
@@ -1164,17 +1167,9 @@ impl Engine {
     ) -> Result<(Residency, Option<Digest>), Error> {
         self.ensure_registered(recipe);
         let key = self.key(recipe, args)?;
-        let max_age = self.max_age_for(recipe.name(), recipe.max_age());
         let mut first_why = None;
         if let Some(meta) = self.inner.memory.meta(&key) {
-            let subject = Subject {
-                recipe: recipe.name(),
-                sources: recipe.sources(),
-                version_now: Some(recipe.version()),
-                version_then: meta.recipe_version,
-                created_ms: meta.created_ms,
-                max_age,
-            };
+            let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
             match self.validate(&subject, &meta.trace(), Mode::Peek)? {
                 Validity::Valid { .. } => return Ok((Residency::InMemory, Some(meta.digest))),
                 Validity::Invalid(why) => first_why = Some(why),
@@ -1189,14 +1184,7 @@ impl Engine {
                 ));
                 continue;
             };
-            let subject = Subject {
-                recipe: recipe.name(),
-                sources: recipe.sources(),
-                version_now: Some(recipe.version()),
-                version_then: rec.recipe_version,
-                created_ms: rec.created_ms,
-                max_age,
-            };
+            let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
             match self.validate(&subject, &trace, Mode::Peek)? {
                 Validity::Valid { .. } => {
                     return Ok((Residency::OnDisk, Some(Digest(rec.blob.hash))));
