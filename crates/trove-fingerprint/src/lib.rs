@@ -93,7 +93,10 @@ pub fn key_of<A: Serialize + ?Sized>(recipe: &str, args: &A) -> Result<Digest, E
 
 /// The key of a recipe and already canonically encoded arguments.
 pub fn key_of_encoded(recipe: &str, encoded_args: &[u8]) -> Digest {
-    let mut h = blake3::Hasher::new_derive_key("trove key v1");
+    // Deriving the context key costs as much as hashing small arguments: derive it once.
+    static KEY_HASHER: std::sync::LazyLock<blake3::Hasher> =
+        std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("trove key v1"));
+    let mut h = KEY_HASHER.clone();
     h.update(&(recipe.len() as u64).to_le_bytes());
     h.update(recipe.as_bytes());
     h.update(encoded_args);

@@ -498,7 +498,6 @@ impl Engine {
         recipe: &R,
         args: &R::Args,
     ) -> Result<Served<R::Output>, Error> {
-        self.ensure_registered(recipe);
         let key = self.key(recipe, args)?;
         let downcast = |object: Object, reason: Reason, digest: Digest, args: String| {
             object
@@ -524,6 +523,9 @@ impl Engine {
                 Some(why) => stale = Some(why),
             }
         }
+        // An object in memory got there through its recipe, which was registered then;
+        // past this point the recipe may be needed to validate other objects.
+        self.ensure_registered(recipe);
         // A build on this thread asking, directly or not, for its own key would wait for
         // itself forever: it is a cycle.
         if BUILDING.with(|b| b.borrow().contains(&key)) {
@@ -571,7 +573,8 @@ impl Engine {
         };
         let trace = meta.trace();
         let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
-        match self.validate(&subject, &trace, mode)? {
+        let cheap = (mode == Mode::Watched).then_some(meta.cheap.as_slice());
+        match self.validate_with(&subject, &trace, mode, cheap)? {
             Validity::Valid { refreshed } => {
                 if let Some(t) = refreshed {
                     self.adopt_refresh(meta.variant, meta, t);
@@ -610,24 +613,44 @@ impl Engine {
             return Ok((object, Reason::HitMemory, meta.digest, meta.args.clone()));
         }
         let args_display = describe_args(args);
+        // Read what is stored before looking at it: anything published after this point
+        // shows up as a different newest variant under the lock below.
+        let mut seen = self.newest_variant(key);
         let mut why = match self.lookup_disk(recipe, key, &args_display)? {
             Ok(hit) => return Ok(hit),
             Err(why) => stale.unwrap_or(why),
         };
-        let _lock = match self.inner.store.lock_key(&key.0) {
-            Ok(lock) => Some(lock),
-            Err(e) => {
-                tracing::warn!("building without the cross-process lock: {e}");
-                None
+        let _lock = loop {
+            let lock = match self.inner.store.lock_key(&key.0) {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    tracing::warn!("building without the cross-process lock: {e}");
+                    None
+                }
+            };
+            // Another process may have built it while we waited for the lock. Load it
+            // without holding the lock, so every process that waited loads at once
+            // instead of one after another.
+            let newest = self.newest_variant(key);
+            if lock.is_none() || newest == seen {
+                break lock;
+            }
+            drop(lock);
+            seen = newest;
+            match self.lookup_disk(recipe, key, &args_display)? {
+                Ok(hit) => return Ok(hit),
+                Err(w) if why == Why::NoEntry => why = w,
+                Err(_) => {}
             }
         };
-        // Another process may have built it while we waited for the lock.
-        match self.lookup_disk(recipe, key, &args_display)? {
-            Ok(hit) => return Ok(hit),
-            Err(w) if why == Why::NoEntry => why = w,
-            Err(_) => {}
-        }
         self.build(recipe, args, key, args_display, why)
+    }
+
+    /// The identity of the newest stored variant of a key (row ids can be reused, so the
+    /// creation time and blob go with it).
+    fn newest_variant(&self, key: Digest) -> Option<(i64, i64, [u8; 32])> {
+        let variants = self.inner.store.variants(&key.0).ok()?;
+        variants.first().map(|r| (r.id, r.created_ms, r.blob.hash))
     }
 
     /// Tries the stored variants of a key, newest first.
@@ -721,6 +744,7 @@ impl Engine {
                 digest: Digest(rec.blob.hash),
                 variant: Some(rec.id),
                 size,
+                cheap: cheap_inputs(&trace),
                 trace: RwLock::new(Arc::new(trace)),
                 fresh: AtomicBool::new(false),
                 watchable: AtomicBool::new(false),
@@ -810,6 +834,7 @@ impl Engine {
                     digest,
                     variant: stored.map(|(id, _)| id),
                     size,
+                    cheap: cheap_inputs(&cx.trace),
                     trace: RwLock::new(Arc::new(cx.trace)),
                     fresh: AtomicBool::new(false),
                     watchable: AtomicBool::new(false),
@@ -964,6 +989,18 @@ impl Engine {
         trace: &Trace,
         mode: Mode,
     ) -> Result<Validity, Error> {
+        self.validate_with(subject, trace, mode, None)
+    }
+
+    /// [`Engine::validate`]; `cheap`, when given, lists the trace's inputs a watcher
+    /// cannot vouch for (see [`cheap_inputs`]), so a watched hit does not walk the rest.
+    fn validate_with(
+        &self,
+        subject: &Subject<'_>,
+        trace: &Trace,
+        mode: Mode,
+        cheap: Option<&[u32]>,
+    ) -> Result<Validity, Error> {
         if let Some(now) = subject.version_now
             && now != subject.version_then
         {
@@ -990,7 +1027,11 @@ impl Engine {
             return Ok(Validity::Invalid(Why::Expired { max_age }));
         }
         let mut refreshed: Option<Trace> = None;
-        for input in &trace.inputs {
+        let unwatchable: Box<dyn Iterator<Item = &Input>> = match cheap {
+            Some(indices) => Box::new(indices.iter().map(|&i| &trace.inputs[i as usize])),
+            None => Box::new(trace.inputs.iter()),
+        };
+        for input in unwatchable {
             let outcome = match input {
                 Input::Volatile { name, ttl_ms } => {
                     (age_ms > u128::from(*ttl_ms)).then(|| Why::VolatileExpired {
@@ -1259,6 +1300,23 @@ impl Engine {
             self.inner.memory.remove(key);
         }
     }
+}
+
+/// The inputs of a trace no watcher can vouch for (env vars, volatile sources, embedded
+/// source digests): a watched memory hit checks only these.
+pub(crate) fn cheap_inputs(trace: &Trace) -> Vec<u32> {
+    trace
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| {
+            matches!(
+                i,
+                Input::Env { .. } | Input::Volatile { .. } | Input::Code { .. }
+            )
+        })
+        .map(|(index, _)| index as u32)
+        .collect()
 }
 
 /// Traces with at least this many files have them checked on several threads: `stat`

@@ -26,6 +26,9 @@ pub(crate) struct Meta {
     pub(crate) variant: Option<i64>,
     pub(crate) size: u64,
     pub(crate) trace: RwLock<Arc<Trace>>,
+    /// Indices of the trace's inputs a watcher cannot vouch for (a refresh only changes
+    /// file states, so these stay right for the object's life).
+    pub(crate) cheap: Vec<u32>,
     /// Set while a watcher covers every path of the trace and no event touched them since
     /// the object was last verified: the object is then served with no system call.
     pub(crate) fresh: AtomicBool,
@@ -45,8 +48,31 @@ struct Slot {
     last_use: u64,
 }
 
+/// Keys are blake3 digests already: their first eight bytes are as good a hash as any,
+/// and cheaper than SipHash over all 32.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            Some(first) => self.0 ^= u64::from_le_bytes(*first),
+            None => {
+                for b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+                }
+            }
+        }
+    }
+}
+
+type DigestMap<V> = HashMap<Digest, V, std::hash::BuildHasherDefault<DigestHasher>>;
+
 struct Inner {
-    slots: HashMap<Digest, Slot>,
+    slots: DigestMap<Slot>,
     resident_bytes: u64,
     tick: u64,
 }
@@ -60,7 +86,7 @@ impl Memory {
     pub(crate) fn new(limit: u64) -> Self {
         Memory {
             inner: Mutex::new(Inner {
-                slots: HashMap::new(),
+                slots: DigestMap::default(),
                 resident_bytes: 0,
                 tick: 0,
             }),
@@ -148,6 +174,16 @@ impl Memory {
         for (k, s) in &inner.slots {
             f(k, &s.meta, s.strong.is_some() || s.weak.strong_count() > 0);
         }
+    }
+
+    /// A snapshot of every slot's key and metadata, to work on without the lock.
+    pub(crate) fn metas(&self) -> Vec<(Digest, Arc<Meta>)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .slots
+            .iter()
+            .map(|(k, s)| (*k, s.meta.clone()))
+            .collect()
     }
 
     pub(crate) fn mark_all_unfresh(&self) {

@@ -68,6 +68,12 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
 
 /// Called whenever an object enters the memory tier.
 pub(crate) fn on_remember(engine: &Engine, key: Digest, meta: &Meta, trace: &Trace) {
+    // The graph only serves the watcher; without one, remembering costs nothing more.
+    // `watch()` puts every object already in memory in the graph when it starts.
+    let watch = engine.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(active) = watch.as_ref() else {
+        return;
+    };
     let (inputs, objects) = graph_inputs(trace);
     engine
         .inner
@@ -75,11 +81,8 @@ pub(crate) fn on_remember(engine: &Engine, key: Digest, meta: &Meta, trace: &Tra
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .set_object_inputs(key.0, &meta.recipe, &meta.args, &inputs, &objects);
-    let watch = engine.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(active) = watch.as_ref() {
-        meta.watchable
-            .store(covered(engine, &active.watcher, trace), Ordering::Release);
-    }
+    meta.watchable
+        .store(covered(engine, &active.watcher, trace), Ordering::Release);
 }
 
 /// Whether the watcher sees every path of a trace, and every object it depends on is
@@ -115,21 +118,29 @@ impl Engine {
             let engine = Engine { inner };
             engine.on_watch_event(event);
         })?;
+        let mut slot = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(Active { watcher });
+        self.inner.watching.store(true, Ordering::Release);
+        // Objects already in memory join the graph and become eligible for the watched
+        // path once they are verified again. Objects whose dependencies are judged later
+        // in this pass stay on the stat path until they are remembered again: slower,
+        // never stale.
+        let present = self.inner.memory.metas();
         {
-            let mut slot = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
-            *slot = Some(Active { watcher });
-            self.inner.watching.store(true, Ordering::Release);
+            let mut graph = self.inner.graph.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, meta) in &present {
+                meta.fresh.store(false, Ordering::Release);
+                let (inputs, objects) = graph_inputs(&meta.trace());
+                graph.set_object_inputs(key.0, &meta.recipe, &meta.args, &inputs, &objects);
+            }
         }
-        // Objects already in memory become eligible once they are verified again.
-        self.inner.memory.mark_all_unfresh();
-        let watch = self.inner.watch.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(active) = watch.as_ref() {
-            self.inner.memory.for_each(|_, meta, _| {
-                let trace = meta.trace();
-                let ok = trace.paths().all(|p| active.watcher.covers(Path::new(p)));
+        if let Some(active) = slot.as_ref() {
+            for (_, meta) in &present {
+                let ok = covered(self, &active.watcher, &meta.trace());
                 meta.watchable.store(ok, Ordering::Release);
-            });
+            }
         }
+        drop(slot);
         Ok(WatchGuard {
             engine: self.clone(),
         })

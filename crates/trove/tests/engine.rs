@@ -1350,3 +1350,46 @@ fn without_its_sources_on_disk_a_recipe_is_checked_by_its_embedded_digest() {
     );
     assert_eq!(log.len(), 2);
 }
+
+#[test]
+fn an_object_in_memory_before_the_watcher_started_is_still_invalidated_by_its_events() {
+    let p = Project::new();
+    p.write("data/a.txt", "one");
+    let e = watched_engine(&p);
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    let _watch = e.watch().unwrap();
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    let before = e.stats().watched_hits;
+    e.get(&r, &arg("data/a.txt")).unwrap();
+    assert_eq!(e.stats().watched_hits, before + 1, "trusted the watcher");
+    p.write("data/a.txt", "two");
+    let seen = wait_until(Duration::from_secs(10), || {
+        *e.get(&r, &arg("data/a.txt")).unwrap() == "two"
+    });
+    assert!(seen, "the edit was never seen");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn a_dependent_object_is_invalidated_through_its_dependency_under_a_watcher() {
+    let p = Project::new();
+    p.write("data/n.txt", "1");
+    let log = Log::new();
+    let inner = text("inner", &log);
+    let inner_for_outer = inner.clone();
+    let outer = Probe::new("outer", &log, move |cx, path| {
+        Ok(format!("[{}]", cx.get(&inner_for_outer, path)?))
+    });
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    assert_eq!(*e.get(&outer, &arg("data/n.txt")).unwrap(), "[1]");
+    e.get(&outer, &arg("data/n.txt")).unwrap();
+    e.get(&outer, &arg("data/n.txt")).unwrap();
+    p.write("data/n.txt", "2");
+    let seen = wait_until(Duration::from_secs(10), || {
+        *e.get(&outer, &arg("data/n.txt")).unwrap() == "[2]"
+    });
+    assert!(seen, "the dependent was served stale");
+}
