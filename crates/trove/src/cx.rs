@@ -109,7 +109,15 @@ impl Cx {
     /// changes before the build ends the result is not stored.
     pub fn open(&mut self, path: impl AsRef<Path>) -> Result<File, BuildError> {
         let abs = self.resolve(path);
-        self.track_file_as(Role::Data, &abs)?;
+        let state = self.track_file_as(Role::Data, &abs)?;
+        // Only a regular file is opened: opening a FIFO for reading would wait for a
+        // writer forever. Its state is recorded all the same.
+        if !matches!(state, FileState::Present { .. }) {
+            return Err(BuildError::Io {
+                path: abs,
+                source: std::io::Error::other(format!("not a regular file ({})", state.describe())),
+            });
+        }
         File::open(&abs).map_err(|source| BuildError::Io { path: abs, source })
     }
 
@@ -117,17 +125,22 @@ impl Cx {
     /// for files a build hands to something else (a command, a library).
     pub fn track_file(&mut self, path: impl AsRef<Path>) -> Result<(), BuildError> {
         let abs = self.resolve(path);
-        self.track_file_as(Role::Data, &abs)
+        self.track_file_as(Role::Data, &abs).map(drop)
     }
 
-    pub(crate) fn track_file_as(&mut self, role: Role, abs: &Path) -> Result<(), BuildError> {
+    /// Fingerprints and records a file; returns the state recorded.
+    pub(crate) fn track_file_as(
+        &mut self,
+        role: Role,
+        abs: &Path,
+    ) -> Result<FileState, BuildError> {
         let (state, stable) =
             trove_fingerprint::fingerprint_file(abs).map_err(|source| BuildError::Io {
                 path: abs.to_path_buf(),
                 source,
             })?;
-        self.record_file(role, abs, state, stable);
-        Ok(())
+        self.record_file(role, abs, state.clone(), stable);
+        Ok(state)
     }
 
     /// Lists a directory, tracked: a name appearing or disappearing invalidates. Returns

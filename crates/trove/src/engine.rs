@@ -4,13 +4,13 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use trove_config::Config;
 use trove_fingerprint::{Digest, FileCheck, encode, key_of_encoded};
-use trove_store::{NewRecord, Record, Store, StoreOptions};
+use trove_store::{KeyLock, NewRecord, Record, Store, StoreOptions};
 
 use crate::codec;
 use crate::cx::Cx;
@@ -127,6 +127,24 @@ struct Subject<'a> {
 }
 
 type FlightValue = (Object, Reason, Digest, String);
+
+/// What a leader returns: the flight's value, and the object still to be stored.
+type Built<T> = (FlightValue, Option<Pending<T>>);
+
+/// A built object not stored yet, with the key's lock, held until it is.
+struct Pending<T> {
+    value: Arc<T>,
+    /// The postcard encoding; `None` for a raw `Vec<u8>` object (its own bytes).
+    encoded: Option<Vec<u8>>,
+    codec: u8,
+    digest: Digest,
+    trace: Vec<u8>,
+    created_ms: i64,
+    args: String,
+    reason: String,
+    meta: Arc<Meta>,
+    lock: Option<KeyLock>,
+}
 
 /// What an engine has done since it was opened: for tests, benchmarks and dashboards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -545,8 +563,13 @@ impl Engine {
             FlightRole::Leader(leader) => {
                 let outcome = self.lead(recipe, args, key, stale);
                 match outcome {
-                    Ok(v) => {
+                    Ok((v, pending)) => {
+                        // Waiters in this process get the object now; other processes
+                        // wait on the key's lock until it is stored.
                         leader.finish(Ok(v.clone()));
+                        if let Some(pending) = pending {
+                            self.publish(recipe, key, pending);
+                        }
                         downcast(v.0, v.1, v.2, v.3)
                     }
                     Err(e) => {
@@ -577,7 +600,7 @@ impl Engine {
         match self.validate_with(&subject, &trace, mode, cheap)? {
             Validity::Valid { refreshed } => {
                 if let Some(t) = refreshed {
-                    self.adopt_refresh(meta.variant, meta, t);
+                    self.adopt_refresh(meta.variant(), meta, t);
                 }
                 Ok(None)
             }
@@ -604,23 +627,26 @@ impl Engine {
         args: &R::Args,
         key: Digest,
         stale: Option<Why>,
-    ) -> Result<FlightValue, Error> {
+    ) -> Result<Built<R::Output>, Error> {
         // A flight that finished just before this one began left its object in memory.
         if let Some((object, meta)) = self.inner.memory.lookup(&key)
             && self.check_memory(recipe, &meta)?.is_none()
         {
             bump(&self.inner.stats.memory_hits, 1);
-            return Ok((object, Reason::HitMemory, meta.digest, meta.args.clone()));
+            return Ok((
+                (object, Reason::HitMemory, meta.digest, meta.args.clone()),
+                None,
+            ));
         }
         let args_display = describe_args(args);
         // Read what is stored before looking at it: anything published after this point
         // shows up as a different newest variant under the lock below.
         let mut seen = self.newest_variant(key);
         let mut why = match self.lookup_disk(recipe, key, &args_display)? {
-            Ok(hit) => return Ok(hit),
+            Ok(hit) => return Ok((hit, None)),
             Err(why) => stale.unwrap_or(why),
         };
-        let _lock = loop {
+        let lock = loop {
             let lock = match self.inner.store.lock_key(&key.0) {
                 Ok(lock) => Some(lock),
                 Err(e) => {
@@ -638,12 +664,12 @@ impl Engine {
             drop(lock);
             seen = newest;
             match self.lookup_disk(recipe, key, &args_display)? {
-                Ok(hit) => return Ok(hit),
+                Ok(hit) => return Ok((hit, None)),
                 Err(w) if why == Why::NoEntry => why = w,
                 Err(_) => {}
             }
         };
-        self.build(recipe, args, key, args_display, why)
+        self.build(recipe, args, key, args_display, why, lock)
     }
 
     /// The identity of the newest stored variant of a key (row ids can be reused, so the
@@ -742,7 +768,7 @@ impl Engine {
                 recipe_version: rec.recipe_version,
                 created_ms: rec.created_ms,
                 digest: Digest(rec.blob.hash),
-                variant: Some(rec.id),
+                variant: AtomicI64::new(rec.id),
                 size,
                 cheap: cheap_inputs(&trace),
                 trace: RwLock::new(Arc::new(trace)),
@@ -754,13 +780,16 @@ impl Engine {
     }
 
     /// Puts an object in the memory tier and its edges in the graph the watcher uses.
-    fn remember(&self, key: Digest, object: Object, meta: Meta) {
+    fn remember(&self, key: Digest, object: Object, meta: Meta) -> Arc<Meta> {
         let trace = meta.trace();
         let meta = Arc::new(meta);
         crate::watch::on_remember(self, key, &meta, &trace);
-        self.inner.memory.insert(key, object, meta);
+        self.inner.memory.insert(key, object, meta.clone());
+        meta
     }
 
+    /// Builds the object and puts it in the memory tier. Storing it is left to the
+    /// returned [`Pending`], so the caller can wake the flight's waiters first.
     fn build<R: Recipe>(
         &self,
         recipe: &R,
@@ -768,7 +797,8 @@ impl Engine {
         key: Digest,
         args_display: String,
         why: Why,
-    ) -> Result<FlightValue, Error> {
+        lock: Option<KeyLock>,
+    ) -> Result<Built<R::Output>, Error> {
         let _guard = BuildingGuard::enter(key, recipe.name())?;
         let created_ms = now_ms();
         let mut cx = Cx::new(self.clone(), self.inner.root.clone());
@@ -791,57 +821,58 @@ impl Engine {
             None => self.changed_during_build(&cx.trace),
         };
         let reason = Reason::Built(why);
-        let (bytes, codec_id) = codec::encode(&value).map_err(|msg| {
+        let value = Arc::new(value);
+        let (bytes, codec_id) = codec::encode(&*value).map_err(|msg| {
             build_error(crate::BuildError::Failed(format!(
                 "cannot encode the object: {msg}"
             )))
         })?;
         let size = bytes.len() as u64;
-        let stored = match &unstable {
-            Some(path) => {
-                tracing::warn!(
-                    recipe = recipe.name(),
-                    "{path} changed while the object was built: returning it without storing it"
-                );
-                None
-            }
-            None => self.publish(
-                recipe,
-                key,
-                &args_display,
-                created_ms,
-                &bytes,
-                codec_id,
-                &cx.trace,
-                &reason,
-            ),
+        let digest = Digest::of_bytes(&bytes);
+        // Postcard bytes are kept for publishing; raw bytes are the object's own.
+        let encoded = match bytes {
+            std::borrow::Cow::Owned(v) => Some(v),
+            std::borrow::Cow::Borrowed(_) => None,
         };
-        let digest = match stored {
-            Some((_, blob)) => blob,
-            None => Digest::of_bytes(&bytes),
-        };
-        drop(bytes);
-        let object: Object = Arc::new(value);
-        if unstable.is_none() {
-            self.remember(
-                key,
-                object.clone(),
-                Meta {
-                    recipe: recipe.name().to_owned(),
-                    args: args_display.clone(),
-                    recipe_version: recipe.version(),
-                    created_ms,
-                    digest,
-                    variant: stored.map(|(id, _)| id),
-                    size,
-                    cheap: cheap_inputs(&cx.trace),
-                    trace: RwLock::new(Arc::new(cx.trace)),
-                    fresh: AtomicBool::new(false),
-                    watchable: AtomicBool::new(false),
-                },
+        let object: Object = value.clone();
+        if let Some(path) = unstable {
+            tracing::warn!(
+                recipe = recipe.name(),
+                "{path} changed while the object was built: returning it without storing it"
             );
+            return Ok(((object, reason, digest, args_display), None));
         }
-        Ok((object, reason, digest, args_display))
+        let trace_bytes = cx.trace.encode();
+        let meta = self.remember(
+            key,
+            object.clone(),
+            Meta {
+                recipe: recipe.name().to_owned(),
+                args: args_display.clone(),
+                recipe_version: recipe.version(),
+                created_ms,
+                digest,
+                variant: AtomicI64::new(0),
+                size,
+                cheap: cheap_inputs(&cx.trace),
+                trace: RwLock::new(Arc::new(cx.trace)),
+                fresh: AtomicBool::new(false),
+                watchable: AtomicBool::new(false),
+            },
+        );
+        let pending = Pending {
+            value,
+            encoded,
+            codec: codec_id,
+            digest,
+            trace: trace_bytes,
+            created_ms,
+            args: args_display.clone(),
+            reason: reason.to_string(),
+            meta,
+            lock,
+        };
+        Ok(((object, reason, digest, args_display), Some(pending)))
     }
 
     /// Tracks the shared libraries the build mapped. A library this recipe loaded in an
@@ -889,45 +920,47 @@ impl Engine {
         Ok(())
     }
 
-    /// Blob first, then the record that points at it. A failure is logged, not returned:
-    /// the caller still gets its object.
-    #[allow(clippy::too_many_arguments)]
-    fn publish<R: Recipe>(
-        &self,
-        recipe: &R,
-        key: Digest,
-        args_display: &str,
-        created_ms: i64,
-        bytes: &[u8],
-        codec_id: u8,
-        trace: &Trace,
-        reason: &Reason,
-    ) -> Option<(i64, Digest)> {
-        let blob = match self.inner.store.put_blob(bytes) {
+    /// Stores a built object: blob first, then the record that points at it, then the
+    /// key's lock is released. A failure is logged, not returned: the caller still gets
+    /// its object.
+    fn publish<R: Recipe>(&self, recipe: &R, key: Digest, pending: Pending<R::Output>) {
+        let bytes: std::borrow::Cow<'_, [u8]> = match &pending.encoded {
+            Some(v) => std::borrow::Cow::Borrowed(v.as_slice()),
+            None => match codec::encode(&*pending.value) {
+                Ok((b, _)) => b,
+                Err(_) => return,
+            },
+        };
+        let blob = match self.inner.store.put_blob(&bytes) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(recipe = recipe.name(), "object not stored: {e}");
-                return None;
+                return;
             }
         };
+        if Digest(blob.hash) != pending.digest {
+            tracing::error!(
+                recipe = recipe.name(),
+                "the stored blob's hash differs from the object's"
+            );
+            return;
+        }
         let record = NewRecord {
             key: key.0,
             recipe: recipe.name().to_owned(),
-            args: args_display.to_owned(),
+            args: pending.args,
             recipe_version: recipe.version(),
-            created_ms,
+            created_ms: pending.created_ms,
             blob,
-            codec: codec_id,
-            trace: trace.encode(),
-            reason: reason.to_string(),
+            codec: pending.codec,
+            trace: pending.trace,
+            reason: pending.reason,
         };
         match self.inner.store.insert(&record) {
-            Ok(id) => Some((id, Digest(blob.hash))),
-            Err(e) => {
-                tracing::warn!(recipe = recipe.name(), "object not recorded: {e}");
-                None
-            }
+            Ok(id) => pending.meta.variant.store(id, Ordering::Release),
+            Err(e) => tracing::warn!(recipe = recipe.name(), "object not recorded: {e}"),
         }
+        drop(pending.lock);
     }
 
     /// Declared inputs (the configuration's `inputs` and `env`) and the recipe's sources.
@@ -1217,7 +1250,6 @@ impl Engine {
             }
         }
         let variants = self.inner.store.variants(&key.0).unwrap_or_default();
-        let had_variants = !variants.is_empty();
         for rec in variants {
             let Some(trace) = Trace::decode(&rec.trace) else {
                 first_why.get_or_insert(Why::Unverifiable(
@@ -1237,7 +1269,6 @@ impl Engine {
         }
         Ok(match first_why {
             Some(why) => (Residency::Stale(why), None),
-            None if had_variants => (Residency::Absent, None),
             None => (Residency::Absent, None),
         })
     }
@@ -1288,14 +1319,13 @@ impl Engine {
         self.inner.store.blob_path(&digest.0)
     }
 
-    /// Drops a key's memory-tier slot (used when its object was found stale by a watcher).
     /// Drops a key's memory-tier slot if it holds the given stored variant (gc removed it).
     pub(crate) fn forget_variant(&self, key: &Digest, variant: i64) {
         if self
             .inner
             .memory
             .meta(key)
-            .is_some_and(|m| m.variant == Some(variant))
+            .is_some_and(|m| m.variant() == Some(variant))
         {
             self.inner.memory.remove(key);
         }

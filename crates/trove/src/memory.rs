@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use trove_fingerprint::Digest;
@@ -22,8 +22,9 @@ pub(crate) struct Meta {
     pub(crate) created_ms: i64,
     /// blake3 of the encoded object (the blob's name): early cutoff compares this.
     pub(crate) digest: Digest,
-    /// The stored variant, when the object was stored.
-    pub(crate) variant: Option<i64>,
+    /// The stored variant's row id once the object is stored (0 until then: a build
+    /// hands its object to waiters before it publishes it).
+    pub(crate) variant: AtomicI64,
     pub(crate) size: u64,
     pub(crate) trace: RwLock<Arc<Trace>>,
     /// Indices of the trace's inputs a watcher cannot vouch for (a refresh only changes
@@ -36,6 +37,11 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// The stored variant holding this object, if it was stored.
+    pub(crate) fn variant(&self) -> Option<i64> {
+        Some(self.variant.load(Ordering::Acquire)).filter(|&id| id > 0)
+    }
+
     pub(crate) fn trace(&self) -> Arc<Trace> {
         self.trace.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
