@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{config::DbConfig, Connection, ErrorCode, OpenFlags};
 
 use crate::StoreError;
 use crate::paths::unix_ms;
@@ -64,6 +64,10 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(index = %path.display(), mode, "the store index could not switch to WAL mode");
     }
+    // Keep the WAL when the last connection closes: checkpointing and deleting it on
+    // close, then creating it again on the next open, cost a short-lived process (one
+    // `trove run`) three fsyncs for a read. SQLite checkpoints as the WAL grows anyway.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // FULL: a record committed after its blob was published must survive a power loss.
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
     conn.set_prepared_statement_cache_capacity(32);
