@@ -110,7 +110,7 @@ impl Engine {
 
     /// Checks every blob's blake3 and every record; quarantines what is corrupt.
     pub fn verify(&self) -> Result<trove_store::VerifyReport, Error> {
-        Ok(self.store().verify()?)
+        Ok(self.store()?.verify()?)
     }
 
     /// The dependency graph of every stored live object and its inputs.
@@ -182,7 +182,7 @@ impl Engine {
         };
         // Orphans younger than the grace period may belong to a build in another process
         // that has published its blob and not yet inserted its record.
-        let plan = self.store().gc_plan_older_than(ORPHAN_GRACE)?;
+        let plan = self.store()?.gc_plan_older_than(ORPHAN_GRACE)?;
         let planned_blobs: HashSet<&std::path::Path> = plan
             .iter()
             .filter_map(|item| match item {
@@ -195,7 +195,7 @@ impl Engine {
         let mut orphaned: Vec<GcItem> = Vec::new();
         let mut seen: HashSet<[u8; 32]> = HashSet::new();
         for (rec, _) in &remove {
-            let path = self.store().blob_path(&rec.blob.hash);
+            let path = self.store()?.blob_path(&rec.blob.hash);
             if kept_blobs.contains(&rec.blob.hash)
                 || planned_blobs.contains(path.as_path())
                 || !seen.insert(rec.blob.hash)
@@ -237,12 +237,12 @@ impl Engine {
             return Ok(report);
         }
         for (rec, _) in &remove {
-            self.store().remove(rec.id)?;
+            self.store()?.remove(rec.id)?;
             self.forget_variant(&Digest(rec.key), rec.id);
         }
-        self.store().gc_apply(&plan)?;
+        self.store()?.gc_apply(&plan)?;
         // The store deletes a blob only if no row references it at that moment.
-        self.store().gc_apply(&orphaned)?;
+        self.store()?.gc_apply(&orphaned)?;
         Ok(report)
     }
 }

@@ -177,7 +177,9 @@ fn bump(counter: &AtomicU64, n: u64) {
 pub(crate) struct Inner {
     root: PathBuf,
     config: Config,
-    store: Store,
+    /// The disk tier; `None` when it could not be opened (see `store_error`).
+    store: Option<Store>,
+    store_error: Option<String>,
     pub(crate) memory: Memory,
     flights: Flights<FlightValue>,
     registry: RwLock<HashMap<String, Arc<dyn Erased>>>,
@@ -261,16 +263,29 @@ impl Engine {
 
     /// [`Engine::open`] with tuning options.
     pub fn open_with(config: Config, options: Options) -> Result<Engine, Error> {
-        let store = Store::open_with(
+        // A store that cannot be opened (disk full, no permission, a newer format) leaves
+        // the engine serving from memory and builds; the reason is logged and given to
+        // whoever asks for the store (status, gc, verify).
+        let (store, store_error) = match Store::open_with(
             &config.store.path,
             StoreOptions {
                 max_variants: options.max_variants.max(1),
             },
-        )?;
+        ) {
+            Ok(store) => (Some(store), None),
+            Err(e) => {
+                tracing::warn!(
+                    store = %config.store.path.display(),
+                    "the store cannot be used ({e}); objects are built and kept in memory only"
+                );
+                (None, Some(e.to_string()))
+            }
+        };
         let engine = Engine {
             inner: Arc::new(Inner {
                 root: config.dir.clone(),
                 store,
+                store_error,
                 memory: Memory::new(options.memory_limit),
                 flights: Flights::new(),
                 registry: RwLock::new(HashMap::new()),
@@ -315,12 +330,19 @@ impl Engine {
         &self.inner.root
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
+    /// The disk tier, or why there is none.
+    pub(crate) fn store(&self) -> Result<&Store, Error> {
+        self.inner
+            .store
+            .as_ref()
+            .ok_or_else(|| Error::StoreUnavailable {
+                path: self.inner.config.store.path.clone(),
+                reason: self.inner.store_error.clone().unwrap_or_default(),
+            })
     }
 
     pub(crate) fn store_root(&self) -> &Path {
-        self.inner.store.root()
+        &self.inner.config.store.path
     }
 
     /// Makes a recipe known to the engine, so objects that depend on its objects can be
@@ -613,7 +635,8 @@ impl Engine {
 
     fn adopt_refresh(&self, variant: Option<i64>, meta: &Meta, trace: Trace) {
         if let Some(id) = variant
-            && let Err(e) = self.inner.store.update_trace(id, &trace.encode())
+            && let Some(store) = self.inner.store.as_ref()
+            && let Err(e) = store.update_trace(id, &trace.encode())
         {
             tracing::warn!("cannot refresh stored metadata: {e}");
         }
@@ -647,9 +670,10 @@ impl Engine {
             Err(why) => stale.unwrap_or(why),
         };
         let lock = loop {
-            let lock = match self.inner.store.lock_key(&key.0) {
-                Ok(lock) => Some(lock),
-                Err(e) => {
+            let lock = match self.inner.store.as_ref().map(|s| s.lock_key(&key.0)) {
+                None => None,
+                Some(Ok(lock)) => Some(lock),
+                Some(Err(e)) => {
                     tracing::warn!("building without the cross-process lock: {e}");
                     None
                 }
@@ -675,7 +699,7 @@ impl Engine {
     /// The identity of the newest stored variant of a key (row ids can be reused, so the
     /// creation time and blob go with it).
     fn newest_variant(&self, key: Digest) -> Option<(i64, i64, [u8; 32])> {
-        let variants = self.inner.store.variants(&key.0).ok()?;
+        let variants = self.inner.store.as_ref()?.variants(&key.0).ok()?;
         variants.first().map(|r| (r.id, r.created_ms, r.blob.hash))
     }
 
@@ -686,7 +710,10 @@ impl Engine {
         key: Digest,
         args_display: &str,
     ) -> Result<Result<FlightValue, Why>, Error> {
-        let variants = match self.inner.store.variants(&key.0) {
+        let Some(store) = self.inner.store.as_ref() else {
+            return Ok(Err(Why::NoEntry));
+        };
+        let variants = match store.variants(&key.0) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!("treating the disk tier as empty: {e}");
@@ -695,10 +722,10 @@ impl Engine {
         };
         let mut first_why = None;
         for rec in variants {
-            match self.try_variant(recipe, &rec)? {
+            match self.try_variant(store, recipe, &rec)? {
                 Ok(object) => {
                     bump(&self.inner.stats.disk_hits, 1);
-                    let _ = self.inner.store.touch(rec.id, now_ms());
+                    let _ = store.touch(rec.id, now_ms());
                     return Ok(Ok((
                         object,
                         Reason::HitDisk,
@@ -716,6 +743,7 @@ impl Engine {
 
     fn try_variant<R: Recipe>(
         &self,
+        store: &Store,
         recipe: &R,
         rec: &Record,
     ) -> Result<Result<Object, Why>, Error> {
@@ -728,7 +756,7 @@ impl Engine {
         let trace = match self.validate(&subject, &trace, Mode::Serve)? {
             Validity::Invalid(why) => return Ok(Err(why)),
             Validity::Valid { refreshed: Some(t) } => {
-                if let Err(e) = self.inner.store.update_trace(rec.id, &t.encode()) {
+                if let Err(e) = store.update_trace(rec.id, &t.encode()) {
                     tracing::warn!("cannot refresh stored metadata: {e}");
                 }
                 t
@@ -736,11 +764,11 @@ impl Engine {
             Validity::Valid { refreshed: None } => trace,
         };
         // The blob is verified against its blake3 before anything deserializes it.
-        let bytes = match self.inner.store.read_blob(&rec.blob) {
+        let bytes = match store.read_blob(&rec.blob) {
             Ok(b) => b,
             Err(e) => {
                 let why = Why::BlobCorrupt(e.to_string());
-                let _ = self.inner.store.quarantine(rec.id, &why.to_string());
+                let _ = store.quarantine(rec.id, &why.to_string());
                 return Ok(Err(why));
             }
         };
@@ -749,13 +777,13 @@ impl Engine {
             Ok(v) => v,
             Err(msg) => {
                 let why = Why::BlobCorrupt(msg);
-                let _ = self.inner.store.quarantine(rec.id, &why.to_string());
+                let _ = store.quarantine(rec.id, &why.to_string());
                 return Ok(Err(why));
             }
         };
         if let Err(msg) = recipe.check(&value) {
             let why = Why::CheckFailed(msg);
-            let _ = self.inner.store.quarantine(rec.id, &why.to_string());
+            let _ = store.quarantine(rec.id, &why.to_string());
             return Ok(Err(why));
         }
         let object: Object = Arc::new(value);
@@ -931,7 +959,10 @@ impl Engine {
                 Err(_) => return,
             },
         };
-        let blob = match self.inner.store.put_blob(&bytes) {
+        let Some(store) = self.inner.store.as_ref() else {
+            return;
+        };
+        let blob = match store.put_blob(&bytes) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(recipe = recipe.name(), "object not stored: {e}");
@@ -956,7 +987,7 @@ impl Engine {
             trace: pending.trace,
             reason: pending.reason,
         };
-        match self.inner.store.insert(&record) {
+        match store.insert(&record) {
             Ok(id) => pending.meta.variant.store(id, Ordering::Release),
             Err(e) => tracing::warn!(recipe = recipe.name(), "object not recorded: {e}"),
         }
@@ -1249,7 +1280,10 @@ impl Engine {
                 Validity::Invalid(why) => first_why = Some(why),
             }
         }
-        let variants = self.inner.store.variants(&key.0).unwrap_or_default();
+        let variants = match self.inner.store.as_ref() {
+            Some(store) => store.variants(&key.0).unwrap_or_default(),
+            None => Vec::new(),
+        };
         for rec in variants {
             let Some(trace) = Trace::decode(&rec.trace) else {
                 first_why.get_or_insert(Why::Unverifiable(
@@ -1311,12 +1345,7 @@ impl Engine {
 
     /// Every stored record (for status, graph and gc).
     pub(crate) fn records(&self) -> Result<Vec<Record>, Error> {
-        Ok(self.inner.store.records()?)
-    }
-
-    /// The path of a stored object's blob (verified bytes; for `$TROVE_NEED_*`).
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.inner.store.blob_path(&digest.0)
+        Ok(self.store()?.records()?)
     }
 
     /// Drops a key's memory-tier slot if it holds the given stored variant (gc removed it).

@@ -47,6 +47,14 @@ pub enum Error {
     /// The store failed in a way that prevents answering.
     #[error(transparent)]
     Store(#[from] trove_store::StoreError),
+    /// The disk tier could not be opened; the engine serves from memory and builds.
+    #[error("the store at {} cannot be used: {reason}", path.display())]
+    StoreUnavailable {
+        /// The store's directory.
+        path: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
     /// A configuration problem found by the engine (e.g. an unknown recipe).
     #[error("{0}")]
     Config(String),
