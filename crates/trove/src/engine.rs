@@ -181,7 +181,8 @@ pub(crate) struct Inner {
     store: Option<Store>,
     store_error: Option<String>,
     pub(crate) memory: Memory,
-    flights: Flights<FlightValue>,
+    /// A flight ends with its value and whether waiters must ask again.
+    flights: Flights<(FlightValue, bool)>,
     registry: RwLock<HashMap<String, Arc<dyn Erased>>>,
     counters: RwLock<BTreeMap<String, u64>>,
     /// `counters_for` per recipe, dropped whenever a counter is set.
@@ -575,7 +576,14 @@ impl Engine {
         }
         match self.inner.flights.join(key) {
             FlightRole::Waiter(flight) => {
-                let (object, reason, digest, args) = flight.wait().map_err(Error::Shared)?;
+                let ((object, reason, digest, args_json), ask_again) =
+                    flight.wait().map_err(Error::Shared)?;
+                if ask_again {
+                    // The leader's build read an input that changed while it ran: its
+                    // object is the leader's to return, not evidence of the inputs now.
+                    return self.serve(recipe, args);
+                }
+                let args = args_json;
                 let reason = match reason {
                     Reason::Built(why) => Reason::Waited(why),
                     other => other,
@@ -586,9 +594,13 @@ impl Engine {
                 let outcome = self.lead(recipe, args, key, stale);
                 match outcome {
                     Ok((v, pending)) => {
+                        // A build that is not going to be stored saw an input change
+                        // while it ran; a waiter may have asked after that change, so
+                        // waiters ask again instead of taking this object.
+                        let ask_again = matches!(v.1, Reason::Built(_)) && pending.is_none();
                         // Waiters in this process get the object now; other processes
                         // wait on the key's lock until it is stored.
-                        leader.finish(Ok(v.clone()));
+                        leader.finish(Ok((v.clone(), ask_again)));
                         if let Some(pending) = pending {
                             self.publish(recipe, key, pending);
                         }
