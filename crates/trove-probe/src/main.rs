@@ -3,8 +3,22 @@
 //! - `trove-probe get DIR KEY SLEEP_MS`: serves the object for KEY from the store in DIR,
 //!   building it (appending `building KEY` and then `built KEY` to `DIR/builds.log`, with
 //!   O_APPEND, and sleeping SLEEP_MS in between) when needed; prints the value.
+//! - `trove-probe try-get DIR KEY`: the same with no sleep, but never panics: prints
+//!   `served VALUE (REASON)` and exits 0, or `error: ERROR` and exits 1.
+//! - `trove-probe many DIR KEYS THREADS SLEEP_MS`: THREADS threads each ask for the keys
+//!   `0` to `KEYS - 1` (each thread starting at another key) through one engine; builds
+//!   are logged as with `get`.
 //! - `trove-probe publish-loop DIR`: builds keys `0`, `1`, ... with large outputs until
 //!   killed, printing each key once it is served.
+//! - `trove-probe check-large DIR KEY`: serves the large object KEY and exits 0 when its
+//!   bytes are right, printing the reason.
+//! - `trove-probe file DIR`: serves the object built from `DIR/input.txt` (its content
+//!   repeated to 64 KiB), prints the reason, exits 0 when the bytes match the file.
+//!
+//! Warnings of the engine (a store that could not be written, for example) go to stderr.
+//! With `TROVE_PROBE_FSIZE=BYTES` the process runs under `RLIMIT_FSIZE` (and ignores
+//! `SIGXFSZ`, so an oversized write fails with `EFBIG` instead of killing it). Built with
+//! the `failpoints` feature, `FAILPOINTS` configures the store's fail points.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +39,14 @@ fn large_of(key: &str) -> Vec<u8> {
     (0..4 << 20)
         .map(|i: u32| seed.wrapping_add((i % 251) as u8))
         .collect()
+}
+
+/// The object the `file` recipe makes from the input's content.
+fn expand(content: &[u8]) -> Vec<u8> {
+    if content.is_empty() {
+        return Vec::new();
+    }
+    content.iter().copied().cycle().take(64 << 10).collect()
 }
 
 fn log(dir: &Path, line: &str) {
@@ -69,9 +91,52 @@ impl Recipe for Large {
     }
 }
 
+/// Reads `input.txt` (tracked) and repeats it to 64 KiB, so its blob takes several writes.
+#[derive(Clone)]
+struct FileCopy;
+
+impl Recipe for FileCopy {
+    const NAME: &'static str = "file";
+    const VERSION: u32 = 1;
+    type Args = String;
+    type Output = Vec<u8>;
+    fn build(&self, cx: &mut Cx, name: &String) -> Result<Vec<u8>, BuildError> {
+        Ok(expand(&cx.read(name)?))
+    }
+}
+
+/// Applies `TROVE_PROBE_FSIZE`: a file size limit, with `SIGXFSZ` ignored so that an
+/// oversized write fails with `EFBIG` (as on a full disk) instead of killing the process.
+fn limit_file_size() {
+    let Ok(limit) = std::env::var("TROVE_PROBE_FSIZE") else {
+        return;
+    };
+    let bytes: libc::rlim_t = limit.parse().expect("TROVE_PROBE_FSIZE is a number");
+    let rlim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: plain system calls on values owned by this function; the process is still
+    // single-threaded here.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &rlim), 0, "setrlimit");
+    }
+}
+
 fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    #[cfg(feature = "failpoints")]
+    let _scenario = fail::FailScenario::setup();
+    limit_file_size();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: trove-probe get DIR KEY SLEEP_MS | trove-probe publish-loop DIR | trove-probe check-large DIR KEY";
+    let usage = "usage: trove-probe get DIR KEY SLEEP_MS | try-get DIR KEY | many DIR KEYS THREADS SLEEP_MS | publish-loop DIR | check-large DIR KEY | file DIR";
     let Some(mode) = args.first() else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -85,6 +150,50 @@ fn main() {
                 .get(&Slow { dir, sleep }, key)
                 .expect("the object is served");
             println!("{value}");
+        }
+        ("try-get", [dir, key]) => {
+            let dir = PathBuf::from(dir);
+            let slow = Slow {
+                dir: dir.clone(),
+                sleep: Duration::ZERO,
+            };
+            match Engine::open_in(&dir).and_then(|e| e.get_explained(&slow, key)) {
+                Ok(served) if *served.value == value_of(key) => {
+                    println!("served {} ({})", served.value, served.reason);
+                }
+                Ok(served) => {
+                    println!("wrong value {:?} ({})", served.value, served.reason);
+                    std::process::exit(3);
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        ("many", [dir, keys, threads, sleep]) => {
+            let dir = PathBuf::from(dir);
+            let keys: usize = keys.parse().expect("KEYS is a number");
+            let threads: usize = threads.parse().expect("THREADS is a number");
+            let sleep = Duration::from_millis(sleep.parse().expect("SLEEP_MS is a number"));
+            let engine = Engine::open_in(&dir).expect("the store opens");
+            let start = std::process::id() as usize;
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let engine = &engine;
+                    let recipe = Slow {
+                        dir: dir.clone(),
+                        sleep,
+                    };
+                    s.spawn(move || {
+                        for i in 0..keys {
+                            let key = ((start + t * 7 + i) % keys).to_string();
+                            let value = engine.get(&recipe, &key).expect("the object is served");
+                            assert_eq!(*value, value_of(&key));
+                        }
+                    });
+                }
+            });
         }
         ("publish-loop", [dir]) => {
             let engine = Engine::open_in(Path::new(dir)).expect("the store opens");
@@ -103,6 +212,16 @@ fn main() {
             let ok = *served.value == large_of(key);
             println!("{}", served.reason);
             std::process::exit(if ok { 0 } else { 1 });
+        }
+        ("file", [dir]) => {
+            let dir = PathBuf::from(dir);
+            let engine = Engine::open_in(&dir).expect("the store opens");
+            let served = engine
+                .get_explained(&FileCopy, &"input.txt".to_owned())
+                .expect("the object is served");
+            let now = std::fs::read(dir.join("input.txt")).expect("input.txt is readable");
+            println!("{}", served.reason);
+            std::process::exit(if *served.value == expand(&now) { 0 } else { 1 });
         }
         _ => {
             eprintln!("{usage}");

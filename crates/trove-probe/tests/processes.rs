@@ -1,6 +1,9 @@
 //! Several processes sharing one store: single flight across processes, builders killed
-//! mid-build, and publishing interrupted by SIGKILL.
+//! mid-build, and publishing interrupted by SIGKILL at random moments (20 kills, or 200
+//! with `TROVE_LONG=1`).
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,21 +115,152 @@ impl Recipe for Large {
     }
 }
 
+/// A small deterministic generator (xorshift64*), seeded from the clock unless
+/// `TROVE_SEED` replays a run; the seed is printed with the figures.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> (Rng, u64) {
+        let seed = std::env::var("TROVE_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        (Rng(seed | 1), seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Temp files in the blob directory of the store under `dir`.
+fn temp_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for shard in std::fs::read_dir(dir.join(".trove/v1/blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().starts_with(".tmp-") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The keys of the live records of the store under `dir`, opening it as a new process
+/// would (which removes the temp files of dead writers).
+fn live_keys(dir: &Path) -> BTreeSet<String> {
+    let store = trove_store::Store::open(&dir.join(".trove")).unwrap();
+    store
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.quarantined.is_none())
+        .map(|r| serde_json::from_str(&r.args).unwrap())
+        .collect()
+}
+
+/// 20 SIGKILLs at random moments of a process that builds and publishes 4 MiB objects in
+/// a loop (`TROVE_LONG=1`: 200); before each round a few stored objects are deleted on
+/// purpose so that each child publishes. After each kill the store is opened as a new process
+/// would: the dead writer's temp files are gone, every entry the child had served before
+/// the kill is still there (lost = 0), and the entries it served are served again with
+/// their exact bytes (corrupt = 0).
 #[test]
 fn processes_killed_while_publishing_never_leave_a_corrupt_or_wrong_object() {
+    let long = std::env::var("TROVE_LONG").is_ok_and(|v| v == "1");
+    let rounds = if long { 200 } else { 20 };
+    let (mut rng, seed) = Rng::seeded();
     let dir = tempfile::tempdir().unwrap();
-    for i in 0..20u64 {
+    let mut confirmed: BTreeSet<String> = BTreeSet::new();
+    // The blake3 of each key's expected bytes, computed once (a debug build makes 4 MiB
+    // slowly).
+    let mut expected: std::collections::HashMap<String, blake3::Hash> = Default::default();
+    let (mut kills, mut lost, mut corrupt, mut temps_left, mut checked) = (0, 0, 0, 0, 0);
+    for _ in 0..rounds {
+        // Forget up to 4 stored keys (records, then their blobs through gc), so that
+        // every child has objects to build and publish, not only stored ones to serve.
+        {
+            let store = trove_store::Store::open(&dir.path().join(".trove")).unwrap();
+            let records = store.records().unwrap();
+            for _ in 0..4.min(records.len()) {
+                let r = &records[rng.below(records.len() as u64) as usize];
+                store.remove(r.id).unwrap();
+                confirmed.remove(&serde_json::from_str::<String>(&r.args).unwrap());
+            }
+            store.gc_apply(&store.gc_plan().unwrap()).unwrap();
+        }
         let mut child = Command::new(PROBE)
             .arg("publish-loop")
             .arg(dir.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // The moment of the kill varies from 5 to 200 ms into the run.
-        std::thread::sleep(Duration::from_millis(5 + (i * 97) % 196));
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        });
+        // The moment of the kill: anywhere from 5 to 400 ms into the run (start-up, the
+        // index open, builds, blob writes, fsyncs, renames and commits all fall in it).
+        std::thread::sleep(Duration::from_millis(5 + rng.below(396)));
         child.kill().unwrap();
         child.wait().unwrap();
+        kills += 1;
+        let served_before_kill = reader.join().unwrap();
+        temps_left += temp_files(dir.path());
+
+        let live = live_keys(dir.path());
+        assert_eq!(
+            temp_files(dir.path()),
+            0,
+            "opening the store removed the temp files"
+        );
+        lost += confirmed.difference(&live).count();
+        // The keys this child served (so stored) before it died, and one older one.
+        let mut to_check: BTreeSet<String> = served_before_kill.into_iter().collect();
+        if !confirmed.is_empty() {
+            let nth = rng.below(confirmed.len() as u64) as usize;
+            to_check.insert(confirmed.iter().nth(nth).unwrap().clone());
+        }
+        confirmed.extend(to_check.iter().cloned());
+        let engine = Engine::open_in(dir.path()).unwrap();
+        for key in &to_check {
+            let served = engine.get_explained(&Large, key).unwrap();
+            checked += 1;
+            let want = expected
+                .entry(key.clone())
+                .or_insert_with(|| blake3::hash(&large_of(key)));
+            if blake3::hash(&served.value) != *want {
+                corrupt += 1;
+            }
+        }
     }
+    eprintln!(
+        "figure: kill loop kills={kills} corrupt_serves={corrupt} lost_entries={lost} entries={} served_checks={checked} temp_files_left_by_kills={temps_left} temp_files_after_open=0 seed={seed}",
+        confirmed.len()
+    );
+    assert_eq!(corrupt, 0, "corrupt serves (seed {seed})");
+    assert_eq!(lost, 0, "entries lost (seed {seed})");
+
     let engine = Engine::open_in(dir.path()).unwrap();
     let report = engine.verify().unwrap();
     assert!(report.is_clean(), "{:?}", report.corrupt);

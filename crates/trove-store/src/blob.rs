@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::faults::fail_point;
 use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX, hex, unix_ms};
 use crate::{BlobId, StoreError};
 
@@ -72,6 +73,9 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
         std::process::id(),
         next_counter()
     ));
+    fail_point!("store::blob-create", |e| Err(Retry::Fatal(StoreError::io(
+        &tmp, e
+    ))));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -84,15 +88,22 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
         Retry::Fatal(e)
     };
     file.lock().map_err(|e| fail(StoreError::io(&tmp, e)))?;
-    file.write_all(bytes)
-        .map_err(|e| fail(StoreError::io(&tmp, e)))?;
+    fail_point!("store::blob-write", |e| Err(fail(StoreError::io(&tmp, e))));
+    write_content(&mut file, bytes).map_err(|e| fail(StoreError::io(&tmp, e)))?;
     // Never fsync twice: after a failed fsync the page cache may be clean but the data lost.
+    fail_point!("store::blob-fsync", |source| Err(fail(StoreError::Sync {
+        path: tmp.clone(),
+        source,
+    })));
     file.sync_all().map_err(|source| {
         fail(StoreError::Sync {
             path: tmp.clone(),
             source,
         })
     })?;
+    fail_point!("store::blob-rename", |e| Err(fail(StoreError::io(
+        final_path, e
+    ))));
     match fs::rename(&tmp, final_path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -100,9 +111,29 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
         }
         Err(e) => return Err(fail(StoreError::io(final_path, e))),
     }
+    fail_point!("store::blob-dir-fsync", |source| Err(Retry::Fatal(
+        StoreError::Sync {
+            path: dir.to_owned(),
+            source,
+        }
+    )));
     paths::sync_dir(dir).map_err(Retry::Fatal)?;
     drop(file);
     Ok(())
+}
+
+/// Writes a blob's content to its temp file. With fail points compiled in, the content is
+/// written in two halves with the point `store::blob-write-partial` between them, so a
+/// test can stop the process with half a blob on disk.
+fn write_content(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    let bytes = {
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first)?;
+        fail_point!("store::blob-write-partial", Err);
+        rest
+    };
+    file.write_all(bytes)
 }
 
 /// Reads and verifies a blob: length, then blake3, before anything is returned.
@@ -125,6 +156,14 @@ pub(crate) fn read_verified(layout: &Layout, id: &BlobId) -> Result<Vec<u8>, Sto
         }
     };
     if meta.len() != id.len {
+        // A blob whose content still matches its name is intact and may serve other
+        // records: the record that disagrees with it is what is wrong, and the blob stays.
+        if matches!(hash_file(&path), Ok((h, _)) if h == id.hash) {
+            return Err(StoreError::RecordMismatch {
+                hash_hex,
+                reason: format!("it says {} bytes, the blob has {}", id.len, meta.len()),
+            });
+        }
         return Err(corrupt(format!(
             "file is {} bytes, expected {}",
             meta.len(),

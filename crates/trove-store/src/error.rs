@@ -48,6 +48,17 @@ pub enum StoreError {
         /// What did not match.
         reason: String,
     },
+    /// The record disagrees with an intact blob (the blob's content matches its name but
+    /// not the record's length): the record is what is wrong, the blob was left in place.
+    #[error(
+        "blob {hash_hex} is intact but the record does not match it ({reason}); rebuild the object"
+    )]
+    RecordMismatch {
+        /// The blob's blake3, lowercase hex.
+        hash_hex: String,
+        /// What did not match.
+        reason: String,
+    },
     /// The blob file does not exist.
     #[error("blob {hash_hex} is missing from the store; rebuild the object")]
     MissingBlob {

@@ -36,6 +36,9 @@
 
 mod blob;
 mod error;
+mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod lock;
 mod maint;
@@ -44,6 +47,8 @@ mod record;
 mod store;
 
 pub use error::StoreError;
+#[cfg(feature = "failpoints")]
+pub use faults::hits as fault_hits;
 pub use index::SCHEMA_VERSION;
 pub use lock::KeyLock;
 pub use maint::{GcItem, GcStats, VerifyReport};

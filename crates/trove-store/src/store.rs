@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::faults::fail_point;
 use crate::index::{self, is_corruption};
 use crate::lock::KeyLock;
 use crate::paths::{Layout, hex};
@@ -245,7 +246,9 @@ impl Store {
             len: bytes.len() as u64,
         };
         let path = self.blob_path(&id.hash);
-        if let Ok(meta) = fs::metadata(&path)
+        // `symlink_metadata`: a symlink planted at a blob's path is never taken for the
+        // blob, nor written through (the publish renames a real file over it).
+        if let Ok(meta) = fs::symlink_metadata(&path)
             && meta.is_file()
             && meta.len() == id.len
         {
@@ -263,7 +266,9 @@ impl Store {
     /// Reads a whole blob and verifies its length and blake3 before returning it.
     ///
     /// A blob that does not match is moved to `quarantine/` and reported as
-    /// [`StoreError::CorruptBlob`]; an absent one as [`StoreError::MissingBlob`].
+    /// [`StoreError::CorruptBlob`]; an absent one as [`StoreError::MissingBlob`]. When only
+    /// the length in `id` is wrong and the file still hashes to its name, the blob is
+    /// intact and stays: [`StoreError::RecordMismatch`].
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
         blob::read_verified(&self.layout, id)
     }
@@ -292,6 +297,7 @@ impl Store {
         let blob_path = self.blob_path(&rec.blob.hash);
         let keep_others = self.opts.max_variants.max(1) - 1;
         self.with_index(|conn| {
+            fail_point!("store::record-insert", |e| Err(StoreError::io(&self.layout.index, e).into()));
             let blob_len = to_i64(rec.blob.len, "blob length")?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Checked under the write lock: gc_apply re-checks references under the same
@@ -329,7 +335,11 @@ impl Store {
                     tracing::debug!(key = %hex(&rec.key), evicted, "evicted least recently used variants");
                 }
             }
+            fail_point!("store::record-commit", |e| Err(StoreError::io(&self.layout.index, e).into()));
             tx.commit()?;
+            fail_point!("store::record-committed", |e| Err(
+                StoreError::io(&self.layout.index, e).into()
+            ));
             Ok(id)
         })
     }

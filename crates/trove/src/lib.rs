@@ -46,6 +46,30 @@ mod recipe;
 mod trace;
 mod watch;
 
+/// Entry points for the fuzz targets in `fuzz/` and the hostile-input tests; not a stable
+/// API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a depfile exactly as command recipes do: the paths, or why it was refused.
+    pub fn parse_depfile(bytes: &[u8]) -> Result<Vec<String>, String> {
+        crate::command::parse_depfile(bytes)
+    }
+
+    /// Decodes a stored trace as the disk tier does: `Some(number of inputs)` when it is
+    /// accepted, `None` when the variant would be a miss. An accepted trace must encode
+    /// back to a trace that decodes to the same value (checked here; a mismatch panics, so
+    /// the fuzzer reports it).
+    pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
+        let trace = crate::trace::Trace::decode(bytes)?;
+        let again = crate::trace::Trace::decode(&trace.encode());
+        assert!(
+            again.as_ref() == Some(&trace),
+            "a decoded trace does not survive encode and decode"
+        );
+        Some(trace.inputs.len())
+    }
+}
+
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use command::CommandRecipe;
 pub use cx::{Cx, Module};

@@ -72,13 +72,18 @@ impl Trace {
         out
     }
 
-    /// `None` for another format or undecodable bytes: the variant is then a miss.
+    /// `None` for another format, undecodable bytes or bytes left over after the trace:
+    /// the variant is then a miss. Length prefixes are never trusted for allocation
+    /// (serde caps preallocation; postcard checks a string's length against the input).
     pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
         let (&format, rest) = bytes.split_first()?;
         if format != TRACE_FORMAT {
             return None;
         }
-        postcard::from_bytes(rest).ok()
+        match postcard::take_from_bytes(rest) {
+            Ok((trace, [])) => Some(trace),
+            _ => None,
+        }
     }
 
     pub(crate) fn push(&mut self, input: Input) {
