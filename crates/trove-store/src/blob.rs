@@ -9,8 +9,10 @@ use crate::faults::fail_point;
 use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX, hex, unix_ms};
 use crate::{BlobId, StoreError};
 
-/// Above this size hashing is spread over rayon's threads.
-const RAYON_THRESHOLD: usize = 128 * 1024;
+/// Above this size hashing is spread over rayon's threads. Below it, waking the pool costs
+/// more than a second core gains (2 cores: a 1 MiB disk hit took 260 us with 128 KiB here,
+/// 159 us with 4 MiB; see BENCHMARKS.md).
+const RAYON_THRESHOLD: usize = 1024 * 1024;
 
 /// How many times a publish is retried when its temp file vanished under it (a concurrent
 /// cleanup can take the temp file for dead in the instant between its creation and lock).

@@ -381,13 +381,30 @@ impl Store {
     /// `synchronous=NORMAL` (WAL stays consistent; only the latest hits can be lost to a
     /// power failure, and they are flushed by the next durable commit).
     pub fn touch(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.touch_many(&[(id, now_ms)])
+    }
+
+    /// [`Store::touch`] for several hits in one transaction: `(id, now_ms)` pairs, a row
+    /// named twice counted twice. Hit counts are not worth an fsync: this commits with
+    /// `synchronous=NORMAL` (a power loss may lose the latest counts, never a record).
+    pub fn touch_many(&self, hits: &[(i64, i64)]) -> Result<(), StoreError> {
+        if hits.is_empty() {
+            return Ok(());
+        }
         self.with_index(|conn| {
             conn.execute_batch("PRAGMA synchronous=NORMAL")?;
-            let r = conn
-                .prepare_cached(
-                    "UPDATE variants SET last_used_ms = ?2, hits = hits + 1 WHERE id = ?1",
-                )
-                .and_then(|mut st| st.execute(params![id, now_ms]));
+            let r = (|| {
+                let tx = conn.transaction()?;
+                {
+                    let mut st = tx.prepare_cached(
+                        "UPDATE variants SET last_used_ms = max(last_used_ms, ?2), hits = hits + 1 WHERE id = ?1",
+                    )?;
+                    for (id, now_ms) in hits {
+                        st.execute(params![id, now_ms])?;
+                    }
+                }
+                tx.commit()
+            })();
             conn.execute_batch("PRAGMA synchronous=FULL")?;
             r?;
             Ok(())

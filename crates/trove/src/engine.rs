@@ -146,6 +146,26 @@ struct Pending<T> {
     lock: Option<KeyLock>,
 }
 
+/// Disk hits counted in memory before they are written in one transaction.
+const TOUCH_BATCH: usize = 64;
+
+impl Inner {
+    fn write_touches(&self, batch: &[(i64, i64)]) {
+        if let Some(store) = self.store.as_ref()
+            && let Err(e) = store.touch_many(batch)
+        {
+            tracing::debug!("hit counts not recorded: {e}");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let batch = std::mem::take(self.touches.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.write_touches(&batch);
+    }
+}
+
 /// What an engine has done since it was opened: for tests, benchmarks and dashboards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -188,6 +208,8 @@ pub(crate) struct Inner {
     /// `counters_for` per recipe, dropped whenever a counter is set.
     counters_cache: RwLock<HashMap<String, Arc<BTreeMap<String, u64>>>>,
     stats: StatCounters,
+    /// Disk hits not yet counted in the index: `(variant, when)`, written in batches.
+    touches: Mutex<Vec<(i64, i64)>>,
     pub(crate) watch: Mutex<Option<crate::watch::Active>>,
     pub(crate) watching: AtomicBool,
     pub(crate) graph: Mutex<trove_graph::Graph>,
@@ -293,6 +315,7 @@ impl Engine {
                 counters: RwLock::new(BTreeMap::new()),
                 counters_cache: RwLock::new(HashMap::new()),
                 stats: StatCounters::default(),
+                touches: Mutex::new(Vec::new()),
                 watch: Mutex::new(None),
                 watching: AtomicBool::new(false),
                 graph: Mutex::new(trove_graph::Graph::new()),
@@ -708,6 +731,26 @@ impl Engine {
         self.build(recipe, args, key, args_display, why, lock)
     }
 
+    /// Counts a disk hit of a variant (its hits and last use, for status and gc's
+    /// least-recently-used trimming). Hits are written in batches: a write per hit
+    /// would cost more than the hit.
+    fn touch(&self, variant: i64) {
+        let mut touches = self.inner.touches.lock().unwrap_or_else(|e| e.into_inner());
+        touches.push((variant, now_ms()));
+        if touches.len() >= TOUCH_BATCH {
+            let batch = std::mem::take(&mut *touches);
+            drop(touches);
+            self.inner.write_touches(&batch);
+        }
+    }
+
+    /// Writes the hits counted so far (before status and gc read them).
+    pub(crate) fn flush_touches(&self) {
+        let batch =
+            std::mem::take(&mut *self.inner.touches.lock().unwrap_or_else(|e| e.into_inner()));
+        self.inner.write_touches(&batch);
+    }
+
     /// The identity of the newest stored variant of a key (row ids can be reused, so the
     /// creation time and blob go with it).
     fn newest_variant(&self, key: Digest) -> Option<(i64, i64, [u8; 32])> {
@@ -737,7 +780,7 @@ impl Engine {
             match self.try_variant(store, recipe, &rec)? {
                 Ok(object) => {
                     bump(&self.inner.stats.disk_hits, 1);
-                    let _ = store.touch(rec.id, now_ms());
+                    self.touch(rec.id);
                     return Ok(Ok((
                         object,
                         Reason::HitDisk,
@@ -1357,6 +1400,7 @@ impl Engine {
 
     /// Every stored record (for status, graph and gc).
     pub(crate) fn records(&self) -> Result<Vec<Record>, Error> {
+        self.flush_touches();
         Ok(self.store()?.records()?)
     }
 

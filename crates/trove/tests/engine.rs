@@ -1393,3 +1393,30 @@ fn a_dependent_object_is_invalidated_through_its_dependency_under_a_watcher() {
     });
     assert!(seen, "the dependent was served stale");
 }
+
+#[test]
+fn disk_hits_are_counted_in_status_once_the_engine_writes_them() {
+    let p = Project::new();
+    p.write("a.txt", "one");
+    let log = Log::new();
+    let r = text("text", &log);
+    p.engine().get(&r, &arg("a.txt")).unwrap();
+    // Each new engine is a new process as far as the tiers go: a disk hit each.
+    for _ in 0..3 {
+        let e = p.engine();
+        assert_eq!(
+            e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+            Reason::HitDisk
+        );
+    }
+    let e = p.engine();
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    // Counted in memory, written before status reads them.
+    let status = e.status().unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].hits, 4);
+    assert_eq!(log.len(), 1);
+}
