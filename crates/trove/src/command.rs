@@ -27,20 +27,6 @@ impl CommandRecipe {
             config,
         }
     }
-
-    /// The environment variable that carries a needed recipe's output path:
-    /// `TROVE_NEED_` and the name upper-cased, non-alphanumerics as `_`.
-    pub fn need_var(name: &str) -> String {
-        let mut var = String::from("TROVE_NEED_");
-        var.extend(name.chars().map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        }));
-        var
-    }
 }
 
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
@@ -114,7 +100,7 @@ impl Recipe for CommandRecipe {
                 path: path.clone(),
                 source,
             })?;
-            command.env(CommandRecipe::need_var(need), &path);
+            command.env(trove_config::need_var(need), &path);
             scratch.push(Scratch(path));
         }
         let depfile = Scratch(scratch_path(&tmp, "depfile"));
