@@ -86,11 +86,23 @@ impl From<Error> for Failure {
         let code = match innermost(&e) {
             Error::Config(_) => 2,
             Error::Build {
+                source:
+                    BuildError::Spawn {
+                        program, source, ..
+                    },
+                ..
+            } if source.kind() == std::io::ErrorKind::NotFound => {
+                message.push_str(&format!(
+                    "\nhint: is `{program}` installed and on PATH? (the command runs without a shell, in the configuration's directory)"
+                ));
+                1
+            }
+            Error::Build {
                 source: BuildError::Io { path, source },
                 ..
             } if source.kind() == std::io::ErrorKind::NotFound => {
                 message.push_str(&format!(
-                    "\nhint: is `{}` installed and on PATH, or does the file exist?",
+                    "\nhint: `{}` does not exist; a recipe reading it is rebuilt once it does",
                     path.display()
                 ));
                 1

@@ -281,6 +281,19 @@ fn a_failing_command_exits_with_its_code_and_is_not_cached() {
 }
 
 #[test]
+fn a_command_that_cannot_be_started_is_named_with_a_hint() {
+    let p = Project::new(r#"(recipes: {"x": (command: ["no-such-tool-anywhere", "a"])})"#);
+    let out = p.trove(&["run", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot run `no-such-tool-anywhere`"), "{err}");
+    assert!(
+        err.contains("hint: is `no-such-tool-anywhere` installed"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_config_with_an_unknown_key_is_reported_with_line_and_column() {
     let p = Project::new(
         "(\n    recipes: {\n        \"r\": (command: [\"true\"], inptus: []),\n    },\n)\n",

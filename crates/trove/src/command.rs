@@ -105,8 +105,9 @@ impl Recipe for CommandRecipe {
         }
         let depfile = Scratch(scratch_path(&tmp, "depfile"));
         command.env("TROVE_DEPFILE", &depfile.0);
-        let output = command.output().map_err(|source| BuildError::Io {
-            path: PathBuf::from(&argv[0]),
+        let output = command.output().map_err(|source| BuildError::Spawn {
+            program: argv[0].clone(),
+            dir: dir.clone(),
             source,
         })?;
         if !output.status.success() {

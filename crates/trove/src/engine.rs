@@ -888,7 +888,7 @@ impl Engine {
         cx.trace.counters = (*self.counters_for(recipe.name())).clone();
         let build_error = |source| Error::Build {
             recipe: recipe.name().to_owned(),
-            args: args_display.clone(),
+            args: args_for_people(&args_display),
             source,
         };
         self.track_declared(&mut cx, recipe.name(), &recipe.sources())

@@ -17,11 +17,11 @@ pub enum Error {
         source: trove_fingerprint::EncodeError,
     },
     /// The recipe's build failed; nothing was stored.
-    #[error("recipe `{recipe}` {args} failed: {source}")]
+    #[error("recipe `{recipe}`{} failed: {source}", if args.is_empty() { String::new() } else { format!(" {args}") })]
     Build {
         /// The recipe.
         recipe: String,
-        /// Its arguments, for people.
+        /// Its arguments, for people (command words joined; empty for none).
         args: String,
         /// The cause.
         source: BuildError,

@@ -140,6 +140,16 @@ pub enum BuildError {
     /// The recipe's own failure.
     #[error("{0}")]
     Failed(String),
+    /// A command recipe's command could not be started.
+    #[error("cannot run `{program}` (in {}): {source}", dir.display())]
+    Spawn {
+        /// The program, as the configuration names it.
+        program: String,
+        /// The working directory it was to run in.
+        dir: PathBuf,
+        /// Why it could not start.
+        source: std::io::Error,
+    },
     /// A command recipe's command exited unsuccessfully (nothing is cached).
     #[error("`{command}` exited with {}", code.map_or("a signal".to_owned(), |c| format!("code {c}")))]
     CommandFailed {
