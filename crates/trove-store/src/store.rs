@@ -241,8 +241,15 @@ impl Store {
     /// the same directory, fsync, rename, fsync of the directory). Identical content is
     /// stored once: if the blob already exists with the right length nothing is written.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<BlobId, StoreError> {
+        self.put_blob_hashed(bytes, blob::hash_bytes(bytes))
+    }
+
+    /// [`Store::put_blob`] for a caller that already hashed `bytes` with blake3 (the
+    /// engine hashes an object once, for its digest, before storing it). The hash names
+    /// the blob; every read verifies it, so a wrong one is caught there, never served.
+    pub fn put_blob_hashed(&self, bytes: &[u8], hash: [u8; 32]) -> Result<BlobId, StoreError> {
         let id = BlobId {
-            hash: blob::hash_bytes(bytes),
+            hash,
             len: bytes.len() as u64,
         };
         let path = self.blob_path(&id.hash);

@@ -81,6 +81,23 @@ fn quarantine_reason(store: &Store, id: i64) -> Option<String> {
 // ------------------------------------------------------------------ blobs
 
 #[test]
+fn a_blob_put_under_a_wrong_hash_is_caught_on_read_never_served() {
+    let (_dir, store) = open();
+    let right = store.put_blob_hashed(b"content", *blake3::hash(b"content").as_bytes());
+    assert_eq!(store.read_blob(&right.unwrap()).unwrap(), b"content");
+    let wrong = store
+        .put_blob_hashed(
+            b"other content",
+            *blake3::hash(b"something else").as_bytes(),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.read_blob(&wrong),
+        Err(StoreError::CorruptBlob { .. })
+    ));
+}
+
+#[test]
 fn a_blob_put_is_read_back_byte_for_byte() {
     let (_dir, store) = open();
     let id = store.put_blob(b"hello object").unwrap();

@@ -1017,20 +1017,13 @@ impl Engine {
         let Some(store) = self.inner.store.as_ref() else {
             return;
         };
-        let blob = match store.put_blob(&bytes) {
+        let blob = match store.put_blob_hashed(&bytes, pending.digest.0) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(recipe = recipe.name(), "object not stored: {e}");
                 return;
             }
         };
-        if Digest(blob.hash) != pending.digest {
-            tracing::error!(
-                recipe = recipe.name(),
-                "the stored blob's hash differs from the object's"
-            );
-            return;
-        }
         let record = NewRecord {
             key: key.0,
             recipe: recipe.name().to_owned(),
