@@ -654,17 +654,19 @@ impl Engine {
         let trace = meta.trace();
         let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
         let cheap = (mode == Mode::Watched).then_some(meta.cheap.as_slice());
-        match self.validate_with(&subject, &trace, mode, cheap)? {
+        let validity = self.validate_with(&subject, &trace, mode, cheap);
+        if !matches!(validity, Ok(Validity::Valid { .. })) {
+            // Not verified (stale, or the check itself failed): the claim is withdrawn.
+            meta.fresh.store(false, Ordering::Release);
+        }
+        match validity? {
             Validity::Valid { refreshed } => {
                 if let Some(t) = refreshed {
                     self.adopt_refresh(meta.variant(), meta, t);
                 }
                 Ok(None)
             }
-            Validity::Invalid(why) => {
-                meta.fresh.store(false, Ordering::Release);
-                Ok(Some(why))
-            }
+            Validity::Invalid(why) => Ok(Some(why)),
         }
     }
 

@@ -1420,3 +1420,36 @@ fn disk_hits_are_counted_in_status_once_the_engine_writes_them() {
     assert_eq!(status[0].hits, 4);
     assert_eq!(log.len(), 1);
 }
+
+#[test]
+fn under_a_watcher_an_object_whose_dependency_now_fails_is_never_served_on_the_watchers_word() {
+    let p = Project::new();
+    p.write("data/n.txt", "1");
+    let log = Log::new();
+    let inner = Probe::new("inner", &log, |cx, path| {
+        let text = cx.read_to_string(path)?;
+        if text == "bad" {
+            return Err(BuildError::msg("bad input"));
+        }
+        Ok(text)
+    });
+    let inner_for_outer = inner.clone();
+    let outer = Probe::new("outer", &log, move |cx, path| {
+        Ok(format!("[{}]", cx.get(&inner_for_outer, path)?))
+    });
+    let e = watched_engine(&p);
+    let _watch = e.watch().unwrap();
+    for _ in 0..3 {
+        assert_eq!(*e.get(&outer, &arg("data/n.txt")).unwrap(), "[1]");
+    }
+    p.write("data/n.txt", "bad");
+    // Once the event is in, the dependency's rebuild fails and so does the request...
+    let failed = wait_until(Duration::from_secs(10), || {
+        e.get(&outer, &arg("data/n.txt")).is_err()
+    });
+    assert!(failed, "the edit was never seen");
+    // ...and keeps failing: a check that errored must not leave the object trusted.
+    for _ in 0..3 {
+        assert!(e.get(&outer, &arg("data/n.txt")).is_err());
+    }
+}
