@@ -57,7 +57,7 @@ pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
         .iter()
         .map(|e| {
             [
-                human::label(&e.recipe, &e.args),
+                trove::object_label(&e.recipe, &e.args),
                 e.residency.to_string(),
                 human::size(e.size),
                 human::age(e.age),

@@ -38,20 +38,6 @@ pub(crate) fn age(d: Duration) -> String {
     }
 }
 
-/// A stored object named for people: the recipe, then its arguments. Command recipes
-/// store their arguments as a JSON array of strings; they are shown space-separated.
-pub(crate) fn label(recipe: &str, args_json: &str) -> String {
-    let shown = match serde_json::from_str::<Vec<String>>(args_json) {
-        Ok(args) => args.join(" "),
-        Err(_) => args_json.to_owned(),
-    };
-    if shown.is_empty() {
-        recipe.to_owned()
-    } else {
-        format!("{recipe} {shown}")
-    }
-}
-
 /// The stored arguments as a JSON value (an array for command recipes), or the text as
 /// a string when it is not JSON.
 pub(crate) fn args_value(args_json: &str) -> serde_json::Value {
@@ -123,12 +109,5 @@ mod tests {
         assert_eq!(super::size(20 << 20), "20.0 MiB");
         assert_eq!(super::age(Duration::from_secs(42)), "42s");
         assert_eq!(super::age(Duration::from_secs(7_200)), "2h");
-    }
-
-    #[test]
-    fn command_arguments_are_shown_space_separated() {
-        assert_eq!(super::label("prices", "[]"), "prices");
-        assert_eq!(super::label("prices", r#"["eu","2024"]"#), "prices eu 2024");
-        assert_eq!(super::label("table", r#"{"x":1}"#), r#"table {"x":1}"#);
     }
 }

@@ -114,7 +114,7 @@ impl Watch<'_> {
             } else {
                 human::emit(&format!(
                     "stale: {}: {shown} changed",
-                    human::label(&recipe, &args)
+                    trove::object_label(&recipe, &args)
                 ))?;
             }
         }
@@ -152,7 +152,7 @@ impl Watch<'_> {
             } else {
                 human::emit(&format!(
                     "stale: {}: {why}",
-                    human::label(&entry.recipe, &entry.args)
+                    trove::object_label(&entry.recipe, &entry.args)
                 ))?;
             }
         }
@@ -170,7 +170,7 @@ impl Watch<'_> {
         let config = &self.project.config;
         for key in keys {
             let (recipe, args) = object_name(graph, key);
-            let label = human::label(&recipe, &args);
+            let label = trove::object_label(&recipe, &args);
             let rc = config
                 .recipe(&recipe)
                 .filter(|rc| rc.command.as_ref().is_some_and(|c| !c.is_empty()));
@@ -222,7 +222,7 @@ impl Watch<'_> {
                 .to_string(),
             )?;
         } else {
-            eprintln!("{event}: {} ({reason})", human::label(recipe, args));
+            eprintln!("{event}: {} ({reason})", trove::object_label(recipe, args));
         }
         Ok(())
     }

@@ -15,8 +15,14 @@ use crate::trace::Trace;
 /// publishes its blob before it inserts the record that points at it.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
 
-/// `recipe args` for people: command words joined, empty arguments left out.
-pub(crate) fn people(recipe: &str, args_json: &str) -> String {
+/// A stored object named for people, from its recipe and its stored (JSON) arguments:
+/// a command recipe's words joined by spaces, no arguments left out.
+///
+/// ```
+/// assert_eq!(trove::object_label("prices", r#"["eu","2024"]"#), "prices eu 2024");
+/// assert_eq!(trove::object_label("table", "null"), "table");
+/// ```
+pub fn object_label(recipe: &str, args_json: &str) -> String {
     match crate::engine::args_for_people(args_json) {
         a if a.is_empty() => recipe.to_owned(),
         a => format!("{recipe} {a}"),
@@ -210,7 +216,7 @@ impl Engine {
         }
         for (rec, reason) in &remove {
             report.removals.push(Removal {
-                what: format!("variant {}", people(&rec.recipe, &rec.args)),
+                what: format!("variant {}", object_label(&rec.recipe, &rec.args)),
                 bytes: 0,
                 reason: reason.clone(),
             });
@@ -244,5 +250,22 @@ impl Engine {
         // The store deletes a blob only if no row references it at that moment.
         self.store()?.gc_apply(&orphaned)?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_arguments_are_shown_space_separated() {
+        assert_eq!(super::object_label("prices", "[]"), "prices");
+        assert_eq!(
+            super::object_label("prices", r#"["eu","2024"]"#),
+            "prices eu 2024"
+        );
+        assert_eq!(
+            super::object_label("table", r#"{"x":1}"#),
+            r#"table {"x":1}"#
+        );
+        assert_eq!(super::object_label("table", "null"), "table");
     }
 }

@@ -128,6 +128,17 @@ struct Subject<'a> {
 
 type FlightValue = (Object, Reason, Digest, String);
 
+/// Which stored variant is a key's newest (row ids can be reused, so its creation time
+/// and blob go with the id).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct VariantId(i64, i64, [u8; 32]);
+
+impl VariantId {
+    fn of(rec: &Record) -> VariantId {
+        VariantId(rec.id, rec.created_ms, rec.blob.hash)
+    }
+}
+
 /// What a leader returns: the flight's value, and the object still to be stored.
 type Built<T> = (FlightValue, Option<Pending<T>>);
 
@@ -699,10 +710,10 @@ impl Engine {
             ));
         }
         let args_display = describe_args(args);
-        // Read what is stored before looking at it: anything published after this point
-        // shows up as a different newest variant under the lock below.
-        let mut seen = self.newest_variant(key);
-        let mut why = match self.lookup_disk(recipe, key, &args_display)? {
+        // The newest variant the look saw: anything published after it shows up as a
+        // different newest variant under the lock below.
+        let mut seen = None;
+        let mut why = match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
             Ok(hit) => return Ok((hit, None)),
             Err(why) => stale.unwrap_or(why),
         };
@@ -723,8 +734,7 @@ impl Engine {
                 break lock;
             }
             drop(lock);
-            seen = newest;
-            match self.lookup_disk(recipe, key, &args_display)? {
+            match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
                 Ok(hit) => return Ok((hit, None)),
                 Err(w) if why == Why::NoEntry => why = w,
                 Err(_) => {}
@@ -753,19 +763,20 @@ impl Engine {
         self.inner.write_touches(&batch);
     }
 
-    /// The identity of the newest stored variant of a key (row ids can be reused, so the
-    /// creation time and blob go with it).
-    fn newest_variant(&self, key: Digest) -> Option<(i64, i64, [u8; 32])> {
+    /// The identity of the newest stored variant of a key.
+    fn newest_variant(&self, key: Digest) -> Option<VariantId> {
         let variants = self.inner.store.as_ref()?.variants(&key.0).ok()?;
-        variants.first().map(|r| (r.id, r.created_ms, r.blob.hash))
+        variants.first().map(VariantId::of)
     }
 
-    /// Tries the stored variants of a key, newest first.
+    /// Tries the stored variants of a key, newest first; `seen` gets the identity of the
+    /// newest one this look read (one query serves both).
     fn lookup_disk<R: Recipe>(
         &self,
         recipe: &R,
         key: Digest,
         args_display: &str,
+        seen: &mut Option<VariantId>,
     ) -> Result<Result<FlightValue, Why>, Error> {
         let Some(store) = self.inner.store.as_ref() else {
             return Ok(Err(Why::NoEntry));
@@ -777,6 +788,7 @@ impl Engine {
                 return Ok(Err(Why::NoEntry));
             }
         };
+        *seen = variants.first().map(VariantId::of);
         let mut first_why = None;
         for rec in variants {
             match self.try_variant(store, recipe, &rec)? {
@@ -1275,7 +1287,7 @@ impl Engine {
         if mode == Mode::Gc {
             return Ok(None);
         }
-        let what = crate::admin::people(recipe, args_display);
+        let what = crate::admin::object_label(recipe, args_display);
         let Some(erased) = self.erased(recipe) else {
             return Ok(Some(Why::Unverifiable(format!(
                 "dependency recipe `{recipe}` is not registered with this engine"

@@ -70,7 +70,7 @@ pub mod fuzzing {
     }
 }
 
-pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
+pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
 pub use command::CommandRecipe;
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
