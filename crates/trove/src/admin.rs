@@ -7,7 +7,8 @@ use trove_fingerprint::Digest;
 use trove_store::{GcItem, Record};
 
 use crate::Error;
-use crate::engine::{Engine, now_ms};
+use crate::clock::now_ms;
+use crate::engine::Engine;
 use crate::reason::Residency;
 use crate::trace::Trace;
 
@@ -23,7 +24,7 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
 /// assert_eq!(trove::object_label("table", "null"), "table");
 /// ```
 pub fn object_label(recipe: &str, args_json: &str) -> String {
-    match crate::engine::args_for_people(args_json) {
+    match crate::words::args_for_people(args_json) {
         a if a.is_empty() => recipe.to_owned(),
         a => format!("{recipe} {a}"),
     }

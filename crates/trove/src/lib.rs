@@ -33,6 +33,7 @@
 //! ```
 
 mod admin;
+mod clock;
 mod codec;
 mod command;
 mod cx;
@@ -45,6 +46,7 @@ mod reason;
 mod recipe;
 mod trace;
 mod watch;
+mod words;
 
 /// Entry points for the fuzz targets in `fuzz/` and the hostile-input tests; not a stable
 /// API.

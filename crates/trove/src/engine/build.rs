@@ -1,0 +1,243 @@
+//! Building an object: a tracked context seeded with the declared inputs, the build, the
+//! libraries it mapped, and the stability check that decides whether it may be stored.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, RwLock};
+
+use trove_fingerprint::Digest;
+use trove_store::KeyLock;
+
+use crate::clock::now_ms;
+use crate::codec;
+use crate::cx::Cx;
+use crate::engine::publish::Pending;
+use crate::engine::verify::cheap_inputs;
+use crate::engine::{Engine, FlightValue, bump};
+use crate::memory::{Meta, Object};
+use crate::reason::{Reason, Why};
+use crate::trace::{Input, Role, Trace};
+use crate::words::args_for_people;
+use crate::{Error, Recipe};
+
+/// What a leader returns: the flight's value, and the object still to be stored.
+pub(crate) type Built<T> = (FlightValue, Option<Pending<T>>);
+
+thread_local! {
+    /// Keys being built on this thread, innermost last: a recipe asking for one of them
+    /// is a cycle.
+    pub(crate) static BUILDING: RefCell<Vec<Digest>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(crate) struct BuildingGuard;
+
+impl BuildingGuard {
+    pub(crate) fn enter(key: Digest, recipe: &str) -> Result<BuildingGuard, Error> {
+        BUILDING.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.contains(&key) {
+                return Err(Error::Cycle {
+                    recipe: recipe.to_owned(),
+                });
+            }
+            b.push(key);
+            Ok(BuildingGuard)
+        })
+    }
+}
+
+impl Drop for BuildingGuard {
+    fn drop(&mut self) {
+        BUILDING.with(|b| {
+            b.borrow_mut().pop();
+        });
+    }
+}
+
+impl Engine {
+    /// Builds the object and puts it in the memory tier. Storing it is left to the
+    /// returned [`Pending`], so the caller can wake the flight's waiters first.
+    pub(crate) fn build<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+        key: Digest,
+        args_display: String,
+        why: Why,
+        lock: Option<KeyLock>,
+    ) -> Result<Built<R::Output>, Error> {
+        let _guard = BuildingGuard::enter(key, recipe.name())?;
+        let created_ms = now_ms();
+        let mut cx = Cx::new(self.clone(), self.inner.root.clone());
+        cx.trace.counters = (*self.counters_for(recipe.name())).clone();
+        let build_error = |source| Error::Build {
+            recipe: recipe.name().to_owned(),
+            args: args_for_people(&args_display),
+            source,
+        };
+        self.track_declared(&mut cx, recipe.name(), &recipe.sources())
+            .map_err(build_error)?;
+        let libraries_before = crate::modules::mapped_libraries();
+        tracing::debug!(recipe = recipe.name(), args = %args_display, "building: {why}");
+        bump(&self.inner.stats.builds, 1);
+        let value = recipe.build(&mut cx, args).map_err(build_error)?;
+        self.track_mapped_libraries(&mut cx, recipe.name(), &libraries_before)
+            .map_err(build_error)?;
+        let unstable = match cx.unstable.take() {
+            Some(path) => Some(path),
+            None => self.changed_during_build(&cx.trace),
+        };
+        let reason = Reason::Built(why);
+        let value = Arc::new(value);
+        let (bytes, codec_id) = codec::encode(&*value).map_err(|msg| {
+            build_error(crate::BuildError::Failed(format!(
+                "cannot encode the object: {msg}"
+            )))
+        })?;
+        let size = bytes.len() as u64;
+        let digest = Digest::of_bytes(&bytes);
+        // Postcard bytes are kept for publishing; raw bytes are the object's own.
+        let encoded = match bytes {
+            std::borrow::Cow::Owned(v) => Some(v),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        let object: Object = value.clone();
+        if let Some(path) = unstable {
+            tracing::warn!(
+                recipe = recipe.name(),
+                "{path} changed while the object was built: returning it without storing it"
+            );
+            return Ok(((object, reason, digest, args_display), None));
+        }
+        let trace_bytes = cx.trace.encode();
+        let meta = self.remember(
+            key,
+            object.clone(),
+            Meta {
+                recipe: recipe.name().to_owned(),
+                args: args_display.clone(),
+                recipe_version: recipe.version(),
+                created_ms,
+                digest,
+                variant: AtomicI64::new(0),
+                size,
+                cheap: cheap_inputs(&cx.trace),
+                trace: RwLock::new(Arc::new(cx.trace)),
+                fresh: AtomicBool::new(false),
+                watchable: AtomicBool::new(false),
+            },
+        );
+        let pending = Pending {
+            value,
+            encoded,
+            codec: codec_id,
+            digest,
+            trace: trace_bytes,
+            created_ms,
+            args: args_display.clone(),
+            reason: reason.to_string(),
+            meta,
+            lock,
+        };
+        Ok(((object, reason, digest, args_display), Some(pending)))
+    }
+
+    /// Tracks the shared libraries the build mapped. A library this recipe loaded in an
+    /// earlier build and that is still mapped does not show up as new, so it is tracked
+    /// again; and when the file at a library's path is no longer the mapped one (it was
+    /// replaced after it was loaded), the build ran code that is not on disk: the result
+    /// is returned but not stored.
+    pub(crate) fn track_mapped_libraries(
+        &self,
+        cx: &mut Cx,
+        recipe: &str,
+        before: &BTreeMap<String, u64>,
+    ) -> Result<(), crate::BuildError> {
+        let after = crate::modules::mapped_libraries();
+        let mut used: Vec<String> = after
+            .keys()
+            .filter(|p| !before.contains_key(*p))
+            .cloned()
+            .collect();
+        {
+            let mut loaded = self
+                .inner
+                .loaded_libraries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let seen = loaded.entry(recipe.to_owned()).or_default();
+            seen.extend(used.iter().cloned());
+            used.extend(
+                seen.iter()
+                    .filter(|p| after.contains_key(*p) && before.contains_key(*p))
+                    .cloned(),
+            );
+        }
+        for lib in &used {
+            let path = Path::new(lib);
+            cx.track_file_as(Role::Module, path)?;
+            let on_disk = trove_fingerprint::Stat::of(path)
+                .ok()
+                .flatten()
+                .map(|s| s.ino);
+            if on_disk != after.get(lib).copied() {
+                cx.unstable = Some(lib.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Declared inputs (the configuration's `inputs` and `env`) and the recipe's sources.
+    pub(crate) fn track_declared(
+        &self,
+        cx: &mut Cx,
+        recipe: &str,
+        sources: &crate::Sources,
+    ) -> Result<(), crate::BuildError> {
+        if let Some(rc) = self.inner.config.recipes.get(recipe) {
+            let root = self.inner.root.clone();
+            for pattern in &rc.inputs {
+                if pattern.contains(['*', '?', '[', '{']) {
+                    cx.glob_in(&root, pattern, Role::Data)?;
+                } else {
+                    cx.track_file_as(Role::Data, &root.join(pattern))?;
+                }
+            }
+            for name in &rc.env {
+                cx.env(name);
+            }
+        }
+        if !sources.is_none() {
+            let root = Path::new(sources.root);
+            if root.is_dir() {
+                for pattern in sources.globs {
+                    cx.glob_in(root, pattern, Role::Source)?;
+                }
+            } else if let Some(d) = sources.embedded.and_then(Digest::from_hex) {
+                cx.trace.push(Input::Code { digest: d });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stat again every file the build read: a difference means the build may have seen a
+    /// mix of old and new content, so its result must not be stored.
+    pub(crate) fn changed_during_build(&self, trace: &Trace) -> Option<String> {
+        for input in &trace.inputs {
+            if let Input::File {
+                path,
+                state: trove_fingerprint::FileState::Present { stat, .. },
+                ..
+            } = input
+            {
+                match trove_fingerprint::Stat::of(Path::new(path)) {
+                    Ok(Some(now)) if now == *stat => {}
+                    _ => return Some(path.clone()),
+                }
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,193 @@
+//! The disk tier as the engine sees it: stored variants tried newest first, hits counted
+//! in batches, a loaded object put in the memory tier.
+
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, RwLock};
+
+use trove_fingerprint::Digest;
+use trove_store::{Record, Store};
+
+use crate::clock::now_ms;
+use crate::codec;
+use crate::engine::verify::Mode;
+use crate::engine::verify::{Validity, cheap_inputs};
+use crate::engine::{Engine, FlightValue, Inner, bump};
+use crate::memory::{Meta, Object};
+use crate::reason::{Reason, Why};
+use crate::trace::Trace;
+use crate::{Error, Recipe};
+
+/// Which stored variant is a key's newest (row ids can be reused, so its creation time
+/// and blob go with the id).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VariantId(i64, i64, [u8; 32]);
+
+impl VariantId {
+    pub(crate) fn of(rec: &Record) -> VariantId {
+        VariantId(rec.id, rec.created_ms, rec.blob.hash)
+    }
+}
+
+/// Disk hits counted in memory before they are written in one transaction.
+pub(crate) const TOUCH_BATCH: usize = 64;
+
+impl Inner {
+    pub(crate) fn write_touches(&self, batch: &[(i64, i64)]) {
+        if let Some(store) = self.store.as_ref()
+            && let Err(e) = store.touch_many(batch)
+        {
+            tracing::debug!("hit counts not recorded: {e}");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let batch = std::mem::take(self.touches.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.write_touches(&batch);
+    }
+}
+
+impl Engine {
+    /// Counts a disk hit of a variant (its hits and last use, for status and gc's
+    /// least-recently-used trimming). Hits are written in batches: a write per hit
+    /// would cost more than the hit.
+    pub(crate) fn touch(&self, variant: i64) {
+        let mut touches = self.inner.touches.lock().unwrap_or_else(|e| e.into_inner());
+        touches.push((variant, now_ms()));
+        if touches.len() >= TOUCH_BATCH {
+            let batch = std::mem::take(&mut *touches);
+            drop(touches);
+            self.inner.write_touches(&batch);
+        }
+    }
+
+    /// Writes the hits counted so far (before status and gc read them).
+    pub(crate) fn flush_touches(&self) {
+        let batch =
+            std::mem::take(&mut *self.inner.touches.lock().unwrap_or_else(|e| e.into_inner()));
+        self.inner.write_touches(&batch);
+    }
+
+    /// The identity of the newest stored variant of a key.
+    pub(crate) fn newest_variant(&self, key: Digest) -> Option<VariantId> {
+        let variants = self.inner.store.as_ref()?.variants(&key.0).ok()?;
+        variants.first().map(VariantId::of)
+    }
+
+    /// Tries the stored variants of a key, newest first; `seen` gets the identity of the
+    /// newest one this look read (one query serves both).
+    pub(crate) fn lookup_disk<R: Recipe>(
+        &self,
+        recipe: &R,
+        key: Digest,
+        args_display: &str,
+        seen: &mut Option<VariantId>,
+    ) -> Result<Result<FlightValue, Why>, Error> {
+        let Some(store) = self.inner.store.as_ref() else {
+            return Ok(Err(Why::NoEntry));
+        };
+        let variants = match store.variants(&key.0) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("treating the disk tier as empty: {e}");
+                return Ok(Err(Why::NoEntry));
+            }
+        };
+        *seen = variants.first().map(VariantId::of);
+        let mut first_why = None;
+        for rec in variants {
+            match self.try_variant(store, recipe, &rec)? {
+                Ok(object) => {
+                    bump(&self.inner.stats.disk_hits, 1);
+                    self.touch(rec.id);
+                    return Ok(Ok((
+                        object,
+                        Reason::HitDisk,
+                        Digest(rec.blob.hash),
+                        args_display.to_owned(),
+                    )));
+                }
+                Err(why) => {
+                    first_why.get_or_insert(why);
+                }
+            }
+        }
+        Ok(Err(first_why.unwrap_or(Why::NoEntry)))
+    }
+
+    pub(crate) fn try_variant<R: Recipe>(
+        &self,
+        store: &Store,
+        recipe: &R,
+        rec: &Record,
+    ) -> Result<Result<Object, Why>, Error> {
+        let Some(trace) = Trace::decode(&rec.trace) else {
+            return Ok(Err(Why::Unverifiable(
+                "its trace is in an unknown format".into(),
+            )));
+        };
+        let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
+        let trace = match self.validate(&subject, &trace, Mode::Serve)? {
+            Validity::Invalid(why) => return Ok(Err(why)),
+            Validity::Valid { refreshed: Some(t) } => {
+                if let Err(e) = store.update_trace(rec.id, &t.encode()) {
+                    tracing::warn!("cannot refresh stored metadata: {e}");
+                }
+                t
+            }
+            Validity::Valid { refreshed: None } => trace,
+        };
+        // The blob is verified against its blake3 before anything deserializes it.
+        let bytes = match store.read_blob(&rec.blob) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = Why::BlobCorrupt(e.to_string());
+                let _ = store.quarantine(rec.id, &why.to_string());
+                return Ok(Err(why));
+            }
+        };
+        let size = bytes.len() as u64;
+        let value: R::Output = match codec::decode(bytes, rec.codec) {
+            Ok(v) => v,
+            Err(msg) => {
+                let why = Why::BlobCorrupt(msg);
+                let _ = store.quarantine(rec.id, &why.to_string());
+                return Ok(Err(why));
+            }
+        };
+        if let Err(msg) = recipe.check(&value) {
+            let why = Why::CheckFailed(msg);
+            let _ = store.quarantine(rec.id, &why.to_string());
+            return Ok(Err(why));
+        }
+        let object: Object = Arc::new(value);
+        self.remember(
+            Digest(rec.key),
+            object.clone(),
+            Meta {
+                recipe: rec.recipe.clone(),
+                args: rec.args.clone(),
+                recipe_version: rec.recipe_version,
+                created_ms: rec.created_ms,
+                digest: Digest(rec.blob.hash),
+                variant: AtomicI64::new(rec.id),
+                size,
+                cheap: cheap_inputs(&trace),
+                trace: RwLock::new(Arc::new(trace)),
+                fresh: AtomicBool::new(false),
+                watchable: AtomicBool::new(false),
+            },
+        );
+        Ok(Ok(object))
+    }
+
+    /// Puts an object in the memory tier and its edges in the graph the watcher uses.
+    pub(crate) fn remember(&self, key: Digest, object: Object, meta: Meta) -> Arc<Meta> {
+        let trace = meta.trace();
+        let meta = Arc::new(meta);
+        crate::watch::on_remember(self, key, &meta, &trace);
+        self.inner.memory.insert(key, object, meta.clone());
+        meta
+    }
+}

@@ -1,0 +1,198 @@
+//! The request path: memory tier, single flight, disk (unlocked, then under the key's
+//! lock), build.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use trove_fingerprint::Digest;
+
+use crate::engine::build::Built;
+use crate::engine::verify::{Mode, Validity};
+use crate::engine::{BUILDING, Engine, bump};
+use crate::flight::Role as FlightRole;
+use crate::memory::{Meta, Object};
+use crate::reason::{Reason, Why};
+use crate::trace::Trace;
+use crate::words::describe_args;
+use crate::{Error, Recipe, Served};
+
+impl Engine {
+    pub(crate) fn serve<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+    ) -> Result<Served<R::Output>, Error> {
+        let key = self.key(recipe, args)?;
+        let downcast = |object: Object, reason: Reason, digest: Digest, args: String| {
+            object
+                .downcast::<R::Output>()
+                .map(|value| Served {
+                    value,
+                    reason,
+                    key,
+                    digest,
+                    args,
+                })
+                .map_err(|_| Error::TypeMismatch {
+                    recipe: recipe.name().to_owned(),
+                })
+        };
+        let mut stale = None;
+        if let Some((object, meta)) = self.inner.memory.lookup(&key) {
+            match self.check_memory(recipe, &meta)? {
+                None => {
+                    bump(&self.inner.stats.memory_hits, 1);
+                    return downcast(object, Reason::HitMemory, meta.digest, meta.args.clone());
+                }
+                Some(why) => stale = Some(why),
+            }
+        }
+        // An object in memory got there through its recipe, which was registered then;
+        // past this point the recipe may be needed to validate other objects.
+        self.ensure_registered(recipe);
+        // A build on this thread asking, directly or not, for its own key would wait for
+        // itself forever: it is a cycle.
+        if BUILDING.with(|b| b.borrow().contains(&key)) {
+            return Err(Error::Cycle {
+                recipe: recipe.name().to_owned(),
+            });
+        }
+        match self.inner.flights.join(key) {
+            FlightRole::Waiter(flight) => {
+                let ((object, reason, digest, args_json), ask_again) =
+                    flight.wait().map_err(Error::Shared)?;
+                if ask_again {
+                    // The leader's build read an input that changed while it ran: its
+                    // object is the leader's to return, not evidence of the inputs now.
+                    return self.serve(recipe, args);
+                }
+                let args = args_json;
+                let reason = match reason {
+                    Reason::Built(why) => Reason::Waited(why),
+                    other => other,
+                };
+                downcast(object, reason, digest, args)
+            }
+            FlightRole::Leader(leader) => {
+                let outcome = self.lead(recipe, args, key, stale);
+                match outcome {
+                    Ok((v, pending)) => {
+                        // A build that is not going to be stored saw an input change
+                        // while it ran; a waiter may have asked after that change, so
+                        // waiters ask again instead of taking this object.
+                        let ask_again = matches!(v.1, Reason::Built(_)) && pending.is_none();
+                        // Waiters in this process get the object now; other processes
+                        // wait on the key's lock until it is stored.
+                        leader.finish(Ok((v.clone(), ask_again)));
+                        if let Some(pending) = pending {
+                            self.publish(recipe, key, pending);
+                        }
+                        downcast(v.0, v.1, v.2, v.3)
+                    }
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        leader.finish(Err(e.clone()));
+                        Err(Arc::try_unwrap(e).unwrap_or_else(Error::Shared))
+                    }
+                }
+            }
+        }
+    }
+
+    /// `None` when the memory-tier object may be served; otherwise why not.
+    pub(crate) fn check_memory<R: Recipe>(
+        &self,
+        recipe: &R,
+        meta: &Meta,
+    ) -> Result<Option<Why>, Error> {
+        let watched =
+            self.inner.watching.load(Ordering::Acquire) && meta.watchable.load(Ordering::Acquire);
+        // Claim freshness before validating: an event that arrives while (or after) we
+        // validate clears it again, so no change can slip between the check and the flag.
+        let was_fresh = watched && meta.fresh.swap(true, Ordering::AcqRel);
+        let mode = if was_fresh {
+            Mode::Watched
+        } else {
+            Mode::Serve
+        };
+        let trace = meta.trace();
+        let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
+        let cheap = (mode == Mode::Watched).then_some(meta.cheap.as_slice());
+        let validity = self.validate_with(&subject, &trace, mode, cheap);
+        if !matches!(validity, Ok(Validity::Valid { .. })) {
+            // Not verified (stale, or the check itself failed): the claim is withdrawn.
+            meta.fresh.store(false, Ordering::Release);
+        }
+        match validity? {
+            Validity::Valid { refreshed } => {
+                if let Some(t) = refreshed {
+                    self.adopt_refresh(meta.variant(), meta, t);
+                }
+                Ok(None)
+            }
+            Validity::Invalid(why) => Ok(Some(why)),
+        }
+    }
+
+    pub(crate) fn adopt_refresh(&self, variant: Option<i64>, meta: &Meta, trace: Trace) {
+        if let Some(id) = variant
+            && let Some(store) = self.inner.store.as_ref()
+            && let Err(e) = store.update_trace(id, &trace.encode())
+        {
+            tracing::warn!("cannot refresh stored metadata: {e}");
+        }
+        *meta.trace.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trace);
+    }
+
+    /// The leader's path: memory again, disk, lock, disk again, build.
+    pub(crate) fn lead<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+        key: Digest,
+        stale: Option<Why>,
+    ) -> Result<Built<R::Output>, Error> {
+        // A flight that finished just before this one began left its object in memory.
+        if let Some((object, meta)) = self.inner.memory.lookup(&key)
+            && self.check_memory(recipe, &meta)?.is_none()
+        {
+            bump(&self.inner.stats.memory_hits, 1);
+            return Ok((
+                (object, Reason::HitMemory, meta.digest, meta.args.clone()),
+                None,
+            ));
+        }
+        let args_display = describe_args(args);
+        // The newest variant the look saw: anything published after it shows up as a
+        // different newest variant under the lock below.
+        let mut seen = None;
+        let mut why = match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
+            Ok(hit) => return Ok((hit, None)),
+            Err(why) => stale.unwrap_or(why),
+        };
+        let lock = loop {
+            let lock = match self.inner.store.as_ref().map(|s| s.lock_key(&key.0)) {
+                None => None,
+                Some(Ok(lock)) => Some(lock),
+                Some(Err(e)) => {
+                    tracing::warn!("building without the cross-process lock: {e}");
+                    None
+                }
+            };
+            // Another process may have built it while we waited for the lock. Load it
+            // without holding the lock, so every process that waited loads at once
+            // instead of one after another.
+            let newest = self.newest_variant(key);
+            if lock.is_none() || newest == seen {
+                break lock;
+            }
+            drop(lock);
+            match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
+                Ok(hit) => return Ok((hit, None)),
+                Err(w) if why == Why::NoEntry => why = w,
+                Err(_) => {}
+            }
+        };
+        self.build(recipe, args, key, args_display, why, lock)
+    }
+}

@@ -1,0 +1,350 @@
+//! Validating a stored or remembered variant: recipe version, counters, age, and every
+//! input of its trace (files last, on several threads for large traces).
+
+use std::path::Path;
+use std::time::Duration;
+
+use trove_fingerprint::{Digest, FileCheck};
+
+use crate::clock::now_ms;
+use crate::engine::{Engine, bump};
+use crate::reason::{Reason, Residency, Why};
+use crate::trace::{Input, Trace};
+use crate::words::describe_env;
+use crate::{Error, Recipe};
+
+/// How thoroughly a trace is validated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// For serving: dependencies are served (and rebuilt if they must be).
+    Serve,
+    /// For explaining: nothing is built.
+    Peek,
+    /// For gc: dependencies are not followed (each is collected on its own).
+    Gc,
+    /// A watcher vouches for every path: only what it cannot see is checked.
+    Watched,
+}
+
+pub(crate) enum Validity {
+    Valid { refreshed: Option<Trace> },
+    Invalid(Why),
+}
+
+/// What validating one variant needs besides its trace.
+pub(crate) struct Subject<'a> {
+    pub(crate) recipe: &'a str,
+    pub(crate) sources: crate::Sources,
+    pub(crate) version_now: Option<u32>,
+    pub(crate) version_then: u32,
+    pub(crate) created_ms: i64,
+    pub(crate) max_age: Option<Duration>,
+}
+
+impl Engine {
+    /// What validating a variant of `recipe` built at `created_ms` by `version_then` needs.
+    pub(crate) fn subject<'a, R: Recipe>(
+        &self,
+        recipe: &'a R,
+        version_then: u32,
+        created_ms: i64,
+    ) -> Subject<'a> {
+        Subject {
+            recipe: recipe.name(),
+            sources: recipe.sources(),
+            version_now: Some(recipe.version()),
+            version_then,
+            created_ms,
+            max_age: self.max_age_for(recipe.name(), recipe.max_age()),
+        }
+    }
+
+    /// Validates a trace: cheap checks first, files last.
+    pub(crate) fn validate(
+        &self,
+        subject: &Subject<'_>,
+        trace: &Trace,
+        mode: Mode,
+    ) -> Result<Validity, Error> {
+        self.validate_with(subject, trace, mode, None)
+    }
+
+    /// [`Engine::validate`]; `cheap`, when given, lists the trace's inputs a watcher
+    /// cannot vouch for (see [`cheap_inputs`]), so a watched hit does not walk the rest.
+    pub(crate) fn validate_with(
+        &self,
+        subject: &Subject<'_>,
+        trace: &Trace,
+        mode: Mode,
+        cheap: Option<&[u32]>,
+    ) -> Result<Validity, Error> {
+        if let Some(now) = subject.version_now
+            && now != subject.version_then
+        {
+            return Ok(Validity::Invalid(Why::RecipeVersion {
+                from: subject.version_then,
+                to: now,
+            }));
+        }
+        let counters = self.counters_for(subject.recipe);
+        for name in counters.keys().chain(trace.counters.keys()) {
+            let (then, now) = (trace.counters.get(name), counters.get(name));
+            if then != now {
+                return Ok(Validity::Invalid(Why::Counter {
+                    name: name.clone(),
+                    from: then.copied(),
+                    to: now.copied(),
+                }));
+            }
+        }
+        let age_ms = now_ms().saturating_sub(subject.created_ms).max(0) as u128;
+        if let Some(max_age) = subject.max_age
+            && age_ms > max_age.as_millis()
+        {
+            return Ok(Validity::Invalid(Why::Expired { max_age }));
+        }
+        let mut refreshed: Option<Trace> = None;
+        let unwatchable: Box<dyn Iterator<Item = &Input>> = match cheap {
+            Some(indices) => Box::new(indices.iter().map(|&i| &trace.inputs[i as usize])),
+            None => Box::new(trace.inputs.iter()),
+        };
+        for input in unwatchable {
+            let outcome = match input {
+                Input::Volatile { name, ttl_ms } => {
+                    (age_ms > u128::from(*ttl_ms)).then(|| Why::VolatileExpired {
+                        name: name.clone(),
+                        ttl: Duration::from_millis(*ttl_ms),
+                    })
+                }
+                Input::Env { name, value } => {
+                    let now = std::env::var(name).ok();
+                    (now != *value).then(|| Why::Changed {
+                        what: format!("env {name}"),
+                        from: describe_env(value),
+                        to: describe_env(&now),
+                    })
+                }
+                Input::Code { digest } => {
+                    // The build ran without the recipe's sources on disk: the digest of
+                    // the sources now (on disk, or embedded in this binary) must match.
+                    let now = current_code_digest(&subject.sources);
+                    (now.as_ref() != Some(digest)).then(|| Why::Changed {
+                        what: format!("sources of recipe {}", subject.recipe),
+                        from: format!("blake3 {}", digest.short()),
+                        to: now.map_or("unknown".into(), |d| format!("blake3 {}", d.short())),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(why) = outcome {
+                return Ok(Validity::Invalid(why));
+            }
+        }
+        if mode == Mode::Watched {
+            bump(&self.inner.stats.watched_hits, 1);
+            return Ok(Validity::Valid { refreshed: None });
+        }
+        let mut prechecked = precheck_files(trace);
+        for (index, input) in trace.inputs.iter().enumerate() {
+            let outcome = match input {
+                Input::File { path, state, .. } => {
+                    bump(&self.inner.stats.files_checked, 1);
+                    let p = Path::new(path);
+                    let checked = prechecked
+                        .as_mut()
+                        .and_then(|all| all[index].take())
+                        .unwrap_or_else(|| trove_fingerprint::check_file(state, p));
+                    match checked {
+                        Ok(FileCheck::Unchanged) => None,
+                        Ok(FileCheck::Refreshed(new)) => {
+                            let t = refreshed.get_or_insert_with(|| trace.clone());
+                            if let Input::File { state, .. } = &mut t.inputs[index] {
+                                *state = new;
+                            }
+                            None
+                        }
+                        Ok(FileCheck::Changed(new)) => Some(Why::Changed {
+                            what: self.display_path(p),
+                            from: state.describe(),
+                            to: new.describe(),
+                        }),
+                        Err(e) => Some(Why::Changed {
+                            what: self.display_path(p),
+                            from: state.describe(),
+                            to: format!("unreadable: {e}"),
+                        }),
+                    }
+                }
+                Input::Dir { path, state } => {
+                    let p = Path::new(path);
+                    match trove_fingerprint::list_dir(p) {
+                        Ok((_, now)) if now == *state => None,
+                        Ok((_, now)) => Some(Why::Changed {
+                            what: format!("{}/ listing", self.display_path(p)),
+                            from: state.describe(),
+                            to: now.describe(),
+                        }),
+                        Err(e) => Some(Why::Changed {
+                            what: format!("{}/ listing", self.display_path(p)),
+                            from: state.describe(),
+                            to: format!("unreadable: {e}"),
+                        }),
+                    }
+                }
+                Input::Glob {
+                    root,
+                    pattern,
+                    state,
+                } => {
+                    let exclude = vec![self.store_root().to_path_buf()];
+                    match trove_fingerprint::glob(Path::new(root), pattern, &exclude) {
+                        Ok((_, now)) if now == *state => None,
+                        Ok((_, now)) => Some(Why::Changed {
+                            what: format!("glob {pattern}"),
+                            from: state.describe(),
+                            to: now.describe(),
+                        }),
+                        Err(e) => Some(Why::Changed {
+                            what: format!("glob {pattern}"),
+                            from: state.describe(),
+                            to: format!("error: {e}"),
+                        }),
+                    }
+                }
+                Input::Object {
+                    recipe,
+                    args_display,
+                    args,
+                    output,
+                    ..
+                } => self.validate_dependency(recipe, args_display, args, output, mode)?,
+                _ => None,
+            };
+            if let Some(why) = outcome {
+                return Ok(Validity::Invalid(why));
+            }
+        }
+        Ok(Validity::Valid { refreshed })
+    }
+
+    pub(crate) fn validate_dependency(
+        &self,
+        recipe: &str,
+        args_display: &str,
+        args: &[u8],
+        output: &Digest,
+        mode: Mode,
+    ) -> Result<Option<Why>, Error> {
+        if mode == Mode::Gc {
+            return Ok(None);
+        }
+        let what = crate::admin::object_label(recipe, args_display);
+        let Some(erased) = self.erased(recipe) else {
+            return Ok(Some(Why::Unverifiable(format!(
+                "dependency recipe `{recipe}` is not registered with this engine"
+            ))));
+        };
+        if mode == Mode::Peek {
+            return Ok(match erased.peek(self, args)? {
+                (Residency::InMemory | Residency::OnDisk, Some(d)) if d == *output => None,
+                (Residency::Stale(why), _) => Some(Why::Dependency {
+                    what,
+                    because: Some(Box::new(why)),
+                }),
+                _ => Some(Why::Dependency {
+                    what,
+                    because: None,
+                }),
+            });
+        }
+        match erased.resolve(self, args) {
+            Ok((digest, _)) if digest == *output => Ok(None),
+            Ok((_, reason)) => Ok(Some(Why::Dependency {
+                what,
+                because: match reason {
+                    Reason::Built(w) | Reason::Waited(w) => Some(Box::new(w)),
+                    _ => None,
+                },
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The inputs of a trace no watcher can vouch for (env vars, volatile sources, embedded
+/// source digests): a watched memory hit checks only these.
+pub(crate) fn cheap_inputs(trace: &Trace) -> Vec<u32> {
+    trace
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| {
+            matches!(
+                i,
+                Input::Env { .. } | Input::Volatile { .. } | Input::Code { .. }
+            )
+        })
+        .map(|(index, _)| index as u32)
+        .collect()
+}
+
+/// Traces with at least this many files have them checked on several threads: `stat`
+/// is a system call each, and the kernel answers them in parallel.
+pub(crate) const PARALLEL_CHECK_MIN: usize = 256;
+
+/// Checks every file input of a large trace on all cores, ahead of the in-order pass
+/// that decides (which then takes each result instead of checking again).
+#[allow(clippy::type_complexity)]
+pub(crate) fn precheck_files(trace: &Trace) -> Option<Vec<Option<std::io::Result<FileCheck>>>> {
+    let files: Vec<usize> = trace
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i, Input::File { .. }))
+        .map(|(index, _)| index)
+        .collect();
+    if files.len() < PARALLEL_CHECK_MIN {
+        return None;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let chunk = files.len().div_ceil(threads);
+    let mut results: Vec<Option<std::io::Result<FileCheck>>> =
+        (0..trace.inputs.len()).map(|_| None).collect();
+    let checked: Vec<Vec<(usize, std::io::Result<FileCheck>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|indices| {
+                scope.spawn(move || {
+                    indices
+                        .iter()
+                        .filter_map(|&index| match &trace.inputs[index] {
+                            Input::File { path, state, .. } => {
+                                Some((index, trove_fingerprint::check_file(state, Path::new(path))))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for (index, result) in checked.into_iter().flatten() {
+        results[index] = Some(result);
+    }
+    Some(results)
+}
+
+/// The digest of a recipe's sources as this process sees them.
+pub(crate) fn current_code_digest(sources: &crate::Sources) -> Option<Digest> {
+    let root = Path::new(sources.root);
+    if !sources.is_none() && root.is_dir() {
+        return trove_fingerprint::source_digest(root, sources.globs).ok();
+    }
+    sources.embedded.and_then(Digest::from_hex)
+}
