@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use trove_config::RecipeConfig;
 
-use crate::{BuildError, Cx, Recipe};
+use crate::{BuildError, Cx, Definition, Recipe};
 
 /// Depfiles larger than this are refused (a depfile lists paths, not data).
 const DEPFILE_MAX_BYTES: usize = 64 << 20;
@@ -17,14 +17,27 @@ const DEPFILE_MAX_BYTES: usize = 64 << 20;
 pub struct CommandRecipe {
     name: String,
     config: RecipeConfig,
+    /// Its entry in the configuration, fingerprinted part by part.
+    definition: Definition,
 }
 
 impl CommandRecipe {
     /// The recipe `name` as configured.
     pub fn new(name: &str, config: RecipeConfig) -> CommandRecipe {
+        let mut definition = crate::engine::declared_definition(&config);
+        if let Some(command) = &config.command {
+            definition = definition.with("command", command);
+        }
+        if !config.needs.is_empty() {
+            definition = definition.with("needs", &config.needs);
+        }
+        if let Some(check) = &config.check {
+            definition = definition.with("check", check);
+        }
         CommandRecipe {
             name: name.to_owned(),
             config,
+            definition,
         }
     }
 }
@@ -66,6 +79,10 @@ impl Recipe for CommandRecipe {
 
     fn max_age(&self) -> Option<std::time::Duration> {
         self.config.max_age
+    }
+
+    fn definition(&self) -> Definition {
+        self.definition.clone()
     }
 
     fn build(&self, cx: &mut Cx, args: &Vec<String>) -> Result<Vec<u8>, BuildError> {

@@ -19,6 +19,10 @@ pub struct Cx {
     pub(crate) trace: Trace,
     /// Set when an input changed while it was read: the result is returned, not stored.
     pub(crate) unstable: Option<String>,
+    /// Files fingerprinted only after the work that read them was done (a depfile's, a
+    /// traced command's): their fingerprint vouches for what the build saw only if they
+    /// were not modified after the build started.
+    pub(crate) late: Vec<String>,
 }
 
 /// A module loaded by [`Cx::load_module`].
@@ -37,6 +41,7 @@ impl Cx {
             root,
             trace: Trace::default(),
             unstable: None,
+            late: Vec::new(),
         }
     }
 
@@ -291,6 +296,7 @@ impl Cx {
                 base.join(p)
             };
             self.track_file_as(Role::Data, &abs)?;
+            self.late.push(abs.to_string_lossy().into_owned());
         }
         Ok(paths.len())
     }

@@ -33,7 +33,7 @@ use crate::reason::{Reason, Residency, Why};
 use crate::{Error, Recipe};
 
 pub(crate) use build::BUILDING;
-pub(crate) use registry::Erased;
+pub(crate) use registry::{Erased, declared_definition};
 
 /// What a flight hands its waiters: the object, why, its digest and its arguments for
 /// people.
@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     /// A flight ends with its value and whether waiters must ask again.
     flights: Flights<(FlightValue, bool)>,
     registry: RwLock<HashMap<String, Arc<dyn Erased>>>,
+    /// The configuration's part of each recipe's definition (declared inputs and env).
+    config_definitions: HashMap<String, crate::Definition>,
     counters: RwLock<BTreeMap<String, u64>>,
     /// `counters_for` per recipe, dropped whenever a counter is set.
     counters_cache: RwLock<HashMap<String, Arc<BTreeMap<String, u64>>>>,
@@ -180,6 +182,7 @@ impl Engine {
                 memory: Memory::new(options.memory_limit),
                 flights: Flights::new(),
                 registry: RwLock::new(HashMap::new()),
+                config_definitions: registry::config_definitions(&config),
                 counters: RwLock::new(BTreeMap::new()),
                 counters_cache: RwLock::new(HashMap::new()),
                 stats: StatCounters::default(),

@@ -78,7 +78,7 @@ pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;
 pub use reason::{Reason, Residency, Why};
-pub use recipe::{BuildError, Recipe, Sources};
+pub use recipe::{BuildError, Definition, Recipe, Sources};
 pub use trove_config::Config;
 pub use trove_fingerprint::Digest;
 pub use trove_store::VerifyReport;

@@ -44,6 +44,12 @@ pub enum Why {
         /// Version now.
         to: u32,
     },
+    /// The recipe's definition changed: its command, declared inputs, env, needs, check
+    /// (command recipes), or the configuration's declared inputs and env (any recipe).
+    Definition {
+        /// The parts that changed, by name.
+        parts: Vec<String>,
+    },
     /// A version counter changed.
     Counter {
         /// The counter (recipe-level counters are `recipe/name`).
@@ -103,6 +109,9 @@ impl fmt::Display for Why {
                 None => write!(f, "dependency {what} changed"),
             },
             Why::RecipeVersion { from, to } => write!(f, "recipe version {from} -> {to}"),
+            Why::Definition { parts } => {
+                write!(f, "recipe definition changed ({})", parts.join(", "))
+            }
             Why::Counter { name, from, to } => {
                 let v = |x: &Option<u64>| x.map_or("(none)".to_owned(), |v| v.to_string());
                 write!(f, "counter {name} {} -> {}", v(from), v(to))

@@ -1,10 +1,13 @@
 //! The `Recipe` trait: a named, versioned way to build one kind of object.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use trove_fingerprint::Digest;
 
 use crate::Cx;
 
@@ -67,6 +70,82 @@ pub trait Recipe: Clone + Send + Sync + 'static {
     /// neither says.
     fn max_age(&self) -> Option<Duration> {
         None
+    }
+
+    /// What the recipe *is*, besides its [`Recipe::VERSION`] and its sources: named parts,
+    /// each fingerprinted. Changing a part rebuilds exactly this recipe's objects, with a
+    /// reason naming the part (`recipe definition changed (command)`). Command recipes
+    /// return their configuration entry; the engine adds the configuration's declared
+    /// `inputs` and `env` for every recipe.
+    fn definition(&self) -> Definition {
+        Definition::default()
+    }
+}
+
+/// The named parts of a recipe's definition, each a blake3 of its canonical encoding.
+/// Cheap to clone.
+///
+/// ```
+/// use trove::Definition;
+/// let a = Definition::default().with("command", &["python3", "prices.py"]);
+/// let b = Definition::default().with("command", &["python3", "prices2.py"]);
+/// assert_ne!(a, b);
+/// assert_eq!(a.parts().count(), 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Definition(Arc<BTreeMap<String, Digest>>);
+
+impl Definition {
+    /// Adds (or replaces) a part: the canonical encoding of `value`, hashed. A value that
+    /// cannot be encoded canonically (a map with non-string keys that do not encode)
+    /// is hashed from its JSON instead, so it still counts.
+    pub fn with<T: Serialize + ?Sized>(mut self, part: &str, value: &T) -> Definition {
+        let digest = match trove_fingerprint::encode(value) {
+            Ok(bytes) => Digest::of_bytes(&bytes),
+            Err(_) => Digest::of_bytes(serde_json::to_string(value).unwrap_or_default().as_bytes()),
+        };
+        Arc::make_mut(&mut self.0).insert(part.to_owned(), digest);
+        self
+    }
+
+    /// The parts, by name.
+    pub fn parts(&self) -> impl Iterator<Item = (&str, &Digest)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// This definition with `other`'s parts added where this one has none.
+    pub(crate) fn merged(&self, other: &Definition) -> Definition {
+        if other.0.is_empty() {
+            return self.clone();
+        }
+        if self.0.is_empty() {
+            return other.clone();
+        }
+        if other.0.keys().all(|k| self.0.contains_key(k)) {
+            return self.clone();
+        }
+        let mut out = (*self.0).clone();
+        for (k, v) in other.0.iter() {
+            out.entry(k.clone()).or_insert(*v);
+        }
+        Definition(Arc::new(out))
+    }
+
+    pub(crate) fn map(&self) -> &BTreeMap<String, Digest> {
+        &self.0
+    }
+
+    /// The names of the parts that differ between a stored definition and this one.
+    pub(crate) fn differences(&self, then: &BTreeMap<String, Digest>) -> Vec<String> {
+        let now = &*self.0;
+        let mut names: Vec<String> = now
+            .iter()
+            .filter(|(k, v)| then.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.extend(then.keys().filter(|k| !now.contains_key(*k)).cloned());
+        names.sort();
+        names
     }
 }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use trove_fingerprint::{Digest, FileState, ListingState};
 
 /// The trace format this code writes and reads.
-pub(crate) const TRACE_FORMAT: u8 = 1;
+///
+/// 2: the recipe's definition is part of the trace.
+pub(crate) const TRACE_FORMAT: u8 = 2;
 
 /// Why a file was read, for explanations and for the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,8 @@ pub(crate) struct Trace {
     pub(crate) inputs: Vec<Input>,
     /// Every version counter that covered the recipe, by qualified name.
     pub(crate) counters: BTreeMap<String, u64>,
+    /// The recipe's definition when it was built, part by part.
+    pub(crate) definition: BTreeMap<String, Digest>,
 }
 
 impl Trace {

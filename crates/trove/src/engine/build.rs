@@ -70,8 +70,13 @@ impl Engine {
     ) -> Result<Built<R::Output>, Error> {
         let _guard = BuildingGuard::enter(key, recipe.name())?;
         let created_ms = now_ms();
+        let started_ns = crate::clock::file_clock_ns();
         let mut cx = Cx::new(self.clone(), self.inner.root.clone());
         cx.trace.counters = (*self.counters_for(recipe.name())).clone();
+        cx.trace.definition = self
+            .definition_of(recipe.name(), &recipe.definition())
+            .map()
+            .clone();
         let build_error = |source| Error::Build {
             recipe: recipe.name().to_owned(),
             args: args_for_people(&args_display),
@@ -87,7 +92,7 @@ impl Engine {
             .map_err(build_error)?;
         let unstable = match cx.unstable.take() {
             Some(path) => Some(path),
-            None => self.changed_during_build(&cx.trace),
+            None => self.changed_during_build(&cx.trace, &cx.late, started_ns),
         };
         let reason = Reason::Built(why);
         let value = Arc::new(value);
@@ -107,7 +112,8 @@ impl Engine {
         if let Some(path) = unstable {
             tracing::warn!(
                 recipe = recipe.name(),
-                "{path} changed while the object was built: returning it without storing it"
+                "{} changed while the object was built: returning it without storing it",
+                self.display_path(Path::new(&path))
             );
             return Ok(((object, reason, digest, args_display), None));
         }
@@ -222,20 +228,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Stat again every file the build read: a difference means the build may have seen a
-    /// mix of old and new content, so its result must not be stored.
-    pub(crate) fn changed_during_build(&self, trace: &Trace) -> Option<String> {
+    /// Whether any input changed while the build ran, so the build may have seen a mix of
+    /// old and new states and its result must not be stored (it is still returned):
+    ///
+    /// - every file is stat'ed again: a difference from its fingerprint, or an absent file
+    ///   that now exists, means it changed after it was recorded;
+    /// - a file fingerprinted only after the work that read it (a depfile's) vouches for
+    ///   what the build saw only if it was not modified at or after the build started
+    ///   (`started_ns`, on the clock file times are stamped with);
+    /// - listings and globs are listed again.
+    pub(crate) fn changed_during_build(
+        &self,
+        trace: &Trace,
+        late: &[String],
+        started_ns: i64,
+    ) -> Option<String> {
+        use trove_fingerprint::{FileState, Stat};
         for input in &trace.inputs {
-            if let Input::File {
-                path,
-                state: trove_fingerprint::FileState::Present { stat, .. },
-                ..
-            } = input
-            {
-                match trove_fingerprint::Stat::of(Path::new(path)) {
-                    Ok(Some(now)) if now == *stat => {}
-                    _ => return Some(path.clone()),
+            match input {
+                Input::File { path, state, .. } => {
+                    let now = Stat::of(Path::new(path));
+                    let changed = match (state, &now) {
+                        (FileState::Present { stat, .. }, Ok(Some(now))) => {
+                            now != stat
+                                || (late.contains(path)
+                                    && (now.mtime_ns >= started_ns || now.ctime_ns >= started_ns))
+                        }
+                        (FileState::Absent, Ok(None)) => false,
+                        (FileState::NotAFile { kind }, Ok(Some(now))) => now.kind != *kind,
+                        _ => true,
+                    };
+                    if changed {
+                        return Some(path.clone());
+                    }
                 }
+                Input::Dir { path, .. } | Input::Glob { root: path, .. }
+                    if self.listing_changed(input) =>
+                {
+                    return Some(path.clone());
+                }
+                _ => {}
             }
         }
         None

@@ -77,6 +77,9 @@ impl Engine {
             version_then: rec.recipe_version,
             created_ms: rec.created_ms,
             max_age: self.max_age_for(&rec.recipe, erased.as_ref().and_then(|e| e.max_age())),
+            definition: erased
+                .as_ref()
+                .map(|e| self.definition_of(&rec.recipe, &e.definition())),
         };
         let mode = if mode_gc { Mode::Gc } else { Mode::Peek };
         Ok(match self.validate(&subject, &trace, mode)? {

@@ -1,6 +1,7 @@
 //! The recipe registry: the type-erased recipes an engine knows by name, so a stored
 //! object's dependencies on other recipes can be validated (and rebuilt for early cutoff).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use trove_fingerprint::Digest;
 
 use crate::engine::Engine;
 use crate::reason::{Reason, Residency};
-use crate::{Error, Recipe};
+use crate::{Definition, Error, Recipe};
 
 /// The type-erased face of a registered recipe: what validating another object's
 /// dependency on it needs.
@@ -16,6 +17,7 @@ pub(crate) trait Erased: Send + Sync {
     fn version(&self) -> u32;
     fn max_age(&self) -> Option<Duration>;
     fn sources(&self) -> crate::Sources;
+    fn definition(&self) -> crate::Definition;
     /// Serves (building if needed) the object for postcard-encoded arguments.
     fn resolve(&self, engine: &Engine, args: &[u8]) -> Result<(Digest, Reason), Error>;
     /// What a request would do, without building.
@@ -33,6 +35,9 @@ impl<R: Recipe> Erased for Typed<R> {
     }
     fn sources(&self) -> crate::Sources {
         self.0.sources()
+    }
+    fn definition(&self) -> crate::Definition {
+        self.0.definition()
     }
     fn resolve(&self, engine: &Engine, args: &[u8]) -> Result<(Digest, Reason), Error> {
         let args: R::Args = postcard::from_bytes(args).map_err(|e| {
@@ -55,7 +60,44 @@ impl<R: Recipe> Erased for Typed<R> {
     }
 }
 
+/// The part of every recipe's definition that the configuration holds: its declared
+/// `inputs` and `env` (sorted: their order means nothing). Parts are present only when
+/// the configuration says something, so adding the first input changes the definition.
+pub(crate) fn config_definitions(config: &trove_config::Config) -> HashMap<String, Definition> {
+    config
+        .recipes
+        .iter()
+        .map(|(name, rc)| (name.clone(), declared_definition(rc)))
+        .collect()
+}
+
+/// The declared inputs and env of a configuration entry, as definition parts.
+pub(crate) fn declared_definition(rc: &trove_config::RecipeConfig) -> Definition {
+    let mut d = Definition::default();
+    if !rc.inputs.is_empty() {
+        let mut inputs = rc.inputs.clone();
+        inputs.sort();
+        inputs.dedup();
+        d = d.with("inputs", &inputs);
+    }
+    if !rc.env.is_empty() {
+        let mut env = rc.env.clone();
+        env.sort();
+        env.dedup();
+        d = d.with("env", &env);
+    }
+    d
+}
+
 impl Engine {
+    /// A recipe's whole definition now: its own parts and the configuration's.
+    pub(crate) fn definition_of(&self, name: &str, own: &Definition) -> Definition {
+        match self.inner.config_definitions.get(name) {
+            Some(declared) => own.merged(declared),
+            None => own.clone(),
+        }
+    }
+
     /// Makes a recipe known to the engine, so objects that depend on its objects can be
     /// validated (and its objects rebuilt for early cutoff) before anyone asks for them in
     /// this process. `get` registers the recipes it is called with.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use trove_fingerprint::{Digest, FileCheck};
+use trove_fingerprint::{Digest, FileCheck, ListingState};
 
 use crate::clock::now_ms;
 use crate::engine::{Engine, bump};
@@ -39,6 +39,8 @@ pub(crate) struct Subject<'a> {
     pub(crate) version_then: u32,
     pub(crate) created_ms: i64,
     pub(crate) max_age: Option<Duration>,
+    /// The recipe's definition now; `None` when it is not known (an unregistered recipe).
+    pub(crate) definition: Option<crate::Definition>,
 }
 
 impl Engine {
@@ -56,6 +58,7 @@ impl Engine {
             version_then,
             created_ms,
             max_age: self.max_age_for(recipe.name(), recipe.max_age()),
+            definition: Some(self.definition_of(recipe.name(), &recipe.definition())),
         }
     }
 
@@ -85,6 +88,12 @@ impl Engine {
                 from: subject.version_then,
                 to: now,
             }));
+        }
+        if let Some(now) = &subject.definition {
+            let parts = now.differences(&trace.definition);
+            if !parts.is_empty() {
+                return Ok(Validity::Invalid(Why::Definition { parts }));
+            }
         }
         let counters = self.counters_for(subject.recipe);
         for name in counters.keys().chain(trace.counters.keys()) {
@@ -175,40 +184,20 @@ impl Engine {
                         }),
                     }
                 }
-                Input::Dir { path, state } => {
-                    let p = Path::new(path);
-                    match trove_fingerprint::list_dir(p) {
-                        Ok((_, now)) if now == *state => None,
-                        Ok((_, now)) => Some(Why::Changed {
-                            what: format!("{}/ listing", self.display_path(p)),
+                Input::Dir { state, .. } | Input::Glob { state, .. } => {
+                    match self.listing_now(input) {
+                        Some((_, Ok(now))) if now == *state => None,
+                        Some((what, Ok(now))) => Some(Why::Changed {
+                            what,
                             from: state.describe(),
                             to: now.describe(),
                         }),
-                        Err(e) => Some(Why::Changed {
-                            what: format!("{}/ listing", self.display_path(p)),
+                        Some((what, Err(e))) => Some(Why::Changed {
+                            what,
                             from: state.describe(),
                             to: format!("unreadable: {e}"),
                         }),
-                    }
-                }
-                Input::Glob {
-                    root,
-                    pattern,
-                    state,
-                } => {
-                    let exclude = vec![self.store_root().to_path_buf()];
-                    match trove_fingerprint::glob(Path::new(root), pattern, &exclude) {
-                        Ok((_, now)) if now == *state => None,
-                        Ok((_, now)) => Some(Why::Changed {
-                            what: format!("glob {pattern}"),
-                            from: state.describe(),
-                            to: now.describe(),
-                        }),
-                        Err(e) => Some(Why::Changed {
-                            what: format!("glob {pattern}"),
-                            from: state.describe(),
-                            to: format!("error: {e}"),
-                        }),
+                        None => None,
                     }
                 }
                 Input::Object {
@@ -225,6 +214,42 @@ impl Engine {
             }
         }
         Ok(Validity::Valid { refreshed })
+    }
+
+    /// A listing or glob input listed again now: what it is called for people, and its
+    /// state (or why it cannot be listed). `None` for other inputs.
+    pub(crate) fn listing_now(
+        &self,
+        input: &Input,
+    ) -> Option<(String, Result<ListingState, String>)> {
+        match input {
+            Input::Dir { path, .. } => {
+                let p = Path::new(path);
+                let now = trove_fingerprint::list_dir(p)
+                    .map(|(_, state)| state)
+                    .map_err(|e| e.to_string());
+                Some((format!("{}/ listing", self.display_path(p)), now))
+            }
+            Input::Glob { root, pattern, .. } => {
+                let exclude = vec![self.store_root().to_path_buf()];
+                let now = trove_fingerprint::glob(Path::new(root), pattern, &exclude)
+                    .map(|(_, state)| state)
+                    .map_err(|e| e.to_string());
+                Some((format!("glob {pattern}"), now))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a listing or glob input lists differently now.
+    pub(crate) fn listing_changed(&self, input: &Input) -> bool {
+        match (input, self.listing_now(input)) {
+            (Input::Dir { state, .. } | Input::Glob { state, .. }, Some((_, Ok(now)))) => {
+                now != *state
+            }
+            (_, Some((_, Err(_)))) => true,
+            _ => false,
+        }
     }
 
     pub(crate) fn validate_dependency(

@@ -1,0 +1,166 @@
+//! Stale serves found by real use, each pinned by the `trove` binary in a real project:
+//! a recipe's definition is an input, depfiles as compilers write them, inputs changing
+//! while the build runs, dependencies with arguments, nested runs and cycles.
+
+mod support;
+
+use support::{Project, stderr};
+
+/// Two command recipes that log each build, so a test can tell which ones ran.
+fn two_recipes(a_command: &str, extra: &str) -> String {
+    format!(
+        r#"(
+    recipes: {{
+        "a": (command: ["sh", "-c", "echo a >> log; {a_command}"]{extra}),
+        "b": (command: ["sh", "-c", "echo b >> log; printf b"]),
+    }},
+)"#
+    )
+}
+
+/// The first line of `trove run --explain`'s reason.
+fn first_reason(p: &Project, args: &[&str]) -> String {
+    p.reason(args).lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn editing_a_recipes_command_rebuilds_exactly_that_recipe_and_says_so() {
+    let p = Project::new(&two_recipes("printf a1", ""));
+    assert_eq!(first_reason(&p, &["a"]), "built: no entry");
+    assert_eq!(first_reason(&p, &["b"]), "built: no entry");
+
+    p.config(&two_recipes("printf a2", ""));
+    let (out, why) = p.run_explained(&["a"]);
+    assert_eq!(out, "a2", "the new command's output, never the old object");
+    assert_eq!(why, "built: recipe definition changed (command)");
+    assert_eq!(
+        first_reason(&p, &["b"]),
+        "hit disk",
+        "another recipe's edit"
+    );
+}
+
+#[test]
+fn reformatting_the_file_or_editing_comments_rebuilds_nothing() {
+    let p = Project::new(&two_recipes("printf a1", ""));
+    p.ok(&["run", "a"]);
+    p.ok(&["run", "b"]);
+    let reformatted = format!(
+        "// the team's recipes\n{}\n\n// end\n",
+        two_recipes("printf a1", "")
+            .replace("    ", "\t")
+            .replace(": ", ":  ")
+    );
+    p.config(&reformatted);
+    assert_eq!(first_reason(&p, &["a"]), "hit disk");
+    assert_eq!(first_reason(&p, &["b"]), "hit disk");
+    assert_eq!(p.lines("log"), 2, "two builds in all");
+}
+
+#[test]
+fn editing_inputs_env_check_or_version_rebuilds_with_the_part_named() {
+    let p = Project::new(&two_recipes("printf a", ""));
+    p.write("data.txt", "x");
+    p.ok(&["run", "a"]);
+    let cases = [
+        (
+            r#", inputs: ["data.txt"]"#,
+            "built: recipe definition changed (inputs)",
+        ),
+        (
+            r#", inputs: ["data.txt"], env: ["MARKET"]"#,
+            "built: recipe definition changed (env)",
+        ),
+        (
+            r#", inputs: ["data.txt"], env: ["MARKET"], check: ["true"]"#,
+            "built: recipe definition changed (check)",
+        ),
+        (
+            r#", inputs: ["data.txt"], env: ["MARKET"], check: ["true"], version: 2"#,
+            "built: recipe version 1 -> 2",
+        ),
+    ];
+    for (extra, expected) in cases {
+        p.config(&two_recipes("printf a", extra));
+        assert_eq!(first_reason(&p, &["a"]), expected, "after adding {extra}");
+        assert_eq!(
+            first_reason(&p, &["a"]),
+            "hit disk",
+            "and then it is stored"
+        );
+    }
+}
+
+#[test]
+fn editing_needs_rebuilds_the_recipe_that_needs() {
+    let p = Project::new(&two_recipes("printf a", ""));
+    p.ok(&["run", "a"]);
+    p.config(&two_recipes(
+        "cat \\\"$TROVE_NEED_B\\\"",
+        r#", needs: ["b"]"#,
+    ));
+    let (out, why) = p.run_explained(&["a"]);
+    assert_eq!(out, "b");
+    assert!(
+        why.starts_with("built: recipe definition changed (command, needs)"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_broken_edit_is_a_configuration_error_and_the_store_keeps_the_object() {
+    let p = Project::new(&two_recipes("printf a1", ""));
+    p.ok(&["run", "a"]);
+    p.config(&two_recipes("printf a1", ", bogus: 1"));
+    let out = p.trove(&["run", "a"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    p.config(&two_recipes("printf a1", ""));
+    assert_eq!(first_reason(&p, &["a"]), "hit disk");
+}
+
+/// Waits for `rel` to exist in the project, up to a deadline.
+fn wait_for(p: &Project, rel: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !p.path(rel).exists() {
+        assert!(std::time::Instant::now() < deadline, "{rel} never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_depfile_input_saved_while_the_command_runs_is_not_stored_as_what_was_built() {
+    // The command reads the header, then waits for the test to save a new version of it
+    // (same size: only the content differs), then names it in its depfile. The object
+    // was made from the old header; recording the new one would serve it as fresh.
+    let p = Project::new(
+        r#"(recipes: { "o": (command: ["sh", "-c",
+            "cat h.h; : > started; while [ ! -e go ]; do sleep 0.01; done; echo h.h > \"$TROVE_DEPFILE\""
+        ]) })"#,
+    );
+    p.write("h.h", "old\n");
+    let child = p
+        .command(&["run", "--explain", "o"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for(&p, "started");
+    p.write("h.h", "new\n");
+    p.write("go", "");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"old\n", "the caller gets what was built");
+
+    std::fs::remove_file(p.path("go")).expect("rm go");
+    std::fs::remove_file(p.path("started")).expect("rm started");
+    // The next request must not serve "old" as if it were made from the new header.
+    let mut next = p.command(&["run", "--explain", "o"]);
+    next.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = next.spawn().expect("spawn");
+    wait_for(&p, "started");
+    p.write("go", "");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.stdout, b"new\n");
+    assert_eq!(stderr(&out).trim(), "built: no entry");
+}
