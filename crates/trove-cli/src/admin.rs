@@ -240,7 +240,7 @@ pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
     let config = project::load_config(flag)?;
     for (name, rc) in &config.recipes {
         for need in &rc.needs {
-            if config.recipe(need).is_none() {
+            if config.recipe(&need.recipe).is_none() {
                 return Err(Failure::usage(format!(
                     "error: {}: recipe `{name}` needs `{need}`, which is not configured",
                     project::config_label(&config)

@@ -164,3 +164,99 @@ fn a_depfile_input_saved_while_the_command_runs_is_not_stored_as_what_was_built(
     assert_eq!(out.stdout, b"new\n");
     assert_eq!(stderr(&out).trim(), "built: no entry");
 }
+
+#[test]
+fn needs_name_recipes_with_arguments_and_each_object_is_built_for_its_arguments() {
+    let p = Project::new(
+        r#"(recipes: {
+            "fx": (command: ["sh", "-c", "echo \"fx $1\" >> log; printf 'rate-%s' \"$1\"", "sh"]),
+            "prices": (
+                command: ["sh", "-c", "printf 'eur='; cat \"$TROVE_NEED_FX\""],
+                needs: [("fx", ["EUR"])],
+            ),
+        })"#,
+    );
+    assert_eq!(p.ok(&["run", "prices"]), "eur=rate-EUR");
+    assert_eq!(p.ok(&["run", "fx", "EUR"]), "rate-EUR", "the same object");
+    assert_eq!(
+        p.lines("log"),
+        1,
+        "fx EUR was built once, for both requests"
+    );
+}
+
+#[test]
+fn a_need_with_arguments_that_is_not_a_string_list_names_line_and_column() {
+    let p = Project::new(
+        r#"(recipes: {
+    "fx": (command: ["true"]),
+    "prices": (command: ["true"], needs: [("fx", "EUR")]),
+})"#,
+    );
+    let out = p.trove(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("trove.ron:3:"), "{}", stderr(&out));
+}
+
+/// A project whose `outer` recipe runs `trove run inner` in its command.
+fn nested_project(inner_command: &str) -> Project {
+    let trove = env!("CARGO_BIN_EXE_trove");
+    Project::new(&format!(
+        r#"(recipes: {{
+            "inner": (command: ["sh", "-c", "echo inner >> log; {inner_command}"], inputs: ["inner.txt"]),
+            "outer": (command: ["sh", "-c", "echo outer >> log; printf 'outer('; {trove} run inner; printf ')'"]),
+        }})"#
+    ))
+}
+
+#[test]
+fn a_nested_trove_run_joins_the_outer_objects_trace() {
+    let p = nested_project("cat inner.txt");
+    p.write("inner.txt", "1");
+    assert_eq!(p.ok(&["run", "outer"]), "outer(1)");
+    assert_eq!(first_reason(&p, &["outer"]), "hit disk");
+
+    // Editing what the nested object read rebuilds both: the outer one names its
+    // dependency instead of serving "outer(1)".
+    p.write("inner.txt", "2");
+    let (out, why) = p.run_explained(&["outer"]);
+    assert_eq!(out, "outer(2)");
+    assert!(why.starts_with("built: dependency inner changed"), "{why}");
+    assert_eq!(
+        p.lines("log"),
+        4,
+        "outer, inner, then inner and outer again"
+    );
+}
+
+#[test]
+fn a_nested_object_rebuilt_with_the_same_bytes_does_not_rebuild_the_outer_one() {
+    let p = nested_project("cut -c1 inner.txt");
+    p.write("inner.txt", "1a");
+    assert_eq!(p.ok(&["run", "outer"]), "outer(1\n)");
+    p.write("inner.txt", "1b");
+    assert_eq!(first_reason(&p, &["outer"]), "hit disk", "early cutoff");
+    assert_eq!(p.lines("log"), 3, "outer and inner, then inner alone");
+}
+
+#[test]
+fn recipes_that_run_each_other_are_a_cycle_error_not_a_wait_that_lasts_forever() {
+    let trove = env!("CARGO_BIN_EXE_trove");
+    let p = Project::new(&format!(
+        r#"(recipes: {{
+            "a": (command: ["sh", "-c", "{trove} run b"]),
+            "b": (command: ["sh", "-c", "{trove} run a"]),
+        }})"#
+    ));
+    let out = p.trove(&["run", "a"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cycle"), "{}", stderr(&out));
+    // Nothing is left locked or stored: a request that breaks the cycle works at once.
+    p.config(&format!(
+        r#"(recipes: {{
+            "a": (command: ["sh", "-c", "{trove} run b"]),
+            "b": (command: ["printf", "b"]),
+        }})"#
+    ));
+    assert_eq!(p.ok(&["run", "a"]), "b");
+}

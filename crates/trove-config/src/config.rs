@@ -89,8 +89,8 @@ pub struct RecipeConfig {
     pub inputs: Vec<String>,
     /// Names of environment variables the recipe reads.
     pub env: Vec<String>,
-    /// Recipes whose objects this one needs, built first.
-    pub needs: Vec<String>,
+    /// Objects this one needs, built first: `"calendar"` or `("fx", ["EUR"])`.
+    pub needs: Vec<Need>,
     /// Version counters for this recipe, after the local overlay.
     pub versions: BTreeMap<String, u64>,
     /// Objects older than this are rebuilt; overrides [`Config::max_age`].
@@ -99,6 +99,36 @@ pub struct RecipeConfig {
     pub check: Option<Vec<String>>,
     /// The recipe's version; bump it when its meaning changes (default 1).
     pub version: u32,
+}
+
+/// One entry of a recipe's `needs`: another recipe, and the arguments its object is
+/// built with (`("fx", ["EUR"])`; none for a plain `"calendar"`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Need {
+    /// The needed recipe.
+    pub recipe: String,
+    /// Its arguments, as a command recipe's extra words.
+    pub args: Vec<String>,
+}
+
+impl Need {
+    /// A need without arguments.
+    pub fn new(recipe: &str) -> Need {
+        Need {
+            recipe: recipe.to_owned(),
+            args: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.recipe)?;
+        for arg in &self.args {
+            write!(f, " {arg}")?;
+        }
+        Ok(())
+    }
 }
 
 impl RecipeConfig {
@@ -240,7 +270,7 @@ impl Config {
             }
             if let Some(recipe) = config.recipes.get(name) {
                 for need in &recipe.needs {
-                    visit(config, need, seen, out);
+                    visit(config, &need.recipe, seen, out);
                 }
             }
             out.push(name.to_owned());

@@ -27,7 +27,7 @@ mod syntax;
 mod units;
 
 pub use config::{
-    Config, FILE_NAME, LOCAL_FILE_NAME, MAX_FILE_SIZE, RecipeConfig, StoreConfig, WatchConfig,
+    Config, FILE_NAME, LOCAL_FILE_NAME, MAX_FILE_SIZE, Need, RecipeConfig, StoreConfig, WatchConfig,
 };
 pub use error::ConfigError;
 pub use schema::need_var;

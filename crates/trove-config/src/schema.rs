@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{Config, RecipeConfig};
+use crate::config::{Config, Need, RecipeConfig};
 use crate::error::ConfigError;
 use crate::syntax::{Field, Kind, Node};
 use crate::units::{parse_duration, parse_size};
@@ -151,6 +151,57 @@ impl Reader<'_> {
                 )),
             })
             .collect()
+    }
+
+    /// `needs: ["calendar", ("fx", ["EUR"])]`: recipe names, or a recipe and its
+    /// arguments; each with the byte offset of its recipe name.
+    fn needs(&self, node: &Node) -> Result<Vec<(Need, usize)>, ConfigError> {
+        const EXAMPLE: &str = "needs: [\"calendar\", (\"fx\", [\"EUR\"])]";
+        let Kind::List(items) = &node.kind else {
+            return Err(self.error(
+                node.start,
+                format!("`needs` must be a list, found {}", node.describe()),
+                format!("for example: {EXAMPLE}"),
+            ));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match &item.kind {
+                Kind::Str(name) => out.push((Need::new(name), item.start)),
+                Kind::Tuple(parts) if parts.len() == 2 => {
+                    let Kind::Str(name) = &parts[0].kind else {
+                        return Err(self.error(
+                            parts[0].start,
+                            format!(
+                                "a `needs` entry starts with the recipe's name, found {}",
+                                parts[0].describe()
+                            ),
+                            format!("for example: {EXAMPLE}"),
+                        ));
+                    };
+                    let args =
+                        self.strings(&parts[1], "the arguments of a `needs` entry", EXAMPLE)?;
+                    out.push((
+                        Need {
+                            recipe: name.clone(),
+                            args: args.into_iter().map(|(a, _)| a.to_owned()).collect(),
+                        },
+                        parts[0].start,
+                    ));
+                }
+                _ => {
+                    return Err(self.error(
+                        item.start,
+                        format!(
+                            "a `needs` entry is a recipe name or (name, [arguments]), found {}",
+                            item.describe()
+                        ),
+                        format!("for example: {EXAMPLE}"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A command line: a non-empty list of strings with a non-empty program.
@@ -451,12 +502,15 @@ impl Reader<'_> {
                     }
                 }
                 "needs" => {
-                    let entries = self.strings(v, "`needs`", "needs: [\"calendar\"]")?;
+                    let entries = self.needs(v)?;
                     needs.push(NeedsAt {
                         recipe: name.to_owned(),
-                        entries: entries.iter().map(|&(n, at)| (n.to_owned(), at)).collect(),
+                        entries: entries
+                            .iter()
+                            .map(|(n, at)| (n.recipe.clone(), *at))
+                            .collect(),
                     });
-                    recipe.needs = entries.into_iter().map(|(n, _)| n.to_owned()).collect();
+                    recipe.needs = entries.into_iter().map(|(n, _)| n).collect();
                 }
                 "versions" => recipe.versions = self.counters(v, &format!("in {context}"))?,
                 "max_age" => recipe.max_age = Some(self.duration(v, "max_age")?),
@@ -502,9 +556,19 @@ impl Reader<'_> {
             let mut seen: BTreeMap<String, &str> = BTreeMap::new();
             for (need, at) in &entry.entries {
                 let var = need_var(need);
-                if let Some(first) = seen.insert(var.clone(), need)
-                    && first != need
-                {
+                if let Some(first) = seen.insert(var.clone(), need) {
+                    if first == need {
+                        return Err(self.error(
+                            *at,
+                            format!(
+                                "recipe \"{}\" needs \"{need}\" twice, which would share ${var}",
+                                entry.recipe
+                            ),
+                            "a command receives one object per needed recipe; \
+                             to use several objects of one recipe, add a recipe per object"
+                                .to_owned(),
+                        ));
+                    }
                     return Err(self.error(
                         *at,
                         format!(
@@ -638,7 +702,7 @@ fn find_cycle<'c>(
     stack.push(name);
     if let Some(recipe) = config.recipes.get(name) {
         for need in &recipe.needs {
-            if let Some(cycle) = find_cycle(config, need, state, stack) {
+            if let Some(cycle) = find_cycle(config, &need.recipe, state, stack) {
                 return Some(cycle);
             }
         }

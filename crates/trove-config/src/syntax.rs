@@ -35,8 +35,8 @@ pub(crate) struct Field {
 pub(crate) enum Kind {
     /// `(key: value, ..)` or `Name(key: value, ..)`; `()` is an empty struct.
     Struct(Vec<Field>),
-    /// `(a, b)`, a tuple; no key takes one, so its items are not kept.
-    Tuple,
+    /// `(a, b)`, a tuple (a `needs` entry with arguments: `("fx", ["EUR"])`).
+    Tuple(Vec<Node>),
     /// `[a, b]`.
     List(Vec<Node>),
     /// `{k: v, ..}`.
@@ -74,7 +74,7 @@ impl Node {
         match &self.kind {
             Kind::Struct(fields) if fields.is_empty() => "`()`".to_owned(),
             Kind::Struct(_) => "a struct `(key: value, ..)`".to_owned(),
-            Kind::Tuple => "a tuple `(..)`".to_owned(),
+            Kind::Tuple(_) => "a tuple `(..)`".to_owned(),
             Kind::List(_) => "a list `[..]`".to_owned(),
             Kind::Map(_) => "a map `{..}`".to_owned(),
             Kind::Str(s) => format!("the string {s:?}"),
@@ -272,9 +272,9 @@ impl<'a> Parser<'a> {
         };
         self.pos = save;
         if !is_struct {
-            self.sequence(')', depth)?;
+            let items = self.sequence(')', depth)?;
             return Ok(Node {
-                kind: Kind::Tuple,
+                kind: Kind::Tuple(items),
                 start,
             });
         }

@@ -592,7 +592,7 @@ fn the_product_example_reads_as_written() {
     );
     assert_eq!(prices.inputs, ["tools/prices.py", "data/**/*.csv"]);
     assert_eq!(prices.env, ["MARKET"]);
-    assert_eq!(prices.needs, ["calendar"]);
+    assert_eq!(prices.needs, [trove_config::Need::new("calendar")]);
     assert_eq!(prices.versions, BTreeMap::from([("alice".into(), 1)]));
     assert_eq!(prices.max_age, Some(Duration::from_secs(86_400)));
     assert_eq!(

@@ -42,11 +42,7 @@ impl Digest {
 
     /// Lowercase hex, 64 characters.
     pub fn hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        hex(&self.0)
     }
 
     /// The first eight hex digits, for people.
@@ -56,15 +52,45 @@ impl Digest {
 
     /// Parses 64 hex digits.
     pub fn from_hex(s: &str) -> Option<Digest> {
-        if s.len() != 64 || !s.is_ascii() {
+        if s.len() != 64 {
             return None;
         }
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Digest(out))
+        from_hex(s)?.try_into().ok().map(Digest)
     }
+}
+
+/// Lowercase hex of `bytes`: the one spelling of bytes for people and file names.
+///
+/// ```
+/// assert_eq!(trove_fingerprint::hex(&[0x0f, 0xa0]), "0fa0");
+/// ```
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// Parses hex (either case) back into bytes; `None` for an odd length or a non-hex digit.
+///
+/// ```
+/// assert_eq!(trove_fingerprint::from_hex("0fA0"), Some(vec![0x0f, 0xa0]));
+/// assert_eq!(trove_fingerprint::from_hex("0g"), None);
+/// ```
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+        })
+        .collect()
 }
 
 impl fmt::Debug for Digest {

@@ -104,24 +104,31 @@ impl Recipe for CommandRecipe {
             .stderr(Stdio::inherit());
         let mut scratch = Vec::new();
         for need in &self.config.needs {
-            let Some(rc) = cx.engine.config().recipes.get(need).cloned() else {
+            let Some(rc) = cx.engine.config().recipes.get(&need.recipe).cloned() else {
                 return Err(BuildError::msg(format!(
-                    "recipe `{}` needs unknown recipe `{need}`",
-                    self.name
+                    "recipe `{}` needs unknown recipe `{}`",
+                    self.name, need.recipe
                 )));
             };
-            let needed = CommandRecipe::new(need, rc);
-            let bytes = cx.get(&needed, &Vec::new())?;
+            let needed = CommandRecipe::new(&need.recipe, rc);
+            let bytes = cx.get(&needed, &need.args)?;
             let path = scratch_path(&tmp, "need");
             std::fs::write(&path, bytes.as_slice()).map_err(|source| BuildError::Io {
                 path: path.clone(),
                 source,
             })?;
-            command.env(trove_config::need_var(need), &path);
+            command.env(trove_config::need_var(&need.recipe), &path);
             scratch.push(Scratch(path));
         }
         let depfile = Scratch(scratch_path(&tmp, "depfile"));
         command.env("TROVE_DEPFILE", &depfile.0);
+        // A `trove run` inside the command joins this object's trace (nested.rs).
+        let nested = Scratch(scratch_path(&tmp, "nested"));
+        command.env(crate::nested::NESTED_VAR, &nested.0);
+        command.env(
+            crate::nested::BUILDING_VAR,
+            crate::nested::chain_for_child(),
+        );
         let output = command.output().map_err(|source| BuildError::Spawn {
             program: argv[0].clone(),
             dir: dir.clone(),
@@ -134,6 +141,9 @@ impl Recipe for CommandRecipe {
             });
         }
         cx.track_depfile(&depfile.0, &dir)?;
+        for input in crate::nested::read(&nested.0).map_err(BuildError::msg)? {
+            cx.trace.push(input);
+        }
         Ok(output.stdout)
     }
 

@@ -252,7 +252,7 @@ impl Engine {
     /// Serves the object `recipe` makes from `args`: from memory, from disk, or by
     /// building it (exactly once, however many threads and processes ask at once).
     pub fn get<R: Recipe>(&self, recipe: &R, args: &R::Args) -> Result<Arc<R::Output>, Error> {
-        self.serve(recipe, args).map(|s| s.value)
+        self.request(recipe, args).map(|s| s.value)
     }
 
     /// [`Engine::get`], with the reason for the answer.
@@ -261,7 +261,24 @@ impl Engine {
         recipe: &R,
         args: &R::Args,
     ) -> Result<Served<R::Output>, Error> {
-        self.serve(recipe, args)
+        self.request(recipe, args)
+    }
+
+    /// A request from outside any build of this process: served, and recorded for the
+    /// build that started this process, if one did (see `nested.rs`).
+    fn request<R: Recipe>(&self, recipe: &R, args: &R::Args) -> Result<Served<R::Output>, Error> {
+        let served = self.serve(recipe, args)?;
+        if !crate::nested::recording() {
+            return Ok(served);
+        }
+        crate::nested::record(
+            recipe.name(),
+            &served.args,
+            &postcard::to_allocvec(args).unwrap_or_default(),
+            served.key,
+            served.digest,
+        );
+        Ok(served)
     }
 
     /// [`Engine::get`] for async callers: the lookup and any build run on tokio's

@@ -1,5 +1,12 @@
 //! Single flight within a process: one leader builds a key, every other caller waits for
 //! its result. A leader that fails or panics wakes its waiters with an error.
+//!
+//! The flights also keep a wait-for graph: each flight's leading thread, and the key each
+//! waiting thread waits for. A thread about to wait for a key whose leader waits, directly
+//! or through others, for a key this thread leads would wait forever (two threads each
+//! building one side of a cycle): it is told [`Role::Cycle`] instead. The check and the
+//! registration happen under one lock, so of the threads that close a cycle the last one
+//! to ask always sees it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,8 +16,12 @@ use std::sync::Arc;
 // blocks.
 #[cfg(feature = "shuttle")]
 use shuttle::sync::{Condvar, Mutex};
+#[cfg(feature = "shuttle")]
+use shuttle::thread::{ThreadId, current};
 #[cfg(not(feature = "shuttle"))]
 use std::sync::{Condvar, Mutex};
+#[cfg(not(feature = "shuttle"))]
+use std::thread::{ThreadId, current};
 
 use trove_fingerprint::Digest;
 
@@ -18,17 +29,33 @@ use trove_fingerprint::Digest;
 pub(crate) type Outcome<T> = Result<T, Arc<crate::Error>>;
 
 pub(crate) struct Flights<T> {
-    map: Mutex<HashMap<Digest, Arc<Flight<T>>>>,
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    /// The flight of each key being led.
+    flights: HashMap<Digest, Arc<Flight<T>>>,
+    /// The key each waiting thread waits for.
+    waiting: HashMap<ThreadId, Digest>,
 }
 
 pub(crate) struct Flight<T> {
+    leader: ThreadId,
     result: Mutex<Option<Outcome<T>>>,
     done: Condvar,
 }
 
 pub(crate) enum Role<'a, T: Clone> {
     Leader(Leader<'a, T>),
-    Waiter(Arc<Flight<T>>),
+    Waiter(Waiter<'a, T>),
+    /// Waiting would close a cycle of threads waiting for each other.
+    Cycle,
+}
+
+/// A caller waiting for another thread's flight.
+pub(crate) struct Waiter<'a, T> {
+    flights: &'a Flights<T>,
+    flight: Arc<Flight<T>>,
 }
 
 /// The caller that builds. Dropping it without [`Leader::finish`] (a panic unwinding
@@ -43,20 +70,33 @@ pub(crate) struct Leader<'a, T: Clone> {
 impl<T: Clone> Flights<T> {
     pub(crate) fn new() -> Self {
         Flights {
-            map: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                flights: HashMap::new(),
+                waiting: HashMap::new(),
+            }),
         }
     }
 
     pub(crate) fn join(&self, key: Digest) -> Role<'_, T> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = map.get(&key) {
-            return Role::Waiter(f.clone());
+        let me = current().id();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = state.flights.get(&key) {
+            let flight = f.clone();
+            if state.leads_to(flight.leader, me) {
+                return Role::Cycle;
+            }
+            state.waiting.insert(me, key);
+            return Role::Waiter(Waiter {
+                flights: self,
+                flight,
+            });
         }
         let flight = Arc::new(Flight {
+            leader: me,
             result: Mutex::new(None),
             done: Condvar::new(),
         });
-        map.insert(key, flight.clone());
+        state.flights.insert(key, flight.clone());
         Role::Leader(Leader {
             flights: self,
             key,
@@ -66,15 +106,46 @@ impl<T: Clone> Flights<T> {
     }
 }
 
-impl<T: Clone> Flight<T> {
-    pub(crate) fn wait(&self) -> Outcome<T> {
-        let mut r = self.result.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(r) = r.as_ref() {
-                return r.clone();
+impl<T> State<T> {
+    /// Whether `thread`, following what it waits for and who leads that, reaches `me`.
+    fn leads_to(&self, mut thread: ThreadId, me: ThreadId) -> bool {
+        // Each step moves to another thread; more steps than waiting threads is a loop
+        // that does not pass through `me`.
+        for _ in 0..=self.waiting.len() {
+            if thread == me {
+                return true;
             }
-            r = self.done.wait(r).unwrap_or_else(|e| e.into_inner());
+            let Some(next) = self
+                .waiting
+                .get(&thread)
+                .and_then(|key| self.flights.get(key))
+            else {
+                return false;
+            };
+            thread = next.leader;
         }
+        false
+    }
+}
+
+impl<T: Clone> Waiter<'_, T> {
+    pub(crate) fn wait(self) -> Outcome<T> {
+        let outcome = {
+            let mut r = self.flight.result.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(r) = r.as_ref() {
+                    break r.clone();
+                }
+                r = self.flight.done.wait(r).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        self.flights
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+            .remove(&current().id());
+        outcome
     }
 }
 
@@ -88,9 +159,10 @@ impl<T: Clone> Leader<'_, T> {
         // Remove the flight first: a caller arriving after this point starts afresh (and
         // finds the object in the memory tier) instead of joining a finished flight.
         self.flights
-            .map
+            .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .flights
             .remove(&self.key);
         *self.flight.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.flight.done.notify_all();
@@ -167,7 +239,8 @@ mod model {
                             }
                             None
                         }
-                        Role::Waiter(flight) => Some(flight.wait()),
+                        Role::Waiter(waiter) => Some(waiter.wait()),
+                        Role::Cycle => unreachable!("one key cannot make a cycle"),
                     }));
                     match outcome {
                         Ok(Some(Ok(v))) => seen.lock().unwrap().push(Seen::GotValue(v)),

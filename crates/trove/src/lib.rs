@@ -42,6 +42,7 @@ mod error;
 mod flight;
 mod memory;
 mod modules;
+mod nested;
 mod reason;
 mod recipe;
 mod trace;

@@ -52,12 +52,16 @@ impl Engine {
         self.ensure_registered(recipe);
         // A build on this thread asking, directly or not, for its own key would wait for
         // itself forever: it is a cycle.
-        if BUILDING.with(|b| b.borrow().contains(&key)) {
+        if BUILDING.with(|b| b.borrow().contains(&key)) || crate::nested::inherited().contains(&key)
+        {
             return Err(Error::Cycle {
                 recipe: recipe.name().to_owned(),
             });
         }
         match self.inner.flights.join(key) {
+            FlightRole::Cycle => Err(Error::Cycle {
+                recipe: recipe.name().to_owned(),
+            }),
             FlightRole::Waiter(flight) => {
                 let ((object, reason, digest, args_json), ask_again) =
                     flight.wait().map_err(Error::Shared)?;
