@@ -135,6 +135,9 @@ pub(crate) struct RunArgs {
     /// Also write why the object was served or built to stderr.
     #[arg(long)]
     pub(crate) explain: bool,
+    /// Build anew, whatever is stored, and replace the stored object.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// `trove why`.

@@ -2,8 +2,6 @@
 
 use std::io::Write;
 
-use trove::Reason;
-
 use crate::cli::{RunArgs, WhyArgs};
 use crate::failure::Failure;
 use crate::human::{self, Spinner};
@@ -13,11 +11,18 @@ use crate::project::{self, Project};
 pub(crate) fn run(project: &Project, args: &RunArgs) -> Result<u8, Failure> {
     let recipe = project::command_recipe(&project.config, &args.recipe)?;
     let mut spinner = Spinner::start(format!("trove run {}", args.recipe));
-    let served = project.engine.get_explained(&recipe, &args.args);
+    let served = if args.force {
+        project.engine.refresh(&recipe, &args.args)
+    } else {
+        project.engine.get_explained(&recipe, &args.args)
+    };
     spinner.clear();
     let served = served?;
     if args.explain {
         eprintln!("{}", served.reason);
+        for (what, reason) in &served.dependencies {
+            eprintln!("  {what}: {reason}");
+        }
     }
     let mut out = std::io::stdout().lock();
     out.write_all(&served.value)?;
@@ -35,7 +40,7 @@ pub(crate) fn why(project: &Project, args: &WhyArgs) -> Result<u8, Failure> {
             "recipe": args.recipe,
             "args": args.args,
             "key": key.hex(),
-            "action": if matches!(reason, Reason::Built(_) | Reason::Waited(_)) { "build" } else { "serve" },
+            "action": if reason.builds() { "build" } else { "serve" },
             "reason": reason.to_string(),
         });
         human::emit(&value.to_string())?;

@@ -260,3 +260,50 @@ fn recipes_that_run_each_other_are_a_cycle_error_not_a_wait_that_lasts_forever()
     ));
     assert_eq!(p.ok(&["run", "a"]), "b");
 }
+
+#[test]
+fn why_predicts_and_run_explain_lists_the_dependencies_built_on_the_way() {
+    let p = Project::new(
+        r#"(recipes: {
+            "cal": (command: ["sh", "-c", "cut -c1 cal.txt"], inputs: ["cal.txt"]),
+            "prices": (command: ["sh", "-c", "cat \"$TROVE_NEED_CAL\""], needs: ["cal"]),
+        })"#,
+    );
+    p.write("cal.txt", "1a");
+    assert_eq!(p.ok(&["why", "prices"]).trim(), "would build: no entry");
+    assert_eq!(
+        p.reason(&["prices"]),
+        "built: no entry\n  cal: built: no entry"
+    );
+    assert_eq!(p.ok(&["why", "prices"]).trim(), "would hit disk");
+    // cal is rebuilt on the way and comes out the same: prices is served, and --explain
+    // says what was built to find that out.
+    p.write("cal.txt", "1b");
+    let why = p.reason(&["prices"]);
+    assert!(
+        why.starts_with("hit disk\n  cal: built: cal.txt changed"),
+        "{why}"
+    );
+}
+
+#[test]
+fn run_force_rebuilds_and_replaces_the_stored_object() {
+    let p =
+        Project::new(r#"(recipes: { "t": (command: ["sh", "-c", "echo t >> log; cat n.txt"]) })"#);
+    p.write("n.txt", "1");
+    assert_eq!(p.ok(&["run", "t"]), "1");
+    // An input nobody declared changed: only forcing can know.
+    p.write("n.txt", "2");
+    assert_eq!(
+        p.run_explained(&["t"]),
+        ("1".to_owned(), "hit disk".to_owned())
+    );
+    let out = p.trove(&["run", "--force", "--explain", "t"]);
+    assert_eq!(out.stdout, b"2");
+    assert_eq!(stderr(&out).trim(), "built: forced");
+    assert_eq!(
+        p.run_explained(&["t"]),
+        ("2".to_owned(), "hit disk".to_owned())
+    );
+    assert_eq!(p.lines("log"), 2);
+}

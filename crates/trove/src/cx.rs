@@ -11,6 +11,13 @@ use crate::engine::Engine;
 use crate::trace::{Input, Role, Trace};
 use crate::{BuildError, Recipe};
 
+thread_local! {
+    /// Dependencies built (or waited for) by the builds on this thread since the current
+    /// top-level request began: `Served::dependencies`.
+    pub(crate) static DEPENDENCIES_BUILT: std::cell::RefCell<Vec<(String, crate::Reason)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What a recipe reads its inputs through. Every call records the input and the state it
 /// had, so the object is served again only while all of them are unchanged.
 pub struct Cx {
@@ -252,6 +259,13 @@ impl Cx {
             .engine
             .serve(recipe, args)
             .map_err(|e| BuildError::Dependency(Box::new(e)))?;
+        if matches!(
+            served.reason,
+            crate::Reason::Built(_) | crate::Reason::Waited(_)
+        ) {
+            let label = crate::object_label(recipe.name(), &served.args);
+            DEPENDENCIES_BUILT.with(|d| d.borrow_mut().push((label, served.reason.clone())));
+        }
         self.trace.push(Input::Object {
             recipe: recipe.name().to_owned(),
             args_display: served.args.clone(),

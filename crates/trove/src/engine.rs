@@ -29,10 +29,11 @@ use trove_store::{Store, StoreOptions};
 
 use crate::flight::Flights;
 use crate::memory::{Memory, Object};
-use crate::reason::{Reason, Residency, Why};
+use crate::reason::{Prediction, Reason, Residency, Why};
 use crate::{Error, Recipe};
 
 pub(crate) use build::BUILDING;
+pub use registry::Registration;
 pub(crate) use registry::{Erased, declared_definition};
 
 /// What a flight hands its waiters: the object, why, its digest and its arguments for
@@ -70,6 +71,9 @@ pub struct Served<T> {
     pub digest: Digest,
     /// The arguments, for people.
     pub args: String,
+    /// The dependencies built (or waited for) on the way, innermost first, each as
+    /// `(recipe and arguments, reason)`: what `trove run --explain` lists under its reason.
+    pub dependencies: Vec<(String, Reason)>,
 }
 
 /// What an engine has done since it was opened: for tests, benchmarks and dashboards.
@@ -194,6 +198,7 @@ impl Engine {
                 config,
             }),
         };
+        engine.register_linked();
         for (name, rc) in &engine.inner.config.recipes {
             if rc.command.is_some() {
                 engine.register(crate::command::CommandRecipe::new(name, rc.clone()));
@@ -264,10 +269,26 @@ impl Engine {
         self.request(recipe, args)
     }
 
+    /// Builds the object anew, whatever is stored, and stores it in place of what was
+    /// (the seed's `use_cache=False`; `trove run --force`). The reason is `built: forced`.
+    pub fn refresh<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+    ) -> Result<Served<R::Output>, Error> {
+        self.ensure_registered(recipe);
+        self.answer(recipe, args, serve::Request::Refresh)
+    }
+
     /// A request from outside any build of this process: served, and recorded for the
     /// build that started this process, if one did (see `nested.rs`).
     fn request<R: Recipe>(&self, recipe: &R, args: &R::Args) -> Result<Served<R::Output>, Error> {
-        let served = self.serve(recipe, args)?;
+        let outer = crate::cx::DEPENDENCIES_BUILT.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        let served = self.serve(recipe, args);
+        let built =
+            crate::cx::DEPENDENCIES_BUILT.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
+        let mut served = served?;
+        served.dependencies = built;
         if !crate::nested::recording() {
             return Ok(served);
         }
@@ -303,13 +324,15 @@ impl Engine {
             })?
     }
 
-    /// What a request would do and why, without building anything.
-    pub fn explain<R: Recipe>(&self, recipe: &R, args: &R::Args) -> Result<Reason, Error> {
+    /// What a request would do and why, without building anything: `would hit disk`,
+    /// `would build: data/prices.csv changed (..)`. With several variants stored, the
+    /// reason names what differs in the one the caller was last served.
+    pub fn explain<R: Recipe>(&self, recipe: &R, args: &R::Args) -> Result<Prediction, Error> {
         Ok(match self.peek(recipe, args)?.0 {
-            Residency::InMemory => Reason::HitMemory,
-            Residency::OnDisk => Reason::HitDisk,
-            Residency::Absent => Reason::Built(Why::NoEntry),
-            Residency::Stale(why) => Reason::Built(why),
+            Residency::InMemory => Prediction::HitMemory,
+            Residency::OnDisk => Prediction::HitDisk,
+            Residency::Absent => Prediction::Build(Why::NoEntry),
+            Residency::Stale(why) => Prediction::Build(why),
         })
     }
 

@@ -49,6 +49,13 @@ mod trace;
 mod watch;
 mod words;
 
+/// What [`register!`] expands to; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::engine::Registration;
+    pub use inventory;
+}
+
 /// Entry points for the fuzz targets in `fuzz/` and the hostile-input tests; not a stable
 /// API.
 #[doc(hidden)]
@@ -78,7 +85,7 @@ pub use command::CommandRecipe;
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;
-pub use reason::{Reason, Residency, Why};
+pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{BuildError, Definition, Recipe, Sources};
 pub use trove_config::Config;
 pub use trove_fingerprint::Digest;

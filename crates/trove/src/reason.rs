@@ -79,6 +79,9 @@ pub enum Why {
     Quarantined(String),
     /// The stored object could not be checked (unknown format, unregistered dependency).
     Unverifiable(String),
+    /// The caller asked for a new build ([`Engine::refresh`](crate::Engine::refresh),
+    /// `trove run --force`).
+    Forced,
 }
 
 impl fmt::Display for Reason {
@@ -132,6 +135,37 @@ impl fmt::Display for Why {
             Why::BlobCorrupt(msg) => write!(f, "blob corrupt ({msg})"),
             Why::Quarantined(msg) => write!(f, "quarantined: {msg}"),
             Why::Unverifiable(msg) => write!(f, "cannot verify the stored object: {msg}"),
+            Why::Forced => f.write_str("forced"),
+        }
+    }
+}
+
+/// What a request would do, predicted without building: `would hit disk`,
+/// `would build: data/prices.csv changed (blake3 1f3a.. -> 9c2e..)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prediction {
+    /// The memory tier would serve it.
+    HitMemory,
+    /// The disk tier would serve it.
+    HitDisk,
+    /// It would be built, for this reason.
+    Build(Why),
+}
+
+impl Prediction {
+    /// Whether the request would build.
+    pub fn builds(&self) -> bool {
+        matches!(self, Prediction::Build(_))
+    }
+}
+
+impl fmt::Display for Prediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prediction::HitMemory => f.write_str("would hit memory"),
+            Prediction::HitDisk => f.write_str("would hit disk"),
+            Prediction::Build(why) => write!(f, "would build: {why}"),
         }
     }
 }

@@ -818,7 +818,10 @@ fn residency_moves_from_absent_to_memory_to_disk_to_stale() {
     drop(e);
     let e = p.engine();
     assert_eq!(e.residency(&r, &arg("a.txt")).unwrap(), Residency::OnDisk);
-    assert_eq!(e.explain(&r, &arg("a.txt")).unwrap(), Reason::HitDisk);
+    assert_eq!(
+        e.explain(&r, &arg("a.txt")).unwrap(),
+        trove::Prediction::HitDisk
+    );
     p.write("a.txt", "22");
     match e.residency(&r, &arg("a.txt")).unwrap() {
         Residency::Stale(Why::Changed { what, .. }) => assert_eq!(what, "a.txt"),

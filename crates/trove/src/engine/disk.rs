@@ -9,7 +9,7 @@ use trove_store::{Record, Store};
 
 use crate::clock::now_ms;
 use crate::codec;
-use crate::engine::verify::Mode;
+use crate::engine::verify::{MissReason, Mode};
 use crate::engine::verify::{Validity, cheap_inputs};
 use crate::engine::{Engine, FlightValue, Inner, bump};
 use crate::memory::{Meta, Object};
@@ -95,7 +95,7 @@ impl Engine {
             }
         };
         *seen = variants.first().map(VariantId::of);
-        let mut first_why = None;
+        let mut miss = MissReason::default();
         for rec in variants {
             match self.try_variant(store, recipe, &rec)? {
                 Ok(object) => {
@@ -109,11 +109,11 @@ impl Engine {
                     )));
                 }
                 Err(why) => {
-                    first_why.get_or_insert(why);
+                    miss.offer(rec.last_used_ms, why);
                 }
             }
         }
-        Ok(Err(first_why.unwrap_or(Why::NoEntry)))
+        Ok(Err(miss.take().unwrap_or(Why::NoEntry)))
     }
 
     pub(crate) fn try_variant<R: Recipe>(

@@ -5,7 +5,7 @@ use trove_fingerprint::Digest;
 use trove_store::Record;
 
 use crate::engine::Engine;
-use crate::engine::verify::{Mode, Subject, Validity};
+use crate::engine::verify::{MissReason, Mode, Subject, Validity};
 use crate::reason::{Residency, Why};
 use crate::trace::Trace;
 use crate::{Error, Recipe};
@@ -19,12 +19,12 @@ impl Engine {
     ) -> Result<(Residency, Option<Digest>), Error> {
         self.ensure_registered(recipe);
         let key = self.key(recipe, args)?;
-        let mut first_why = None;
+        let mut miss = MissReason::default();
         if let Some(meta) = self.inner.memory.meta(&key) {
             let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
             match self.validate(&subject, &meta.trace(), Mode::Peek)? {
                 Validity::Valid { .. } => return Ok((Residency::InMemory, Some(meta.digest))),
-                Validity::Invalid(why) => first_why = Some(why),
+                Validity::Invalid(why) => miss = MissReason::remembered(why),
             }
         }
         let variants = match self.inner.store.as_ref() {
@@ -33,9 +33,10 @@ impl Engine {
         };
         for rec in variants {
             let Some(trace) = Trace::decode(&rec.trace) else {
-                first_why.get_or_insert(Why::Unverifiable(
-                    "its trace is in an unknown format".into(),
-                ));
+                miss.offer(
+                    rec.last_used_ms,
+                    Why::Unverifiable("its trace is in an unknown format".into()),
+                );
                 continue;
             };
             let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
@@ -44,11 +45,11 @@ impl Engine {
                     return Ok((Residency::OnDisk, Some(Digest(rec.blob.hash))));
                 }
                 Validity::Invalid(why) => {
-                    first_why.get_or_insert(why);
+                    miss.offer(rec.last_used_ms, why);
                 }
             }
         }
-        Ok(match first_why {
+        Ok(match miss.take() {
             Some(why) => (Residency::Stale(why), None),
             None => (Residency::Absent, None),
         })

@@ -89,7 +89,55 @@ pub(crate) fn declared_definition(rc: &trove_config::RecipeConfig) -> Definition
     d
 }
 
+/// A recipe registered at link time by [`register!`](crate::register): every engine this
+/// process opens knows it, so a stored object depending on it validates in a fresh
+/// process without the caller registering anything.
+#[doc(hidden)]
+pub struct Registration(pub fn(&Engine));
+
+inventory::collect!(Registration);
+
+/// Registers recipes with every engine this process opens, at link time: write it once
+/// beside the recipe's `impl`, and a fresh process validates stored objects that depend
+/// on the recipe (and rebuilds them for early cutoff) before anyone asks for it.
+///
+/// ```
+/// use trove::{BuildError, Cx, Recipe};
+///
+/// #[derive(Clone)]
+/// struct Calendar;
+///
+/// impl Recipe for Calendar {
+///     const NAME: &'static str = "calendar";
+///     const VERSION: u32 = 1;
+///     type Args = String;
+///     type Output = Vec<String>;
+///     fn build(&self, cx: &mut Cx, market: &String) -> Result<Vec<String>, BuildError> {
+///         Ok(cx.read_to_string(format!("calendars/{market}.txt"))?.lines().map(String::from).collect())
+///     }
+/// }
+///
+/// trove::register!(Calendar);
+/// ```
+#[macro_export]
+macro_rules! register {
+    ($($recipe:expr),+ $(,)?) => {
+        $(
+            $crate::__private::inventory::submit! {
+                $crate::__private::Registration(|engine| engine.register($recipe))
+            }
+        )+
+    };
+}
+
 impl Engine {
+    /// Registers every recipe submitted with [`register!`](crate::register).
+    pub(crate) fn register_linked(&self) {
+        for registration in inventory::iter::<Registration> {
+            (registration.0)(self);
+        }
+    }
+
     /// A recipe's whole definition now: its own parts and the configuration's.
     pub(crate) fn definition_of(&self, name: &str, own: &Definition) -> Definition {
         match self.inner.config_definitions.get(name) {

@@ -16,11 +16,30 @@ use crate::trace::Trace;
 use crate::words::describe_args;
 use crate::{Error, Recipe, Served};
 
+/// What a request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Serve from memory or disk while valid, build otherwise.
+    Serve,
+    /// Build anew and replace what is stored (the seed's `use_cache=False`).
+    Refresh,
+}
+
 impl Engine {
+    /// Serves a request: memory, single flight, disk, build.
     pub(crate) fn serve<R: Recipe>(
         &self,
         recipe: &R,
         args: &R::Args,
+    ) -> Result<Served<R::Output>, Error> {
+        self.answer(recipe, args, Request::Serve)
+    }
+
+    pub(crate) fn answer<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+        request: Request,
     ) -> Result<Served<R::Output>, Error> {
         let key = self.key(recipe, args)?;
         let downcast = |object: Object, reason: Reason, digest: Digest, args: String| {
@@ -32,13 +51,16 @@ impl Engine {
                     key,
                     digest,
                     args,
+                    dependencies: Vec::new(),
                 })
                 .map_err(|_| Error::TypeMismatch {
                     recipe: recipe.name().to_owned(),
                 })
         };
         let mut stale = None;
-        if let Some((object, meta)) = self.inner.memory.lookup(&key) {
+        if request == Request::Serve
+            && let Some((object, meta)) = self.inner.memory.lookup(&key)
+        {
             match self.check_memory(recipe, &meta)? {
                 None => {
                     bump(&self.inner.stats.memory_hits, 1);
@@ -65,10 +87,13 @@ impl Engine {
             FlightRole::Waiter(flight) => {
                 let ((object, reason, digest, args_json), ask_again) =
                     flight.wait().map_err(Error::Shared)?;
-                if ask_again {
+                let built = matches!(reason, Reason::Built(_) | Reason::Waited(_));
+                if ask_again || (request == Request::Refresh && !built) {
                     // The leader's build read an input that changed while it ran: its
                     // object is the leader's to return, not evidence of the inputs now.
-                    return self.serve(recipe, args);
+                    // (A refresh that joined a flight which served a stored object asks
+                    // again too: it wants a new build.)
+                    return self.answer(recipe, args, request);
                 }
                 let args = args_json;
                 let reason = match reason {
@@ -78,7 +103,10 @@ impl Engine {
                 downcast(object, reason, digest, args)
             }
             FlightRole::Leader(leader) => {
-                let outcome = self.lead(recipe, args, key, stale);
+                let outcome = match request {
+                    Request::Serve => self.lead(recipe, args, key, stale),
+                    Request::Refresh => self.lead_refresh(recipe, args, key),
+                };
                 match outcome {
                     Ok((v, pending)) => {
                         // A build that is not going to be stored saw an input change
@@ -148,6 +176,30 @@ impl Engine {
         *meta.trace.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trace);
     }
 
+    /// A refresh's leader: the key's lock, then a build, whatever is stored.
+    pub(crate) fn lead_refresh<R: Recipe>(
+        &self,
+        recipe: &R,
+        args: &R::Args,
+        key: Digest,
+    ) -> Result<Built<R::Output>, Error> {
+        let lock = self.lock_key(key);
+        self.build(recipe, args, key, describe_args(args), Why::Forced, lock)
+    }
+
+    /// The key's cross-process lock; `None` without a store (or when it cannot be taken,
+    /// said once in the log): the build then relies on the in-process flight alone.
+    fn lock_key(&self, key: Digest) -> Option<trove_store::KeyLock> {
+        match self.inner.store.as_ref().map(|s| s.lock_key(&key.0)) {
+            None => None,
+            Some(Ok(lock)) => Some(lock),
+            Some(Err(e)) => {
+                tracing::warn!("building without the cross-process lock: {e}");
+                None
+            }
+        }
+    }
+
     /// The leader's path: memory again, disk, lock, disk again, build.
     pub(crate) fn lead<R: Recipe>(
         &self,
@@ -175,14 +227,7 @@ impl Engine {
             Err(why) => stale.unwrap_or(why),
         };
         let lock = loop {
-            let lock = match self.inner.store.as_ref().map(|s| s.lock_key(&key.0)) {
-                None => None,
-                Some(Ok(lock)) => Some(lock),
-                Some(Err(e)) => {
-                    tracing::warn!("building without the cross-process lock: {e}");
-                    None
-                }
-            };
+            let lock = self.lock_key(key);
             // Another process may have built it while we waited for the lock. Load it
             // without holding the lock, so every process that waited loads at once
             // instead of one after another.

@@ -43,6 +43,34 @@ pub(crate) struct Subject<'a> {
     pub(crate) definition: Option<crate::Definition>,
 }
 
+/// Why a key's stored variants were not served: the reason found in the variant the
+/// caller was most recently served (the one it would otherwise get), not in an old
+/// branch's variant that merely happens to be newer or first.
+#[derive(Default)]
+pub(crate) struct MissReason {
+    best: Option<(i64, Why)>,
+}
+
+impl MissReason {
+    /// The object in memory is the one that would have been served: its reason wins.
+    pub(crate) fn remembered(why: Why) -> MissReason {
+        MissReason {
+            best: Some((i64::MAX, why)),
+        }
+    }
+
+    /// Offers the reason a variant last used at `last_used_ms` was not served.
+    pub(crate) fn offer(&mut self, last_used_ms: i64, why: Why) {
+        if self.best.as_ref().is_none_or(|(t, _)| last_used_ms > *t) {
+            self.best = Some((last_used_ms, why));
+        }
+    }
+
+    pub(crate) fn take(self) -> Option<Why> {
+        self.best.map(|(_, why)| why)
+    }
+}
+
 impl Engine {
     /// What validating a variant of `recipe` built at `created_ms` by `version_then` needs.
     pub(crate) fn subject<'a, R: Recipe>(
@@ -282,7 +310,12 @@ impl Engine {
                 }),
             });
         }
-        match erased.resolve(self, args) {
+        let resolved = erased.resolve(self, args);
+        if let Ok((_, reason @ (Reason::Built(_) | Reason::Waited(_)))) = &resolved {
+            crate::cx::DEPENDENCIES_BUILT
+                .with(|d| d.borrow_mut().push((what.clone(), reason.clone())));
+        }
+        match resolved {
             Ok((digest, _)) if digest == *output => Ok(None),
             Ok((_, reason)) => Ok(Some(Why::Dependency {
                 what,
