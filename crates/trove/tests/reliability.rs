@@ -502,22 +502,28 @@ fn traces_with_giant_length_prefixes_decode_to_a_miss_without_allocating() {
     let mut cases = Vec::new();
     // Format byte 1, then postcard: a Vec length of 2^63 as a varint, then nothing.
     let giant = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
-    let mut c = vec![1u8];
+    // The trace format this build writes; another one is a miss.
+    const FORMAT: u8 = 2;
+    let mut c = vec![FORMAT];
     c.extend(giant);
     cases.push(c.clone());
     // The same prefix on a string inside the first input.
-    let mut c = vec![1u8, 1, 0, 0];
+    let mut c = vec![FORMAT, 1, 0, 0];
     c.extend(giant);
     cases.push(c);
     // Counter map length 2^63 after an empty input list.
-    let mut c = vec![1u8, 0];
+    let mut c = vec![FORMAT, 0];
+    c.extend(giant);
+    cases.push(c);
+    // Definition map length 2^63 after empty inputs and counters.
+    let mut c = vec![FORMAT, 0, 0];
     c.extend(giant);
     cases.push(c);
     // Trailing bytes after a valid trace, another format byte, nothing, a cut varint.
-    cases.push(vec![1u8, 0, 0, 0xaa]);
-    cases.push(vec![2u8, 0, 0]);
+    cases.push(vec![FORMAT, 0, 0, 0, 0xaa]);
+    cases.push(vec![1u8, 0, 0]);
     cases.push(vec![]);
-    cases.push(vec![1u8, 0xff]);
+    cases.push(vec![FORMAT, 0xff]);
     let mut accepted = 0;
     for bytes in &cases {
         let started = std::time::Instant::now();
@@ -531,7 +537,7 @@ fn traces_with_giant_length_prefixes_decode_to_a_miss_without_allocating() {
         );
     }
     assert!(
-        trove::fuzzing::decode_trace(&[1u8, 0, 0]).is_some(),
+        trove::fuzzing::decode_trace(&[FORMAT, 0, 0, 0]).is_some(),
         "an empty trace decodes"
     );
     eprintln!(

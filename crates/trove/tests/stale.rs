@@ -14,10 +14,10 @@ fn is_cycle(e: &Error) -> bool {
     match e {
         Error::Cycle { .. } => true,
         Error::Shared(inner) => is_cycle(inner),
-        Error::Build { source, .. } => match source {
-            BuildError::Dependency(inner) => is_cycle(inner),
-            _ => false,
-        },
+        Error::Build {
+            source: BuildError::Dependency(inner),
+            ..
+        } => is_cycle(inner),
         _ => false,
     }
 }
