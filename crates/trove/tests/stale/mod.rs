@@ -178,3 +178,36 @@ fn watch_stale_names_the_inputs_outside_the_watched_roots() {
     let stream = e.watch_stale().unwrap();
     assert_eq!(stream.unwatched(), [p.path("other/b.txt")]);
 }
+
+#[test]
+fn watch_stale_after_a_rescan_reports_only_what_is_newly_stale() {
+    let p = Project::new();
+    p.write("data/a.txt", "a");
+    p.write("data/s.txt", "s1");
+    let e = engine(&p, WATCHED);
+    let log = Log::new();
+    let r = text("text", &log);
+    e.get(&r, &"data/a.txt".to_owned()).unwrap();
+    e.get(&r, &"data/s.txt".to_owned()).unwrap();
+    let mut stream = e.watch_stale().unwrap();
+
+    // A new .gitignore may hide changes the watcher used to see: every object is
+    // validated again, and nothing changed, so nothing is stale...
+    p.write("data/.gitignore", "*.tmp\n");
+    save(&p, "data/s.txt", "s2");
+    let mut rescans = 0;
+    let event = loop {
+        match next(&mut stream) {
+            WatchUpdate::Rescan { reason } => {
+                assert!(reason.contains(".gitignore"), "{reason}");
+                rescans += 1;
+            }
+            WatchUpdate::Stale(event) => break event,
+            other => panic!("expected a rescan or a stale object, got {other:?}"),
+        }
+    };
+    // ...and the first object reported is the sentinel edited after it.
+    assert!(rescans >= 1, "no rescan");
+    assert_eq!(event.args.decode::<String>().unwrap(), "data/s.txt");
+    assert_eq!(event.why.to_string(), changed("data/s.txt", "s1", "s2"));
+}
