@@ -78,11 +78,14 @@ pub(crate) enum Command {
     /// Watch the inputs and report each object that goes stale, and why.
     #[command(
         long_about = "Watch the inputs and report each object that goes stale, and why.\n\n\
-            Watches the configuration's watch.roots (honouring .gitignore). For every \
-            change, prints one line per stored object that read the changed file, or that \
-            depends on one that did: `stale: RECIPE ARGS: PATH changed`. With --rebuild, \
-            rebuilds the stale command-recipe objects in dependency order. Runs until \
-            interrupted (Ctrl-C).",
+            Watches the configuration's watch.roots (honouring .gitignore) and trove.ron. \
+            For every change, validates the stored objects that read the changed file (and \
+            their dependents) and prints one line per object that is now really stale: \
+            `stale: RECIPE ARGS: REASON`. A touch, or a save of the same bytes, prints \
+            nothing. Inputs outside every root are named at start-up. A changed trove.ron \
+            is reloaded; one that does not parse is reported and the previous one kept. \
+            With --rebuild, rebuilds the stale command-recipe objects in dependency order. \
+            Runs until interrupted (Ctrl-C).",
         after_help = "Examples:\n  \
             trove watch                   report what goes stale\n  \
             trove watch --rebuild         ...and rebuild it\n  \

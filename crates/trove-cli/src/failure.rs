@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use trove::{BuildError, Error};
-use trove_config::ConfigError;
+use trove::{BuildError, ConfigError, Error};
 
 /// A command that could not do its job: the message for stderr (already starting with
 /// `error:`, possibly followed by `hint:` lines) and the exit code.
@@ -62,14 +61,6 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-impl From<trove_watch::WatchError> for Failure {
-    fn from(e: trove_watch::WatchError) -> Failure {
-        Failure::other(format!(
-            "error: {e}\nhint: check `watch: (roots: [...])` in trove.ron; every root must be an existing directory"
-        ))
-    }
-}
-
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         if let Some(code) = command_exit_code(&e) {
@@ -85,6 +76,12 @@ impl From<Error> for Failure {
         let mut message = format!("error: {e}");
         let code = match innermost(&e) {
             Error::Config(_) => 2,
+            Error::Watch(_) => {
+                message.push_str(
+                    "\nhint: check `watch: (roots: [...])` in trove.ron; every root must be an existing directory",
+                );
+                1
+            }
             Error::Build {
                 source:
                     BuildError::Spawn {

@@ -1,237 +1,192 @@
-//! `trove watch`: report (and optionally rebuild) the objects each change makes stale.
+//! `trove watch`: report (and optionally rebuild) the stored objects that really go stale,
+//! from the engine's stream of stale objects. Data (one line per object) on stdout,
+//! notices on stderr.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
-use trove::{CommandRecipe, Residency};
-use trove_graph::{Graph, Node};
-use trove_watch::{WatchEvent, WatchOptions, Watcher};
+use serde::Serialize;
+use trove::{CommandRecipe, ConfigError, Engine, Reason, StaleEvent, StoredArgs, WatchUpdate};
 
 use crate::cli::WatchArgs;
 use crate::failure::Failure;
 use crate::human;
 use crate::project::Project;
 
+/// One line of `trove watch --json`.
+#[derive(Serialize)]
+struct Line<'a> {
+    /// `stale`, or a rebuild's outcome: `rebuilt`, `fresh`, `failed`, `skipped`.
+    event: &'a str,
+    recipe: &'a str,
+    args: &'a StoredArgs,
+    key: String,
+    reason: String,
+}
+
 /// Watches until killed.
 pub(crate) fn watch(project: &Project, args: &WatchArgs) -> Result<u8, Failure> {
-    let config = &project.config;
-    let options = WatchOptions {
-        roots: config.watch.roots.clone(),
-        debounce: config.watch.debounce,
-        ignore_dirs: vec![config.store.path.clone()],
-    };
-    let (tx, rx) = mpsc::channel();
-    let watcher = Watcher::start(options, move |event| {
-        let _ = tx.send(event);
-    })?;
-    // The watcher reports canonical paths; the store records paths as the configuration
-    // spells them. Where the two differ (a symlinked temp dir, `..` in a root), each
-    // changed path is also looked up under the configured spelling.
-    let aliases: Vec<(PathBuf, PathBuf)> = watcher
+    let mut stream = project.engine.watch_stale()?;
+    let roots: Vec<String> = stream
         .roots()
         .iter()
-        .cloned()
-        .zip(config.watch.roots.iter().cloned())
-        .filter(|(canonical, given)| canonical != given)
+        .map(|root| show_path(stream.engine(), root))
         .collect();
-    let canonical_dir = config
-        .dir
-        .canonicalize()
-        .unwrap_or_else(|_| config.dir.clone());
-    let watch = Watch {
-        project,
-        args,
-        aliases,
-        bases: vec![config.dir.clone(), canonical_dir],
-    };
-    let roots: Vec<String> = watcher.roots().iter().map(|r| watch.show_path(r)).collect();
+    warn_unwatched(stream.engine(), stream.unwatched());
+    // Printed once the watch is registered and the store read: from here on, every
+    // change is seen.
     eprintln!("watching {}", roots.join(", "));
-    for event in rx {
+    loop {
+        let update = match stream.recv() {
+            Ok(update) => update,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        match update {
+            WatchUpdate::Stale(event) => {
+                report(args, "stale", &event, &event.why.to_string())?;
+                if args.rebuild {
+                    rebuild(stream.engine(), args, &event)?;
+                }
+            }
+            WatchUpdate::Rescan { reason } => {
+                eprintln!("notice: changes may have been missed ({reason}); checking every object");
+            }
+            WatchUpdate::ConfigReloaded { path } => {
+                eprintln!("reloaded {}", show_path(stream.engine(), &path));
+            }
+            WatchUpdate::ConfigRejected { error } => {
+                eprintln!("{}", rejected(stream.engine(), &error));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A stale object or a rebuild's outcome: a JSON line or a line of text on stdout
+/// (failures and skips as text go to stderr: they are diagnostics).
+fn report(args: &WatchArgs, event: &str, stale: &StaleEvent, reason: &str) -> Result<(), Failure> {
+    if args.json {
+        let line = Line {
+            event,
+            recipe: &stale.recipe,
+            args: &stale.args,
+            key: stale.key.hex(),
+            reason: reason.to_owned(),
+        };
+        let text = serde_json::to_string(&line)
+            .map_err(|e| Failure::other(format!("error: cannot encode JSON: {e}")))?;
+        human::emit(&text)?;
+    } else {
+        let label = stale.label();
         match event {
-            WatchEvent::Changed(paths) => watch.changed(&paths)?,
-            WatchEvent::Rescan { reason } => watch.rescan(&reason)?,
+            "stale" => human::emit(&format!("stale: {label}: {reason}"))?,
+            "rebuilt" | "fresh" => human::emit(&format!("{event}: {label} ({reason})"))?,
+            _ => eprintln!("{event}: {label} ({reason})"),
         }
     }
-    drop(watcher);
-    Ok(0)
+    Ok(())
 }
 
-/// What the loop needs to answer one event.
-struct Watch<'a> {
-    project: &'a Project,
-    args: &'a WatchArgs,
-    /// `(canonical root, configured root)` where they differ.
-    aliases: Vec<(PathBuf, PathBuf)>,
-    /// Directories paths are shown relative to.
-    bases: Vec<PathBuf>,
-}
-
-impl Watch<'_> {
-    fn show_path(&self, path: &Path) -> String {
-        let bases: Vec<&Path> = self.bases.iter().map(PathBuf::as_path).collect();
-        let shown = human::relative(path, &bases);
-        if shown.is_empty() || path == self.bases[0] || path == self.bases[1] {
-            ".".to_owned()
-        } else {
-            shown
-        }
-    }
-
-    /// The graph of what the store holds now (other processes may have built since).
-    fn graph(&self) -> Result<Graph, Failure> {
-        Ok(self.project.engine.graph()?)
-    }
-
-    fn changed(&self, paths: &[PathBuf]) -> Result<(), Failure> {
-        let mut lookup: Vec<PathBuf> = paths.to_vec();
-        for path in paths {
-            for (canonical, given) in &self.aliases {
-                if let Ok(rest) = path.strip_prefix(canonical) {
-                    lookup.push(given.join(rest));
-                }
-            }
-        }
-        let graph = self.graph()?;
-        let stale = graph.stale_after_paths(&lookup);
-        if stale.is_empty() {
-            tracing::debug!(?paths, "changed, nothing stale");
-            return Ok(());
-        }
-        for (key, path) in &stale {
-            let (recipe, args) = object_name(&graph, key);
-            let shown = self.show_path(path);
-            if self.args.json {
-                human::emit(
-                    &serde_json::json!({
-                        "event": "stale",
-                        "recipe": recipe,
-                        "args": human::args_value(&args),
-                        "key": trove::Digest(*key).hex(),
-                        "path": shown,
-                    })
-                    .to_string(),
-                )?;
-            } else {
-                human::emit(&format!(
-                    "stale: {}: {shown} changed",
-                    trove::object_label(&recipe, &args)
-                ))?;
-            }
-        }
-        if self.args.rebuild {
-            let keys: Vec<[u8; 32]> = stale.iter().map(|(k, _)| *k).collect();
-            self.rebuild(&graph, &keys)?;
-        }
-        Ok(())
-    }
-
-    /// Events may have been lost: every stored object is validated again.
-    fn rescan(&self, reason: &str) -> Result<(), Failure> {
-        eprintln!("notice: changes may have been missed ({reason}); checking every object");
-        let entries = self.project.engine.status()?;
-        let mut keys = Vec::new();
-        for entry in entries {
-            let Residency::Stale(why) = &entry.residency else {
-                continue;
+/// Serves the stale object again through its command recipe (which rebuilds it). The
+/// arguments come typed from the event, checked against its key. A failure is reported
+/// and the watch goes on.
+fn rebuild(engine: &Engine, args: &WatchArgs, event: &StaleEvent) -> Result<(), Failure> {
+    let rc = engine
+        .config()
+        .recipe(&event.recipe)
+        .filter(|rc| rc.command.as_ref().is_some_and(|c| !c.is_empty()));
+    let Some(rc) = rc else {
+        let why = "not a command recipe of this configuration";
+        return report(args, "skipped", event, why);
+    };
+    let command = CommandRecipe::new(&event.recipe, rc.clone());
+    let words = match event.args_for(&command) {
+        Ok(words) => words,
+        Err(e) => return report(args, "skipped", event, &e.to_string()),
+    };
+    match engine.get_explained(&command, &words) {
+        Ok(served) => {
+            let outcome = match served.reason {
+                Reason::HitMemory | Reason::HitDisk => "fresh",
+                _ => "rebuilt",
             };
-            if keys.contains(&entry.key.0) {
-                continue;
-            }
-            keys.push(entry.key.0);
-            if self.args.json {
-                human::emit(
-                    &serde_json::json!({
-                        "event": "stale",
-                        "recipe": entry.recipe,
-                        "args": human::args_value(&entry.args),
-                        "key": entry.key.hex(),
-                        "reason": why.to_string(),
-                    })
-                    .to_string(),
-                )?;
-            } else {
-                human::emit(&format!(
-                    "stale: {}: {why}",
-                    trove::object_label(&entry.recipe, &entry.args)
-                ))?;
-            }
+            report(args, outcome, event, &served.reason.to_string())
         }
-        if self.args.rebuild && !keys.is_empty() {
-            let graph = self.graph()?;
-            let ordered = graph.dependents(&keys);
-            self.rebuild(&graph, &ordered)?;
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the command-recipe objects among `keys`, in the order given (dependencies
-    /// first). A failure is reported and the loop goes on.
-    fn rebuild(&self, graph: &Graph, keys: &[[u8; 32]]) -> Result<(), Failure> {
-        let config = &self.project.config;
-        for key in keys {
-            let (recipe, args) = object_name(graph, key);
-            let label = trove::object_label(&recipe, &args);
-            let rc = config
-                .recipe(&recipe)
-                .filter(|rc| rc.command.as_ref().is_some_and(|c| !c.is_empty()));
-            let (Some(rc), Ok(argv)) = (rc, serde_json::from_str::<Vec<String>>(&args)) else {
-                self.report(
-                    key,
-                    &recipe,
-                    &args,
-                    "skipped",
-                    "not a command recipe of this configuration",
-                )?;
-                continue;
-            };
-            let command = CommandRecipe::new(&recipe, rc.clone());
-            match self.project.engine.get_explained(&command, &argv) {
-                Ok(served) => {
-                    let reason = served.reason.to_string();
-                    if self.args.json {
-                        self.report(key, &recipe, &args, "rebuilt", &reason)?;
-                    } else {
-                        human::emit(&format!("rebuilt: {label} ({reason})"))?;
-                    }
-                }
-                Err(e) => self.report(key, &recipe, &args, "failed", &e.to_string())?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports a rebuild outcome: a JSON line on stdout, or a line of text (on stderr
-    /// for anything but success).
-    fn report(
-        &self,
-        key: &[u8; 32],
-        recipe: &str,
-        args: &str,
-        event: &str,
-        reason: &str,
-    ) -> Result<(), Failure> {
-        if self.args.json {
-            human::emit(
-                &serde_json::json!({
-                    "event": event,
-                    "recipe": recipe,
-                    "args": human::args_value(args),
-                    "key": trove::Digest(*key).hex(),
-                    "reason": reason,
-                })
-                .to_string(),
-            )?;
-        } else {
-            eprintln!("{event}: {} ({reason})", trove::object_label(recipe, args));
-        }
-        Ok(())
+        Err(e) => report(args, "failed", event, &e.to_string()),
     }
 }
 
-/// The recipe and stored arguments of the object `key` in `graph`.
-fn object_name(graph: &Graph, key: &[u8; 32]) -> (String, String) {
-    match graph.object_id(key).and_then(|id| graph.node(id)) {
-        Some(Node::Object { recipe, args, .. }) => (recipe.clone(), args.clone()),
-        _ => (String::new(), String::new()),
+/// Names, once, the inputs no watched root holds, and how to add a root for them.
+fn warn_unwatched(engine: &Engine, unwatched: &[PathBuf]) {
+    if unwatched.is_empty() {
+        return;
     }
+    let config = engine.config();
+    let one = unwatched.len() == 1;
+    let (them, their) = if one {
+        ("it", "its")
+    } else {
+        ("them", "their")
+    };
+    let mut message = if one {
+        "warning: 1 tracked input lies outside every watch root; changes to it are not reported:"
+            .to_owned()
+    } else {
+        format!(
+            "warning: {} tracked inputs lie outside every watch root; changes to them are not reported:",
+            unwatched.len()
+        )
+    };
+    for path in unwatched {
+        message.push_str(&format!("\n  {}", show_path(engine, path)));
+    }
+    let mut roots: Vec<String> = config
+        .watch
+        .roots
+        .iter()
+        .map(|root| show_path(engine, root))
+        .collect();
+    for path in unwatched {
+        let shown = show_path(engine, path.parent().unwrap_or(path));
+        if !roots.contains(&shown) {
+            roots.push(shown);
+        }
+    }
+    let roots: Vec<String> = roots.iter().map(|r| format!("{r:?}")).collect();
+    let file = config
+        .file
+        .as_deref()
+        .map_or("trove.ron".to_owned(), |f| show_path(engine, f));
+    message.push_str(&format!(
+        "\nhint: to watch {them}, add {their} directory to the roots in {file}: `watch: (roots: [{}])`",
+        roots.join(", ")
+    ));
+    eprintln!("{message}");
+}
+
+/// A configuration that cannot be used while watching: a warning (the watch goes on
+/// with the previous one), with its place in the file.
+fn rejected(engine: &Engine, error: &ConfigError) -> String {
+    let mut place = show_path(engine, &error.file);
+    if error.line > 0 {
+        place.push_str(&format!(":{}:{}", error.line, error.column));
+    }
+    let mut message = format!("warning: {place}: {}", error.message);
+    if let Some(hint) = &error.hint {
+        message.push_str(&format!("\nhint: {hint}"));
+    }
+    message.push_str("\nnotice: still running with the previous configuration");
+    message
+}
+
+/// A path relative to the project (`.` for the project itself), else as it is.
+fn show_path(engine: &Engine, path: &Path) -> String {
+    let dir = engine.config().dir.as_path();
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    if path == dir || path == canonical {
+        return ".".to_owned();
+    }
+    human::relative(path, &[dir, &canonical])
 }

@@ -584,43 +584,179 @@ fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
     rx
 }
 
-#[test]
-fn watch_json_reports_an_edited_input_as_a_stale_object() {
-    let p = Project::new(
-        r#"(
-            watch: (roots: ["data"], debounce_ms: 20),
-            recipes: { "cat": (command: ["cat", "data/x.txt"], inputs: ["data/x.txt"]) },
-        )"#,
-    );
-    p.write("data/x.txt", "one");
-    p.ok(&["run", "cat"]);
+/// How long a test waits for a line it expects; a passing test never waits this long.
+const PATIENCE: Duration = Duration::from_secs(30);
 
-    let mut child = p
-        .command(&["watch", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn watch");
-    let stdout = lines_of(child.stdout.take().expect("stdout"));
-    let stderr = lines_of(child.stderr.take().expect("stderr"));
-    let _child = KillOnDrop(child);
-    let timeout = Duration::from_secs(10);
-    loop {
-        let line = stderr.recv_timeout(timeout).expect("`watching` on stderr");
-        if line.starts_with("watching") {
-            break;
+/// A running `trove watch`, its output as lines; killed when dropped.
+struct Watching {
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    _child: KillOnDrop,
+}
+
+impl Watching {
+    /// Starts `trove watch ARGS..` and waits until it says it is watching (from then on
+    /// every change is seen); returns it with the stderr lines printed before that.
+    fn start(p: &Project, args: &[&str]) -> (Watching, Vec<String>) {
+        let mut full = vec!["watch"];
+        full.extend_from_slice(args);
+        let mut child = p
+            .command(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watch");
+        let watching = Watching {
+            stdout: lines_of(child.stdout.take().expect("stdout")),
+            stderr: lines_of(child.stderr.take().expect("stderr")),
+            _child: KillOnDrop(child),
+        };
+        let mut before = watching.stderr_until("watching ");
+        before.pop();
+        (watching, before)
+    }
+
+    /// The next line on stdout, waiting for it until the deadline.
+    fn line(&self) -> String {
+        match self.stdout.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(e) => panic!("no line on stdout within {PATIENCE:?} ({e})"),
         }
     }
 
-    p.write("data/x.txt", "two!");
-    let line = stdout
-        .recv_timeout(timeout)
-        .expect("a stale line after the edit");
-    let event: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
-    assert_eq!(event["event"], "stale");
-    assert_eq!(event["recipe"], "cat");
-    assert_eq!(event["path"], "data/x.txt");
-    assert_eq!(event["key"].as_str().map(str::len), Some(64));
+    /// The next line on stdout, as JSON.
+    fn json(&self) -> serde_json::Value {
+        let line = self.line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not one JSON object: {line}: {e}"))
+    }
+
+    /// Lines on stderr up to and including the first that starts with `prefix`, waiting
+    /// for it until the deadline.
+    fn stderr_until(&self, prefix: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(PATIENCE) {
+                Ok(line) => {
+                    let done = line.starts_with(prefix);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no `{prefix}` on stderr within {PATIENCE:?} ({e}); saw {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Project {
+    /// Saves a file as editors do: a temporary file beside it, renamed over it (a new
+    /// inode every time).
+    fn save(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        let name = path.file_name().expect("a file name").to_string_lossy();
+        let temp = path.with_file_name(format!(".{name}.swp"));
+        std::fs::write(&temp, text).expect("write");
+        std::fs::rename(&temp, &path).expect("rename");
+    }
+
+    /// `touch`: the modification time moves to now, the content stays.
+    fn touch(&self, rel: &str) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(self.path(rel))
+            .expect("open");
+        file.set_modified(std::time::SystemTime::now())
+            .expect("set mtime");
+    }
+}
+
+/// `(blake3 1f3a5c2d.. -> 9c2e0b4a..)`: how a reason names a file's old and new content.
+fn hashes(old: &str, new: &str) -> String {
+    let short = |text: &str| blake3::hash(text.as_bytes()).to_hex()[..8].to_owned();
+    format!("(blake3 {}.. -> {}..)", short(old), short(new))
+}
+
+/// `x` reads `data/x.txt`; `wrap` needs `x`; `s` reads `data/s.txt` (a sentinel: an edit
+/// to it shows that every earlier event has been handled).
+const THREE: &str = r#"(
+    watch: (roots: ["data"], debounce_ms: 20),
+    recipes: {
+        "x": (command: ["cat", "data/x.txt"], inputs: ["data/x.txt"]),
+        "wrap": (command: ["sh", "-c", "printf '[%s]' \"$(cat \"$TROVE_NEED_X\")\""], needs: ["x"]),
+        "s": (command: ["cat", "data/s.txt"], inputs: ["data/s.txt"]),
+    },
+)"#;
+
+#[test]
+fn watch_reports_an_edit_and_its_dependents_but_not_a_touch_or_a_same_bytes_save() {
+    let p = Project::new(THREE);
+    p.write("data/x.txt", "one");
+    p.write("data/s.txt", "s1");
+    assert_eq!(p.ok(&["run", "wrap"]), "[one]");
+    p.ok(&["run", "s"]);
+    let (w, _) = Watching::start(&p, &["--json"]);
+
+    // Neither a touch nor an editor saving the same bytes (a new inode) changes `x`...
+    p.touch("data/x.txt");
+    p.save("data/x.txt", "one");
+    // ...so the first line is the sentinel's, edited after them.
+    p.save("data/s.txt", "s2");
+    let line = w.json();
+    assert_eq!(
+        (&line["event"], &line["recipe"], &line["reason"]),
+        (
+            &"stale".into(),
+            &"s".into(),
+            &format!("data/s.txt changed {}", hashes("s1", "s2")).into()
+        ),
+        "{line}"
+    );
+    assert_eq!(line["args"], serde_json::json!([]));
+    assert_eq!(line["key"].as_str().map(str::len), Some(64));
+
+    // An edit makes `x` stale, and `wrap` through it, in dependency order.
+    p.save("data/x.txt", "two");
+    let x_changed = format!("data/x.txt changed {}", hashes("one", "two"));
+    let line = w.json();
+    assert_eq!(
+        (&line["recipe"], &line["reason"]),
+        (&"x".into(), &x_changed.clone().into())
+    );
+    let line = w.json();
+    assert_eq!(
+        (&line["recipe"], &line["reason"]),
+        (
+            &"wrap".into(),
+            &format!("dependency x changed: {x_changed}").into()
+        )
+    );
+
+    // Stale already, for the same reason: a touch reports nothing again.
+    p.touch("data/x.txt");
+    p.save("data/s.txt", "s3");
+    assert_eq!(w.json()["recipe"], "s");
+    // Nothing was built by watching: the run builds both, and says so.
+    assert_eq!(
+        p.run_explained(&["wrap"]).1,
+        format!("built: dependency x changed: {x_changed}\n  x: built: {x_changed}")
+    );
+}
+
+#[test]
+fn watch_prints_a_line_of_text_per_stale_object_naming_the_input() {
+    let p = Project::new(THREE);
+    p.write("data/x.txt", "one");
+    p.write("data/s.txt", "s1");
+    p.ok(&["run", "wrap"]);
+    let (w, _) = Watching::start(&p, &[]);
+    p.save("data/x.txt", "two");
+    let x_changed = format!("data/x.txt changed {}", hashes("one", "two"));
+    assert_eq!(w.line(), format!("stale: x: {x_changed}"));
+    assert_eq!(
+        w.line(),
+        format!("stale: wrap: dependency x changed: {x_changed}")
+    );
 }
 
 #[test]
@@ -628,43 +764,93 @@ fn watch_rebuild_rebuilds_the_stale_object() {
     let p = Project::new(
         r#"(
             watch: (roots: ["data"], debounce_ms: 20),
-            recipes: { "cat": (command: ["sh", "-c", "echo built >> log; cat data/x.txt"], inputs: ["data/x.txt"]) },
+            recipes: { "cat": (command: ["sh", "-c", "echo built >> log; cat \"data/$1\"", "sh"], inputs: ["data/x.txt"]) },
         )"#,
     );
     p.write("data/x.txt", "one");
-    p.ok(&["run", "cat"]);
-
-    let mut child = p
-        .command(&["watch", "--rebuild"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn watch");
-    let stdout = lines_of(child.stdout.take().expect("stdout"));
-    let stderr = lines_of(child.stderr.take().expect("stderr"));
-    let _child = KillOnDrop(child);
-    let timeout = Duration::from_secs(10);
-    while !stderr
-        .recv_timeout(timeout)
-        .expect("`watching` on stderr")
-        .starts_with("watching")
-    {}
+    p.ok(&["run", "cat", "x.txt"]);
+    let (w, _) = Watching::start(&p, &["--rebuild"]);
 
     p.write("data/x.txt", "two!");
-    assert_eq!(
-        stdout.recv_timeout(timeout).expect("stale line"),
-        "stale: cat: data/x.txt changed"
-    );
-    let rebuilt = stdout.recv_timeout(timeout).expect("rebuilt line");
-    assert!(
-        rebuilt.starts_with("rebuilt: cat (built: data/x.txt changed"),
-        "{rebuilt}"
-    );
+    let changed = format!("data/x.txt changed {}", hashes("one", "two!"));
+    assert_eq!(w.line(), format!("stale: cat x.txt: {changed}"));
+    // The command is given its words back, typed, from the event.
+    assert_eq!(w.line(), format!("rebuilt: cat x.txt (built: {changed})"));
     assert_eq!(p.lines("log"), 2);
     assert_eq!(
-        p.run_explained(&["cat"]),
+        p.run_explained(&["cat", "x.txt"]),
         ("two!".to_owned(), "hit disk".to_owned())
     );
+}
+
+#[test]
+fn watch_warns_once_about_inputs_outside_the_watch_roots() {
+    let p = Project::new(
+        r#"(
+            watch: (roots: ["data"]),
+            recipes: { "both": (command: ["cat", "data/x.txt", "other/y.txt"], inputs: ["data/x.txt", "other/y.txt"]) },
+        )"#,
+    );
+    p.write("data/x.txt", "x");
+    p.write("other/y.txt", "y");
+    p.ok(&["run", "both"]);
+    let (_w, before) = Watching::start(&p, &[]);
+    assert_eq!(
+        before,
+        [
+            "warning: 1 tracked input lies outside every watch root; changes to it are not reported:",
+            "  other/y.txt",
+            "hint: to watch it, add its directory to the roots in trove.ron: `watch: (roots: [\"data\", \"other\"])`",
+        ]
+    );
+}
+
+#[test]
+fn watch_reloads_a_changed_configuration_and_keeps_the_last_good_one() {
+    let config = |version: u32, prefix: &str| {
+        format!(
+            r#"(
+    watch: (roots: ["data"], debounce_ms: 20),
+    recipes: {{ "cat": (command: ["sh", "-c", "echo built >> log; printf '{prefix}'; cat data/x.txt"], inputs: ["data/x.txt"], version: {version}) }},
+)"#
+        )
+    };
+    let p = Project::new(&config(1, ""));
+    p.write("data/x.txt", "one");
+    p.ok(&["run", "cat"]);
+    let (w, _) = Watching::start(&p, &["--rebuild"]);
+
+    // A configuration that does not parse is reported with its place; the watch goes on
+    // with the previous one.
+    p.save(
+        "trove.ron",
+        "(\n    recipes: { \"cat\": (command: [\"cat\" }\n)\n",
+    );
+    let seen = w.stderr_until("notice: still running with the previous configuration");
+    assert!(
+        seen.iter().any(|l| l.starts_with("warning: trove.ron:2:")),
+        "the place of the error: {seen:?}"
+    );
+    p.write("data/x.txt", "two");
+    assert_eq!(
+        w.line(),
+        format!("stale: cat: data/x.txt changed {}", hashes("one", "two"))
+    );
+    assert!(
+        w.line()
+            .starts_with("rebuilt: cat (built: data/x.txt changed")
+    );
+
+    // A new version of the recipe (and a new command) is picked up without a restart.
+    p.save("trove.ron", &config(2, "v2:"));
+    w.stderr_until("reloaded trove.ron");
+    assert_eq!(w.line(), "stale: cat: recipe version 1 -> 2");
+    assert_eq!(w.line(), "rebuilt: cat (built: recipe version 1 -> 2)");
+    assert_eq!(
+        p.run_explained(&["cat"]),
+        ("v2:two".to_owned(), "hit disk".to_owned())
+    );
+    assert_eq!(p.lines("log"), 3);
 }
 
 #[test]

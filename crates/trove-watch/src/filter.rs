@@ -106,16 +106,23 @@ impl RootIgnores {
 pub(crate) struct Filter {
     roots: Vec<RootIgnores>,
     ignore_dirs: Vec<PathBuf>,
+    /// Single files reported wherever they are (canonical directory, then name).
+    files: Vec<PathBuf>,
 }
 
 impl Filter {
-    /// Reads the `.gitignore` files of `roots` (canonical) now.
-    pub(crate) fn load(roots: &[PathBuf], ignore_dirs: Vec<PathBuf>) -> Self {
+    /// Reads the `.gitignore` files of `roots` (canonical) now; `files` are reported
+    /// wherever they are.
+    pub(crate) fn load(roots: &[PathBuf], ignore_dirs: Vec<PathBuf>, files: Vec<PathBuf>) -> Self {
         let roots = roots
             .iter()
             .map(|root| RootIgnores::load(root, &ignore_dirs))
             .collect();
-        Filter { roots, ignore_dirs }
+        Filter {
+            roots,
+            ignore_dirs,
+            files,
+        }
     }
 
     /// Reads the `.gitignore` files of the root holding `path` again.
@@ -136,9 +143,13 @@ impl Filter {
             .map(|(index, _)| index)
     }
 
-    /// Whether a change to `path` is reported: it is under a root, not inside an ignored
-    /// directory or a `.git` directory, and not excluded by a `.gitignore`.
+    /// Whether a change to `path` is reported: it is one of the single files, or it is
+    /// under a root, not inside an ignored directory or a `.git` directory, and not
+    /// excluded by a `.gitignore`.
     pub(crate) fn covers(&self, path: &Path, is_dir: bool) -> bool {
+        if self.files.iter().any(|file| file == path) {
+            return true;
+        }
         let Some(index) = self.root_index(path) else {
             return false;
         };

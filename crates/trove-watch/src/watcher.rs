@@ -33,6 +33,11 @@ pub struct WatchOptions {
     /// Directories whose contents are never reported, such as the store. Relative paths
     /// are taken from the current directory; they need not exist yet.
     pub ignore_dirs: Vec<PathBuf>,
+    /// Single files watched besides the roots, such as a configuration file: a change to
+    /// one (an edit, or another file renamed over it) is delivered even when it lies
+    /// outside every root. Its directory must exist and is watched without recursion;
+    /// the file itself need not exist yet. `.gitignore` does not apply to them.
+    pub files: Vec<PathBuf>,
 }
 
 impl WatchOptions {
@@ -42,6 +47,7 @@ impl WatchOptions {
             roots,
             debounce: Duration::from_millis(100),
             ignore_dirs: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -144,8 +150,17 @@ impl Watcher {
             .iter()
             .map(|root| canonical_root(root))
             .collect::<Result<Vec<_>, _>>()?;
+        let files = opts
+            .files
+            .iter()
+            .map(|file| canonical_file(file))
+            .collect::<Result<Vec<_>, _>>()?;
         let ignore_dirs = opts.ignore_dirs.iter().map(|dir| resolve(dir)).collect();
-        let filter = Arc::new(RwLock::new(Filter::load(&roots, ignore_dirs)));
+        let filter = Arc::new(RwLock::new(Filter::load(
+            &roots,
+            ignore_dirs,
+            files.clone(),
+        )));
         let callback_thread = Arc::new(OnceLock::new());
 
         let mut deliver = Deliver {
@@ -187,6 +202,25 @@ impl Watcher {
                 source,
             })?;
         }
+        // A file's directory is watched on its own only when no root covers it already
+        // (watching a directory twice would change how its watch recurses).
+        let mut file_dirs: Vec<&Path> = files
+            .iter()
+            .filter_map(|file| file.parent())
+            .filter(|dir| !roots.iter().any(|root| dir.starts_with(root)))
+            .collect();
+        file_dirs.sort();
+        file_dirs.dedup();
+        for dir in file_dirs {
+            let registered = match &mut backend {
+                Backend::Debounced(d) => d.watch(dir, RecursiveMode::NonRecursive),
+                Backend::Immediate(w) => w.watch(dir, RecursiveMode::NonRecursive),
+            };
+            registered.map_err(|source| WatchError::Notify {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         tracing::debug!(roots = ?roots, "watching");
         Ok(Watcher {
             roots,
@@ -201,8 +235,9 @@ impl Watcher {
         &self.roots
     }
 
-    /// Whether a change to `path` would be delivered: it is under a watched root, not in
-    /// an ignored directory or `.git`, and not excluded by a `.gitignore`. The engine
+    /// Whether a change to `path` would be delivered: it is one of the single
+    /// [`files`](WatchOptions::files), or it is under a watched root, not in an ignored
+    /// directory or `.git`, and not excluded by a `.gitignore`. The engine
     /// trusts the watcher only for inputs it covers.
     ///
     /// `path` is compared as given: pass absolute paths under [`roots`](Self::roots)
@@ -248,6 +283,23 @@ fn canonical_root(root: &Path) -> Result<PathBuf, WatchError> {
         )));
     }
     Ok(canonical)
+}
+
+/// Resolves a single watched file to the path notify will report: its directory made
+/// canonical (it must exist), joined with its name.
+fn canonical_file(file: &Path) -> Result<PathBuf, WatchError> {
+    let error = |source| WatchError::Root {
+        path: file.to_path_buf(),
+        source,
+    };
+    let absolute = std::path::absolute(file).map_err(error)?;
+    let (Some(dir), Some(name)) = (absolute.parent(), absolute.file_name()) else {
+        return Err(error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file name",
+        )));
+    };
+    Ok(dir.canonicalize().map_err(error)?.join(name))
 }
 
 /// Makes an ignored directory comparable with reported paths: canonical if it exists,

@@ -328,3 +328,42 @@ fn dropping_the_watcher_stops_delivery_and_releases_the_callback() {
         Err(RecvTimeoutError::Disconnected)
     );
 }
+
+#[test]
+fn a_single_file_outside_the_roots_is_delivered_and_its_neighbours_are_not() {
+    let outside = tempfile::tempdir().unwrap();
+    let config = outside.path().join("trove.ron");
+    fs::write(&config, "()").unwrap();
+    fs::write(outside.path().join("neighbour.txt"), "1").unwrap();
+    let fx = Fixture::with_options(|_| {}, |options| options.files.push(config.clone()));
+    let config = outside.path().canonicalize().unwrap().join("trove.ron");
+    assert!(fx.watcher.covers(&config));
+    assert!(!fx.watcher.covers(&config.with_file_name("neighbour.txt")));
+
+    // An editor's save: a temporary file beside it, renamed over it. Only the watched
+    // name is delivered, never the temporary one nor the neighbour.
+    fs::write(outside.path().join("neighbour.txt"), "2").unwrap();
+    fs::write(outside.path().join(".trove.ron.tmp"), "(recipes: {})").unwrap();
+    fs::rename(
+        outside.path().join(".trove.ron.tmp"),
+        outside.path().join("trove.ron"),
+    )
+    .unwrap();
+    assert_eq!(fx.paths_until(&config), vec![config.clone()]);
+
+    // A change under the root is still delivered, after nothing else.
+    fs::write(fx.path("a.csv"), "1").unwrap();
+    assert_eq!(fx.paths_until(&fx.path("a.csv")), vec![fx.path("a.csv")]);
+}
+
+#[test]
+fn a_single_file_whose_directory_is_missing_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("missing/trove.ron");
+    let mut options = WatchOptions::new(vec![dir.path().to_owned()]);
+    options.files.push(file.clone());
+    match Watcher::start(options, |_| {}) {
+        Err(WatchError::Root { path, .. }) => assert_eq!(path, file),
+        other => panic!("expected an error naming the file, got {other:?}"),
+    }
+}

@@ -111,6 +111,7 @@ impl Engine {
             // The engine invalidates on the first event; debouncing is for people.
             debounce: std::time::Duration::ZERO,
             ignore_dirs: vec![self.store_root().to_path_buf()],
+            files: Vec::new(),
         };
         let weak = std::sync::Arc::downgrade(&self.inner);
         let watcher = Watcher::start(options, move |event| {

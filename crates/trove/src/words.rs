@@ -8,8 +8,8 @@ pub(crate) fn describe_env(v: &Option<String>) -> String {
     }
 }
 
-/// The arguments for people (and for `trove watch --rebuild`, which parses them back):
-/// JSON.
+/// The arguments as stored: JSON, shown to people, and decoded again (checked against the
+/// key) by `StaleEvent::args_for`.
 pub(crate) fn describe_args<A: serde::Serialize>(args: &A) -> String {
     serde_json::to_string(args).unwrap_or_else(|_| "(args)".into())
 }

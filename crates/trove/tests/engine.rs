@@ -1,5 +1,6 @@
 //! The engine's rules, each pinned by which builds ran and why.
 
+mod watching;
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

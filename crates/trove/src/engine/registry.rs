@@ -171,6 +171,34 @@ impl Engine {
         }
     }
 
+    /// Registers in this engine the recipes `from` knows that are not command recipes of
+    /// `from`'s configuration (those come from this engine's own configuration, which
+    /// may have changed them or removed them): a reloaded configuration keeps the
+    /// library's recipes known.
+    pub(crate) fn adopt_library_recipes(&self, from: &Engine) {
+        let theirs: Vec<(String, Arc<dyn Erased>)> = from
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(name, _)| {
+                from.config()
+                    .recipe(name)
+                    .is_none_or(|rc| rc.command.is_none())
+            })
+            .map(|(name, erased)| (name.clone(), erased.clone()))
+            .collect();
+        let mut ours = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, erased) in theirs {
+            ours.entry(name).or_insert(erased);
+        }
+    }
+
     pub(crate) fn erased(&self, name: &str) -> Option<Arc<dyn Erased>> {
         self.inner
             .registry
