@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use trove_fingerprint::{FileState, read_file};
+use trove_fingerprint::{FileState, GlobMode, read_file};
 
 use crate::engine::Engine;
 use crate::trace::{Input, Role, Trace};
@@ -160,7 +160,8 @@ impl Cx {
     }
 
     /// Matches a glob under the engine's root, honouring `.gitignore`: the set of matches
-    /// and each matched file are tracked. Returns absolute paths, sorted.
+    /// (each entry's name, kind and mode, directories the pattern matches included) and
+    /// each matched file are tracked. Returns the matched files' absolute paths, sorted.
     pub fn glob(&mut self, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
         let root = self.root.clone();
         self.glob_in(&root, pattern, Role::Data)
@@ -173,14 +174,15 @@ impl Cx {
         role: Role,
     ) -> Result<Vec<PathBuf>, BuildError> {
         let exclude = vec![self.engine.store_root().to_path_buf()];
-        let (names, state) = trove_fingerprint::glob(root, pattern, &exclude)?;
+        // Discovery, as the engine re-checks globs: `Input::Glob` does not record a mode.
+        let listing = trove_fingerprint::glob_with(root, pattern, &exclude, GlobMode::Discovery)?;
         self.trace.push(Input::Glob {
             root: root.to_string_lossy().into_owned(),
             pattern: pattern.to_owned(),
-            state,
+            state: listing.state,
         });
-        let mut paths = Vec::with_capacity(names.len());
-        for name in names {
+        let mut paths = Vec::with_capacity(listing.files.len());
+        for name in listing.files {
             let abs = root.join(&name);
             self.track_file_as(role, &abs)?;
             paths.push(abs);
