@@ -268,9 +268,10 @@ impl Cx {
         });
     }
 
-    /// Reads a depfile (one path a line, ninja/make style without targets, relative to
-    /// `base`) and tracks every file it names, absent ones included. The depfile itself is
-    /// not an input.
+    /// Reads a depfile — one path a line, or the make form compilers write (`gcc -MD -MF`:
+    /// `target: prerequisite \` with make's escapes) — and tracks every input it names,
+    /// absent ones included; relative paths are relative to `base`. A depfile that cannot
+    /// be parsed is an error naming it and the line. The depfile itself is not an input.
     pub fn track_depfile(&mut self, depfile: &Path, base: &Path) -> Result<usize, BuildError> {
         let text = match std::fs::read(depfile) {
             Ok(t) => t,
@@ -282,9 +283,9 @@ impl Cx {
                 });
             }
         };
-        let paths = crate::command::parse_depfile(&text).map_err(|message| BuildError::Io {
+        let paths = crate::depfile::parse(&text).map_err(|e| BuildError::Io {
             path: depfile.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         for p in &paths {
             let abs = if Path::new(p).is_absolute() {
