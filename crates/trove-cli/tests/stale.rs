@@ -307,3 +307,41 @@ fn run_force_rebuilds_and_replaces_the_stored_object() {
     );
     assert_eq!(p.lines("log"), 2);
 }
+
+#[test]
+fn a_declared_glob_matches_files_that_gitignore_hides() {
+    let p = Project::new(
+        r#"(recipes: { "bins": (command: ["sh", "-c", "cat data/*.bin"], inputs: ["data/*.bin"]) })"#,
+    );
+    p.write(".gitignore", "*.bin\n");
+    p.write("data/a.bin", "a1");
+    assert_eq!(p.ok(&["run", "bins"]), "a1");
+    p.write("data/a.bin", "a2");
+    let (out, why) = p.run_explained(&["bins"]);
+    assert_eq!(out, "a2", "never the object made from a1");
+    assert!(why.starts_with("built: data/a.bin changed"), "{why}");
+    p.write("data/b.bin", "b");
+    assert!(first_reason(&p, &["bins"]).starts_with("built: glob data/*.bin changed"));
+}
+
+#[test]
+fn a_directory_named_in_inputs_covers_its_whole_tree() {
+    let p = Project::new(
+        r#"(recipes: { "tree": (command: ["sh", "-c", "echo t >> log; find conf | sort"], inputs: ["conf"]) })"#,
+    );
+    p.write("conf/a.txt", "1");
+    p.write("conf/deep/b.txt", "2");
+    p.ok(&["run", "tree"]);
+    assert_eq!(first_reason(&p, &["tree"]), "hit disk");
+    // Content deep inside, a new empty directory, a mode change: each rebuilds.
+    p.write("conf/deep/b.txt", "3");
+    assert!(first_reason(&p, &["tree"]).starts_with("built: conf/deep/b.txt changed"));
+    std::fs::create_dir(p.path("conf/empty")).expect("mkdir");
+    assert!(first_reason(&p, &["tree"]).starts_with("built: conf/ tree changed"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.path("conf/a.txt"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    assert!(first_reason(&p, &["tree"]).starts_with("built: conf/ tree changed"));
+    assert_eq!(first_reason(&p, &["tree"]), "hit disk");
+    assert_eq!(p.lines("log"), 4);
+}

@@ -7,6 +7,7 @@
 
 mod canonical;
 mod file;
+mod glob;
 mod listing;
 mod source;
 
@@ -19,7 +20,8 @@ pub use file::{
     FileCheck, FileKind, FileState, RACY_WINDOW_NS, Stat, check_file, fingerprint_file, now_ns,
     read_file,
 };
-pub use listing::{GlobError, ListingState, compile_glob, glob, glob_base, list_dir};
+pub use glob::{GlobError, GlobMode, compile_glob, glob, glob_base, glob_with};
+pub use listing::{Listing, ListingState, list_dir, tree};
 pub use source::{emit_source_digest, source_digest};
 
 /// A blake3 digest: a key, a content hash, an output digest.

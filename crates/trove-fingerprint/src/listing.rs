@@ -1,40 +1,55 @@
-//! Directory listings and gitignore-aware globs.
+//! Directory listings and directory trees, and the state they record.
 //!
-//! A listing or a glob is an input of its own: its fingerprint is the blake3 of the sorted
-//! names it produced, so a file that appears or disappears changes it. The files a glob
-//! matched are recorded separately, each as a file input.
+//! A listing, a glob or a tree is an input of its own. Its state is blake3 over every entry
+//! it produced — the entry's name, its kind and its permission bits — so an entry that
+//! appears or disappears, changes kind (a file replaced by a directory, a symlink pointed
+//! from a file to a directory) or changes mode (`chmod +x`) changes the state. Contents are
+//! not part of it: the files a glob or a tree returns are fingerprinted by the caller, each
+//! as a file input.
 
+use std::fs::Metadata;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Digest;
+use crate::glob::{GlobError, GlobMode, walk};
 
-/// The state of a directory listing or a glob, as recorded in a trace.
+/// The purpose string of a listing's hash. Version 1 hashed the names alone; version 2
+/// adds each entry's kind and permission bits, so a state stored by version 1 simply
+/// differs (a miss), never matches by accident.
+const LISTING_CONTEXT: &str = "trove listing v2";
+
+/// The state of a directory listing, a glob or a tree, as recorded in a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListingState {
     /// The directory (or a glob's base directory) did not exist.
     Absent,
-    /// blake3 of the sorted names, and how many there were.
+    /// blake3 of the entries, and how many there were.
     Names {
-        /// blake3 over the length-prefixed sorted names.
+        /// blake3 (purpose `"trove listing v2"`) over the entries sorted by name, each as
+        /// its length-prefixed name, its kind and its permission bits.
         hash: Digest,
-        /// Number of names.
+        /// Number of entries.
         count: u64,
     },
 }
 
 impl ListingState {
-    fn of_names(names: &[String]) -> ListingState {
-        let mut h = blake3::Hasher::new_derive_key("trove listing v1");
-        for n in names {
-            h.update(&(n.len() as u64).to_le_bytes());
-            h.update(n.as_bytes());
+    /// The state of `entries`, which it sorts by name.
+    pub(crate) fn of_entries(entries: &mut [Entry]) -> ListingState {
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut h = blake3::Hasher::new_derive_key(LISTING_CONTEXT);
+        for e in entries.iter() {
+            h.update(&(e.name.len() as u64).to_le_bytes());
+            h.update(e.name.as_bytes());
+            h.update(&e.kind.code());
+            h.update(&e.mode.to_le_bytes());
         }
         ListingState::Names {
             hash: Digest(*h.finalize().as_bytes()),
-            count: names.len() as u64,
+            count: entries.len() as u64,
         }
     }
 
@@ -43,37 +58,155 @@ impl ListingState {
         match self {
             ListingState::Absent => "absent".into(),
             ListingState::Names { hash, count } => {
-                format!("{count} names, blake3 {}..", hash.short())
+                format!("{count} entries, blake3 {}..", hash.short())
             }
         }
     }
 }
 
-/// Errors from globbing.
-#[derive(Debug, thiserror::Error)]
-pub enum GlobError {
-    /// The pattern is not a valid glob.
-    #[error("bad glob pattern `{pattern}`: {source}")]
-    Pattern {
-        /// The pattern as given.
-        pattern: String,
-        /// What globset said.
-        source: globset::Error,
-    },
-    /// Walking the directory failed.
-    #[error("cannot list {}: {source}", path.display())]
-    Walk {
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+/// What a glob or a tree found: the files to fingerprint, and the state of the whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// Regular files and symlinks to regular files, relative to the root the walk was
+    /// given, `/`-separated, sorted. Directories, symlinks to anything else and special
+    /// files are in [`state`](Listing::state) only.
+    pub files: Vec<String>,
+    /// Every entry found (directories and special files included): names, kinds and
+    /// permission bits.
+    pub state: ListingState,
+}
+
+impl Listing {
+    /// Nothing there: no files, state [`ListingState::Absent`].
+    pub(crate) fn absent() -> Listing {
+        Listing {
+            files: Vec::new(),
+            state: ListingState::Absent,
+        }
+    }
+
+    /// The listing of `entries`: its state, and the entries that are files.
+    pub(crate) fn of_entries(mut entries: Vec<Entry>) -> Listing {
+        let state = ListingState::of_entries(&mut entries);
+        let files = entries
+            .into_iter()
+            .filter(|e| e.kind.is_file())
+            .map(|e| e.name)
+            .collect();
+        Listing { files, state }
+    }
+}
+
+/// One entry of a listing, as its state records it.
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) mode: u32,
+}
+
+impl Entry {
+    /// The entry `name` for the file at `path`, from its `lstat` metadata. A symlink is
+    /// followed once more, so that what it points at is part of the entry.
+    pub(crate) fn new(name: String, path: &Path, lstat: &Metadata) -> Entry {
+        let (kind, mode) = if lstat.file_type().is_symlink() {
+            match std::fs::metadata(path) {
+                Ok(target) => (Kind::Symlink(Target::of(&target)), permissions(&target)),
+                Err(_) => (Kind::Symlink(Target::Missing), 0),
+            }
+        } else {
+            let kind = match Target::of(lstat) {
+                Target::File => Kind::File,
+                Target::Dir => Kind::Dir,
+                Target::Other | Target::Missing => Kind::Other,
+            };
+            (kind, permissions(lstat))
+        };
+        Entry { name, kind, mode }
+    }
+}
+
+/// An entry's kind. A symlink's kind includes what it points at: a symlink whose target
+/// turns from a file into a directory is a different entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    Symlink(Target),
+    /// A FIFO, a socket, a device.
+    Other,
+}
+
+/// What a symlink points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    File,
+    Dir,
+    Other,
+    /// Nothing, or nothing that can be stat'ed (a loop, no permission).
+    Missing,
+}
+
+impl Target {
+    fn of(m: &Metadata) -> Target {
+        let ft = m.file_type();
+        if ft.is_file() {
+            Target::File
+        } else if ft.is_dir() {
+            Target::Dir
+        } else {
+            Target::Other
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Target::File => b'f',
+            Target::Dir => b'd',
+            Target::Other => b'o',
+            Target::Missing => b'-',
+        }
+    }
+}
+
+impl Kind {
+    /// Two bytes in the hash: the kind, then a symlink's target (0 otherwise).
+    fn code(self) -> [u8; 2] {
+        match self {
+            Kind::File => [b'f', 0],
+            Kind::Dir => [b'd', 0],
+            Kind::Symlink(target) => [b'l', target.code()],
+            Kind::Other => [b'o', 0],
+        }
+    }
+
+    /// Whether the caller fingerprints this entry as a file: a regular file, or a symlink
+    /// to one. (Reading a FIFO could block forever; a directory has no content.)
+    pub(crate) fn is_file(self) -> bool {
+        matches!(self, Kind::File | Kind::Symlink(Target::File))
+    }
+}
+
+/// The permission bits (`0o7777`) of `m`; off Unix, read-only or not.
+fn permissions(m: &Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        if m.permissions().readonly() {
+            0o444
+        } else {
+            0o644
+        }
+    }
 }
 
 /// Lists a directory: sorted entry names, a directory's name followed by `/`.
 ///
-/// Returns the names and the listing's state; `Absent` (and no names) when `path` is not a
-/// directory.
+/// Returns the names and the listing's state, which covers each entry's name, kind and
+/// permission bits; `Absent` (and no names) when `path` is not a directory.
 pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
     let rd = match std::fs::read_dir(path) {
         Ok(rd) => rd,
@@ -87,102 +220,53 @@ pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
         }
         Err(e) => return Err(e),
     };
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for entry in rd {
         let entry = entry?;
+        // `DirEntry::metadata` does not follow symlinks. An entry removed since the
+        // directory was read is simply not listed: that is the directory's state now.
+        let lstat = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         let mut name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        if lstat.is_dir() {
             name.push('/');
         }
-        names.push(name);
+        entries.push(Entry::new(name, &entry.path(), &lstat));
     }
-    names.sort();
-    let state = ListingState::of_names(&names);
-    Ok((names, state))
+    let state = ListingState::of_entries(&mut entries);
+    Ok((entries.into_iter().map(|e| e.name).collect(), state))
 }
 
-/// Compiles a glob the way trove matches it: `*` and `?` never cross `/`, `**` does.
-pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, GlobError> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|source| GlobError::Pattern {
-            pattern: pattern.to_owned(),
-            source,
-        })
-}
-
-/// The directory a glob's walk starts from: the pattern's leading components that hold no
-/// glob syntax (`data/raw/**/*.csv` starts at `data/raw`).
-pub fn glob_base(pattern: &str) -> &str {
-    let mut end = 0;
-    for (i, component) in pattern.split('/').enumerate() {
-        if component.contains(['*', '?', '[', '{', '\\']) {
-            break;
-        }
-        let start = if i == 0 { 0 } else { end + 1 };
-        end = (start + component.len()).min(pattern.len());
+/// The whole tree under the directory `dir`: what a directory named as an input covers.
+///
+/// Like a [literal](GlobMode::Literal) glob of `dir/**` that also lists `dir` itself (as
+/// `.`): the state covers every file, directory, symlink and special file below it (names,
+/// kinds and permission bits), and [`Listing::files`] holds the files, relative to `dir`,
+/// for the caller to fingerprint — together they cover names and contents. `.gitignore`
+/// is not read. The walk never enters a directory in `exclude` (the store) nor a `.git`
+/// directory inside the tree (a nested repository's internals change on every git
+/// command); `dir` itself may be one. Symlinks are listed, not followed.
+///
+/// `Absent` with no files when `dir` is not a directory.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::create_dir_all(dir.path().join("data/raw")).unwrap();
+/// std::fs::write(dir.path().join("data/raw/a.csv"), "1").unwrap();
+/// let before = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
+/// assert_eq!(before.files, ["raw/a.csv"]);
+///
+/// std::fs::create_dir(dir.path().join("data/empty")).unwrap();
+/// let after = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
+/// assert_ne!(before.state, after.state);
+/// ```
+pub fn tree(dir: &Path, exclude: &[PathBuf]) -> Result<Listing, GlobError> {
+    if !dir.is_dir() {
+        return Ok(Listing::absent());
     }
-    if end >= pattern.len() {
-        // No glob syntax at all: the pattern names one path; walk its parent.
-        return pattern.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
-    }
-    &pattern[..end]
-}
-
-/// Matches `pattern` (relative to `root`, `/`-separated) against the files under `root`,
-/// honouring `.gitignore`, `.ignore` and git's exclude files, and never descending into
-/// `.git` or any directory in `exclude`. Returns the matched paths relative to `root`,
-/// sorted, and the glob's state.
-pub fn glob(
-    root: &Path,
-    pattern: &str,
-    exclude: &[PathBuf],
-) -> Result<(Vec<String>, ListingState), GlobError> {
-    let matcher = compile_glob(pattern)?;
-    let base = root.join(glob_base(pattern));
-    if !base.is_dir() {
-        return Ok((Vec::new(), ListingState::Absent));
-    }
-    let exclude: Vec<PathBuf> = exclude.to_vec();
-    let walker = ignore::WalkBuilder::new(&base)
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
-        .filter_entry(move |e| {
-            e.file_name() != ".git" && !exclude.iter().any(|x| x.as_path() == e.path())
-        })
-        .build();
-    let mut names = Vec::new();
-    for entry in walker {
-        let entry = entry.map_err(|e| GlobError::Walk {
-            path: base.clone(),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| io::Error::other("walk error")),
-        })?;
-        let is_file = entry
-            .file_type()
-            .map(|t| t.is_file() || t.is_symlink())
-            .unwrap_or(false);
-        if !is_file {
-            continue;
-        }
-        let Ok(rel) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        let rel = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if matcher.is_match(&rel) {
-            names.push(rel);
-        }
-    }
-    names.sort();
-    let state = ListingState::of_names(&names);
-    Ok((names, state))
+    let entries = walk(dir, dir, exclude, GlobMode::Literal, false, |_| true)?;
+    Ok(Listing::of_entries(entries))
 }

@@ -1,4 +1,5 @@
-//! The canonical encoding, glob bases and the file rules, checked directly.
+//! The canonical encoding, glob bases, the file rules, and listings, globs and trees,
+//! checked directly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, FileTimes};
@@ -7,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use trove_fingerprint::{
-    FileCheck, FileState, check_file, encode, fingerprint_file, glob_base, key_of, read_file,
+    FileCheck, FileState, GlobMode, Listing, ListingState, check_file, encode, fingerprint_file,
+    glob_base, glob_with, key_of, list_dir, read_file, tree,
 };
 
 // ---------------------------------------------------------------- canonical encoding
@@ -288,4 +290,281 @@ fn a_fifo_is_recorded_as_a_special_file_without_waiting_for_a_writer() {
     assert_eq!(state.describe(), "a special file");
     let (state, _) = trove_fingerprint::fingerprint_file(&fifo).unwrap();
     assert_eq!(state.describe(), "a special file");
+}
+
+// ---------------------------------------------------------------- listings, globs, trees
+
+/// A scratch directory tree for the listing tests.
+struct Tree(tempfile::TempDir);
+
+impl Tree {
+    fn new() -> Tree {
+        Tree(tempfile::tempdir().unwrap())
+    }
+
+    fn root(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.root().join(rel)
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn mkdir(&self, rel: &str) {
+        std::fs::create_dir_all(self.path(rel)).unwrap();
+    }
+
+    fn chmod(&self, rel: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn symlink(&self, target: &str, rel: &str) {
+        std::os::unix::fs::symlink(target, self.path(rel)).unwrap();
+    }
+
+    fn glob(&self, pattern: &str, mode: GlobMode) -> Listing {
+        glob_with(self.root(), pattern, &[], mode).unwrap()
+    }
+
+    fn tree(&self, rel: &str) -> Listing {
+        tree(&self.path(rel), &[]).unwrap()
+    }
+}
+
+#[test]
+fn a_literal_glob_matches_the_files_gitignore_and_friends_hide_from_discovery() {
+    let t = Tree::new();
+    t.write(".gitignore", "*.bin\n");
+    t.write("data/.ignore", "secret.bin\n");
+    t.write(".git/info/exclude", "excluded.bin\n");
+    for f in ["a.bin", "secret.bin", "excluded.bin", ".hidden.bin"] {
+        t.write(&format!("data/{f}"), f);
+    }
+    t.write("data/b.txt", "not matched");
+
+    let literal = t.glob("data/*.bin", GlobMode::Literal);
+    assert_eq!(
+        literal.files,
+        [
+            "data/.hidden.bin",
+            "data/a.bin",
+            "data/excluded.bin",
+            "data/secret.bin"
+        ]
+    );
+    // Discovery still honours the ignore files; hidden files it keeps.
+    assert_eq!(
+        t.glob("data/*.bin", GlobMode::Discovery).files,
+        Vec::<String>::new()
+    );
+    t.write(".gitignore", "");
+    assert_eq!(
+        t.glob("data/*.bin", GlobMode::Discovery).files,
+        ["data/.hidden.bin", "data/a.bin"]
+    );
+    // `glob` is the discovery glob, as a pair.
+    let (files, state) = trove_fingerprint::glob(t.root(), "data/*.bin", &[]).unwrap();
+    let discovery = t.glob("data/*.bin", GlobMode::Discovery);
+    assert_eq!((files, state), (discovery.files, discovery.state));
+}
+
+#[test]
+fn an_ignored_file_appearing_under_a_literal_glob_changes_its_state() {
+    let t = Tree::new();
+    t.write(".gitignore", "*.bin\n");
+    t.write("data/a.bin", "a");
+    let before = t.glob("data/*.bin", GlobMode::Literal);
+    let discovered = t.glob("data/*.bin", GlobMode::Discovery);
+    t.write("data/b.bin", "b");
+    let after = t.glob("data/*.bin", GlobMode::Literal);
+    assert_ne!(before.state, after.state);
+    assert_eq!(after.files, ["data/a.bin", "data/b.bin"]);
+    // The discovery glob does not see it, by design.
+    assert_eq!(t.glob("data/*.bin", GlobMode::Discovery), discovered);
+}
+
+#[test]
+fn a_literal_glob_never_enters_excluded_directories_nor_git_unless_the_pattern_starts_there() {
+    let t = Tree::new();
+    t.write("a.txt", "a");
+    t.write(".trove/v1/blobs/x.txt", "stored");
+    t.write(".git/info/exclude", "");
+    t.write(".git/notes.txt", "git's own");
+    t.write("vendor/lib/.git/HEAD", "ref");
+    let store = vec![t.path(".trove")];
+    let everything = glob_with(t.root(), "**/*", &store, GlobMode::Literal).unwrap();
+    assert_eq!(everything.files, ["a.txt"]);
+    // Named explicitly, `.git` is walked like any directory.
+    let git = glob_with(t.root(), ".git/*.txt", &store, GlobMode::Literal).unwrap();
+    assert_eq!(git.files, [".git/notes.txt"]);
+    let nested = glob_with(t.root(), "vendor/lib/.git/*", &store, GlobMode::Literal).unwrap();
+    assert_eq!(nested.files, ["vendor/lib/.git/HEAD"]);
+}
+
+#[test]
+fn chmod_on_a_matched_file_changes_a_globs_state_and_a_listings() {
+    let t = Tree::new();
+    t.write("bin/tool", "#!/bin/sh\n");
+    t.chmod("bin/tool", 0o644);
+    let glob_before = t.glob("bin/*", GlobMode::Literal);
+    let (names, list_before) = list_dir(&t.path("bin")).unwrap();
+    assert_eq!(names, ["tool"]);
+
+    t.chmod("bin/tool", 0o755);
+    assert_ne!(t.glob("bin/*", GlobMode::Literal).state, glob_before.state);
+    assert_ne!(
+        t.glob("bin/*", GlobMode::Discovery).state,
+        glob_before.state
+    );
+    assert_ne!(list_dir(&t.path("bin")).unwrap().1, list_before);
+
+    t.chmod("bin/tool", 0o644);
+    assert_eq!(t.glob("bin/*", GlobMode::Literal), glob_before);
+    assert_eq!(list_dir(&t.path("bin")).unwrap().1, list_before);
+}
+
+#[test]
+fn a_new_empty_directory_the_pattern_matches_changes_the_globs_state_one_it_does_not_match_does_not()
+ {
+    let t = Tree::new();
+    t.write("data/a.csv", "a");
+    let all = t.glob("data/**", GlobMode::Literal);
+    let csvs = t.glob("data/**/*.csv", GlobMode::Literal);
+
+    t.mkdir("data/sub/new");
+    let all_now = t.glob("data/**", GlobMode::Literal);
+    assert_ne!(all_now.state, all.state);
+    assert_eq!(all_now.files, ["data/a.csv"], "directories are not files");
+    assert_eq!(t.glob("data/**/*.csv", GlobMode::Literal), csvs);
+
+    // A directory whose name the pattern matches is listed even under `*.csv`.
+    t.mkdir("data/odd.csv");
+    let csvs_now = t.glob("data/**/*.csv", GlobMode::Literal);
+    assert_ne!(csvs_now.state, csvs.state);
+    assert_eq!(csvs_now.files, ["data/a.csv"]);
+}
+
+#[test]
+fn the_files_of_a_glob_are_regular_files_and_symlinks_to_them_and_kinds_are_in_its_state() {
+    let t = Tree::new();
+    t.write("d/file", "f");
+    t.write("target/inner", "i");
+    t.symlink("file", "d/to-file");
+    t.symlink("../target", "d/to-dir");
+    t.symlink("nowhere", "d/dangling");
+    let _socket = std::os::unix::net::UnixListener::bind(t.path("d/socket")).unwrap();
+    let before = t.glob("d/*", GlobMode::Literal);
+    assert_eq!(before.files, ["d/file", "d/to-file"]);
+    assert!(
+        before.state.describe().starts_with("5 entries"),
+        "{}",
+        before.state.describe()
+    );
+
+    // A symlink pointed from a file to a directory is another entry, same name or not.
+    std::fs::remove_file(t.path("d/to-file")).unwrap();
+    t.symlink("../target", "d/to-file");
+    let retargeted = t.glob("d/*", GlobMode::Literal);
+    assert_ne!(retargeted.state, before.state);
+    assert_eq!(retargeted.files, ["d/file"]);
+
+    // A dangling symlink whose target appears becomes a file.
+    t.write("d/nowhere", "now");
+    let created = t.glob("d/*", GlobMode::Literal);
+    assert_ne!(created.state, retargeted.state);
+    assert!(created.files.contains(&"d/dangling".to_owned()));
+
+    // A file replaced by a directory of the same name.
+    std::fs::remove_file(t.path("d/file")).unwrap();
+    t.mkdir("d/file");
+    assert_ne!(t.glob("d/*", GlobMode::Literal).state, created.state);
+}
+
+#[test]
+fn a_listings_state_is_not_the_version_1_hash_of_its_names() {
+    let t = Tree::new();
+    t.write("d/a", "a");
+    let (names, state) = list_dir(&t.path("d")).unwrap();
+    let mut v1 = blake3::Hasher::new_derive_key("trove listing v1");
+    for n in &names {
+        v1.update(&(n.len() as u64).to_le_bytes());
+        v1.update(n.as_bytes());
+    }
+    let old = ListingState::Names {
+        hash: trove_fingerprint::Digest(*v1.finalize().as_bytes()),
+        count: 1,
+    };
+    assert_ne!(
+        state, old,
+        "a state stored by version 1 must read as changed"
+    );
+}
+
+#[test]
+fn a_directorys_tree_covers_every_name_kind_mode_and_through_its_files_every_content() {
+    let t = Tree::new();
+    t.write("lib/a.py", "a = 1\n");
+    t.write("lib/pkg/b.py", "b = 2\n");
+    t.write("lib/.hidden", "h");
+    t.write("lib/.git/HEAD", "nested repository");
+    t.write(".gitignore", "*.py\n");
+    let before = t.tree("lib");
+    assert_eq!(before.files, [".hidden", "a.py", "pkg/b.py"]);
+    assert_eq!(t.tree("lib"), before, "nothing changed, nothing differs");
+
+    let changes: [(&str, &dyn Fn()); 6] = [
+        ("a file added deep inside", &|| {
+            t.write("lib/pkg/deep/c.py", "c")
+        }),
+        ("an empty directory created", &|| t.mkdir("lib/pkg/empty")),
+        ("chmod +x on a file", &|| t.chmod("lib/a.py", 0o755)),
+        ("chmod on the directory itself", &|| t.chmod("lib", 0o700)),
+        ("a file renamed", &|| {
+            std::fs::rename(t.path("lib/pkg/b.py"), t.path("lib/pkg/b2.py")).unwrap()
+        }),
+        ("a directory renamed", &|| {
+            std::fs::rename(t.path("lib/pkg"), t.path("lib/pkg2")).unwrap()
+        }),
+    ];
+    let mut last = before.clone();
+    for (what, change) in changes {
+        change();
+        let now = t.tree("lib");
+        assert_ne!(now.state, last.state, "{what}");
+        last = now;
+    }
+
+    // An edit keeps names, kinds and modes: the state stays, and the caller's fingerprint
+    // of the returned file catches it.
+    let t = Tree::new();
+    t.write("lib/a.py", "a = 1\n");
+    let before = t.tree("lib");
+    let recorded = old_fingerprint(&t.path("lib").join(&before.files[0]));
+    t.write("lib/a.py", "a = 2\n");
+    assert_eq!(t.tree("lib"), before);
+    assert!(matches!(
+        check_file(&recorded, &t.path("lib/a.py")).unwrap(),
+        FileCheck::Changed(_)
+    ));
+}
+
+#[test]
+fn a_tree_skips_the_excluded_store_and_an_absent_directory_is_absent() {
+    let t = Tree::new();
+    t.write("a.txt", "a");
+    t.write(".trove/v1/index", "store");
+    let listed = tree(t.root(), &[t.path(".trove")]).unwrap();
+    assert_eq!(listed.files, ["a.txt"]);
+    t.write(".trove/v1/more", "more");
+    assert_eq!(tree(t.root(), &[t.path(".trove")]).unwrap(), listed);
+
+    assert_eq!(t.tree("missing").state, ListingState::Absent);
+    assert_eq!(t.tree("a.txt").state, ListingState::Absent);
 }

@@ -10,13 +10,56 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The clock the kernel stamps file times with (Linux: the coarse real-time clock, up to
-/// one scheduler tick behind the precise one), in nanoseconds since the Unix epoch.
+/// The moment a build started, on the clocks file times are stamped with.
 ///
-/// A file written at or after the moment this returns gets an mtime (and ctime) at least
-/// this large; one written in the same tick *before* it may too, so comparing a file's
-/// times with it errs on the side of "changed" — never the other way.
-pub(crate) fn file_clock_ns() -> i64 {
+/// Linux stamps files from the coarse real-time clock, except that since 6.13 a file
+/// whose times were looked at since its last change gets a fine-grained stamp, and later
+/// coarse stamps never fall behind the finest one handed out ("multigrain" timestamps).
+/// So the start is read twice: from the coarse clock, and as the mtime of a file created
+/// now in `dir` (the store), which is what a file written now on that file system would
+/// get. A file on that file system stamped at or after `stamped` may have been written
+/// after the build started; on another file system, one stamped at or after the earlier
+/// of the two.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BuildStart {
+    coarse_ns: i64,
+    stamped: Option<(u64, i64)>,
+}
+
+impl BuildStart {
+    /// Reads the clocks now; `dir` is where the stamp file is made (and removed).
+    pub(crate) fn now(dir: &std::path::Path) -> BuildStart {
+        let coarse_ns = coarse_ns();
+        let probe = dir.join(format!(
+            ".trove-clock-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let stamped = std::fs::File::create(&probe)
+            .and_then(|f| f.metadata())
+            .ok()
+            .map(|m| {
+                let s = trove_fingerprint::Stat::from_metadata(&m);
+                (s.dev, s.mtime_ns.min(s.ctime_ns))
+            });
+        let _ = std::fs::remove_file(&probe);
+        BuildStart { coarse_ns, stamped }
+    }
+
+    /// Whether a file in this state may have been modified at or after the start.
+    pub(crate) fn maybe_after(&self, stat: &trove_fingerprint::Stat) -> bool {
+        let start = match self.stamped {
+            Some((dev, ns)) if dev == stat.dev => ns,
+            Some((_, ns)) => ns.min(self.coarse_ns),
+            None => self.coarse_ns,
+        };
+        stat.mtime_ns >= start || stat.ctime_ns >= start
+    }
+}
+
+/// The coarse real-time clock (Linux), in nanoseconds since the Unix epoch; elsewhere
+/// one tick of the slowest common clock before now.
+fn coarse_ns() -> i64 {
     #[cfg(target_os = "linux")]
     {
         let mut ts = libc::timespec {
@@ -33,6 +76,5 @@ pub(crate) fn file_clock_ns() -> i64 {
                 .saturating_add(ts.tv_nsec as i64);
         }
     }
-    // Elsewhere, one tick of the slowest common clock before now.
     trove_fingerprint::now_ns().saturating_sub(10_000_000)
 }

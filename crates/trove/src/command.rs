@@ -8,9 +8,6 @@ use trove_config::RecipeConfig;
 
 use crate::{BuildError, Cx, Definition, Recipe};
 
-/// Depfiles larger than this are refused (a depfile lists paths, not data).
-const DEPFILE_MAX_BYTES: usize = 64 << 20;
-
 /// A recipe defined by the configuration: runs `command` (argv, no shell) in the
 /// configuration's directory with the extra arguments appended; stdout is the object.
 #[derive(Clone, Debug)]
@@ -168,29 +165,4 @@ impl Recipe for CommandRecipe {
             Err(format!("`{}` exited with {status}", argv.join(" ")))
         }
     }
-}
-
-/// Parses a depfile: one path a line, exactly as written (paths may contain spaces);
-/// blank lines are skipped and a trailing `\r` dropped.
-pub(crate) fn parse_depfile(bytes: &[u8]) -> Result<Vec<String>, String> {
-    if bytes.len() > DEPFILE_MAX_BYTES {
-        return Err(format!(
-            "depfile is {} bytes; the limit is {DEPFILE_MAX_BYTES}",
-            bytes.len()
-        ));
-    }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("depfile is not UTF-8 (byte {})", e.valid_up_to()))?;
-    let mut paths = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.contains('\0') {
-            return Err(format!("depfile line {} contains a NUL byte", n + 1));
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        paths.push(line.to_owned());
-    }
-    Ok(paths)
 }

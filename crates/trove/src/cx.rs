@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use trove_fingerprint::{FileState, read_file};
+use trove_fingerprint::{FileState, GlobMode, read_file};
 
 use crate::engine::Engine;
 use crate::trace::{Input, Role, Trace};
@@ -172,30 +172,54 @@ impl Cx {
     }
 
     /// Matches a glob under the engine's root, honouring `.gitignore`: the set of matches
-    /// and each matched file are tracked. Returns absolute paths, sorted.
+    /// (each entry's name, kind and mode, directories the pattern matches included) and
+    /// each matched file are tracked. Returns the matched files' absolute paths, sorted.
     pub fn glob(&mut self, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
         let root = self.root.clone();
-        self.glob_in(&root, pattern, Role::Data)
+        self.glob_in(&root, pattern, GlobMode::Discovery, Role::Data)
     }
 
+    /// Matches a glob under `root` in `mode` (literal for what the configuration names,
+    /// discovery for what recipe code looks for), tracking the listing and every file.
     pub(crate) fn glob_in(
         &mut self,
         root: &Path,
         pattern: &str,
+        mode: GlobMode,
         role: Role,
     ) -> Result<Vec<PathBuf>, BuildError> {
         let exclude = vec![self.engine.store_root().to_path_buf()];
-        let (names, state) = trove_fingerprint::glob(root, pattern, &exclude)?;
+        let listing = trove_fingerprint::glob_with(root, pattern, &exclude, mode)?;
         self.trace.push(Input::Glob {
             root: root.to_string_lossy().into_owned(),
             pattern: pattern.to_owned(),
-            state,
+            mode,
+            state: listing.state,
         });
-        let mut paths = Vec::with_capacity(names.len());
-        for name in names {
+        let mut paths = Vec::with_capacity(listing.files.len());
+        for name in listing.files {
             let abs = root.join(&name);
             self.track_file_as(role, &abs)?;
             paths.push(abs);
+        }
+        Ok(paths)
+    }
+
+    /// Tracks a directory's whole tree: every name, kind and mode in it, and every file's
+    /// content. What a directory named in the configuration's `inputs` means.
+    pub fn track_tree(&mut self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, BuildError> {
+        let abs = self.resolve(dir);
+        let exclude = vec![self.engine.store_root().to_path_buf()];
+        let listing = trove_fingerprint::tree(&abs, &exclude)?;
+        self.trace.push(Input::Tree {
+            path: abs.to_string_lossy().into_owned(),
+            state: listing.state,
+        });
+        let mut paths = Vec::with_capacity(listing.files.len());
+        for name in listing.files {
+            let file = abs.join(&name);
+            self.track_file_as(Role::Data, &file)?;
+            paths.push(file);
         }
         Ok(paths)
     }
@@ -285,9 +309,10 @@ impl Cx {
         });
     }
 
-    /// Reads a depfile (one path a line, ninja/make style without targets, relative to
-    /// `base`) and tracks every file it names, absent ones included. The depfile itself is
-    /// not an input.
+    /// Reads a depfile — one path a line, or the make form compilers write (`gcc -MD -MF`:
+    /// `target: prerequisite \` with make's escapes) — and tracks every input it names,
+    /// absent ones included; relative paths are relative to `base`. A depfile that cannot
+    /// be parsed is an error naming it and the line. The depfile itself is not an input.
     pub fn track_depfile(&mut self, depfile: &Path, base: &Path) -> Result<usize, BuildError> {
         let text = match std::fs::read(depfile) {
             Ok(t) => t,
@@ -299,9 +324,9 @@ impl Cx {
                 });
             }
         };
-        let paths = crate::command::parse_depfile(&text).map_err(|message| BuildError::Io {
+        let paths = crate::depfile::parse(&text).map_err(|e| BuildError::Io {
             path: depfile.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         for p in &paths {
             let abs = if Path::new(p).is_absolute() {

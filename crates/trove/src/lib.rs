@@ -37,6 +37,7 @@ mod clock;
 mod codec;
 mod command;
 mod cx;
+mod depfile;
 mod engine;
 mod error;
 mod flight;
@@ -63,7 +64,7 @@ pub mod __private {
 pub mod fuzzing {
     /// Parses a depfile exactly as command recipes do: the paths, or why it was refused.
     pub fn parse_depfile(bytes: &[u8]) -> Result<Vec<String>, String> {
-        crate::command::parse_depfile(bytes)
+        crate::depfile::parse(bytes).map_err(|e| e.to_string())
     }
 
     /// Decodes a stored trace as the disk tier does: `Some(number of inputs)` when it is

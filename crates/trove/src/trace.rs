@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use trove_fingerprint::{Digest, FileState, ListingState};
+use trove_fingerprint::{Digest, FileState, GlobMode, ListingState};
 
 /// The trace format this code writes and reads.
 ///
@@ -35,12 +35,17 @@ pub(crate) enum Input {
     },
     /// A directory listing.
     Dir { path: String, state: ListingState },
-    /// A glob under an absolute root.
+    /// A glob under an absolute root: literal as the configuration wrote it, or
+    /// gitignore-aware as recipe code discovers files with `Cx::glob`.
     Glob {
         root: String,
         pattern: String,
+        mode: GlobMode,
         state: ListingState,
     },
+    /// A directory named as an input: its whole tree (names, kinds, modes); its files are
+    /// file inputs of their own.
+    Tree { path: String, state: ListingState },
     /// An environment variable's value (or its absence).
     Env { name: String, value: Option<String> },
     /// Another object: its recipe, its arguments (postcard, to re-derive it), its key and
@@ -99,7 +104,9 @@ impl Trace {
     /// The file paths this trace reads (for the watcher's coverage check).
     pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().filter_map(|i| match i {
-            Input::File { path, .. } | Input::Dir { path, .. } => Some(path.as_str()),
+            Input::File { path, .. } | Input::Dir { path, .. } | Input::Tree { path, .. } => {
+                Some(path.as_str())
+            }
             Input::Glob { root, .. } => Some(root.as_str()),
             _ => None,
         })

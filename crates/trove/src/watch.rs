@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use trove_fingerprint::Digest;
+use trove_fingerprint::{Digest, GlobMode};
 use trove_graph::InputKind;
 use trove_watch::{WatchEvent, WatchOptions, Watcher};
 
@@ -47,7 +47,9 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
                 };
                 inputs.push((kind, path.clone()));
             }
-            Input::Dir { path, .. } => inputs.push((InputKind::Dir, path.clone())),
+            Input::Dir { path, .. } | Input::Tree { path, .. } => {
+                inputs.push((InputKind::Dir, path.clone()))
+            }
             Input::Glob { root, pattern, .. } => inputs.push((
                 InputKind::Glob,
                 trove_graph::glob_input_name(Path::new(root), pattern),
@@ -90,6 +92,13 @@ pub(crate) fn on_remember(engine: &Engine, key: Digest, meta: &Meta, trace: &Tra
 fn covered(engine: &Engine, watcher: &Watcher, trace: &Trace) -> bool {
     trace.paths().all(|p| watcher.covers(Path::new(p)))
         && trace.inputs.iter().all(|i| match i {
+            // The watcher does not see what .gitignore hides, and a literal glob or a
+            // tree covers it: such objects are validated with stat, never on its word.
+            Input::Glob {
+                mode: GlobMode::Literal,
+                ..
+            }
+            | Input::Tree { .. } => false,
             Input::Object { key, .. } => engine
                 .inner
                 .memory

@@ -1,7 +1,7 @@
 //! The engine's rules, each pinned by which builds ran and why.
 
-mod watching;
 mod support;
+mod watching;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -1456,4 +1456,58 @@ fn under_a_watcher_an_object_whose_dependency_now_fails_is_never_served_on_the_w
     for _ in 0..3 {
         assert!(e.get(&outer, &arg("data/n.txt")).is_err());
     }
+}
+
+#[test]
+fn chmod_on_a_globbed_or_listed_file_and_a_new_empty_directory_under_a_glob_rebuild() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: std::path::PathBuf, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let p = Project::new();
+    p.write("tools/run", "#!/bin/sh\n");
+    chmod(p.path("tools/run"), 0o644);
+    let log = Log::new();
+    let globbed = glob_recipe(&log);
+    let listed = Probe::new("ls", &log, |cx, dir| cx.read_dir(dir));
+    let e = p.engine();
+    e.get(&globbed, &arg("tools/**")).unwrap();
+    e.get(&listed, &arg("tools")).unwrap();
+
+    chmod(p.path("tools/run"), 0o755);
+    let s = p
+        .engine()
+        .get_explained(&globbed, &arg("tools/**"))
+        .unwrap();
+    assert!(
+        built(&s.reason).contains("glob tools/** changed"),
+        "{}",
+        s.reason
+    );
+    let s = p.engine().get_explained(&listed, &arg("tools")).unwrap();
+    assert!(
+        built(&s.reason).contains("tools/ listing changed"),
+        "{}",
+        s.reason
+    );
+
+    std::fs::create_dir(p.path("tools/empty")).unwrap();
+    let s = p
+        .engine()
+        .get_explained(&globbed, &arg("tools/**"))
+        .unwrap();
+    assert!(
+        built(&s.reason).contains("glob tools/** changed"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(*s.value, ["tools/run"], "a directory is not a file");
+    assert_eq!(
+        p.engine()
+            .get_explained(&globbed, &arg("tools/**"))
+            .unwrap()
+            .reason,
+        Reason::HitDisk
+    );
+    assert_eq!(log.len(), 5);
 }

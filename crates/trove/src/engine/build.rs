@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, RwLock};
 
-use trove_fingerprint::Digest;
+use trove_fingerprint::{Digest, GlobMode};
 use trove_store::KeyLock;
 
 use crate::clock::now_ms;
@@ -70,7 +70,7 @@ impl Engine {
     ) -> Result<Built<R::Output>, Error> {
         let _guard = BuildingGuard::enter(key, recipe.name())?;
         let created_ms = now_ms();
-        let started_ns = crate::clock::file_clock_ns();
+        let started = crate::clock::BuildStart::now(self.store_root());
         let mut cx = Cx::new(self.clone(), self.inner.root.clone());
         cx.trace.counters = (*self.counters_for(recipe.name())).clone();
         cx.trace.definition = self
@@ -92,7 +92,7 @@ impl Engine {
             .map_err(build_error)?;
         let unstable = match cx.unstable.take() {
             Some(path) => Some(path),
-            None => self.changed_during_build(&cx.trace, &cx.late, started_ns),
+            None => self.changed_during_build(&cx.trace, &cx.late, &started),
         };
         let reason = Reason::Built(why);
         let value = Arc::new(value);
@@ -112,7 +112,8 @@ impl Engine {
         if let Some(path) = unstable {
             tracing::warn!(
                 recipe = recipe.name(),
-                "{} changed while the object was built: returning it without storing it",
+                "{} changed while the object was built (or was saved in the clock tick it \
+                 started in): returning the object without storing it",
                 self.display_path(Path::new(&path))
             );
             return Ok(((object, reason, digest, args_display), None));
@@ -204,11 +205,16 @@ impl Engine {
     ) -> Result<(), crate::BuildError> {
         if let Some(rc) = self.inner.config.recipes.get(recipe) {
             let root = self.inner.root.clone();
+            // What the configuration names is matched literally (.gitignore never hides
+            // a file the user wrote down); a directory covers its whole tree.
             for pattern in &rc.inputs {
+                let path = root.join(pattern);
                 if pattern.contains(['*', '?', '[', '{']) {
-                    cx.glob_in(&root, pattern, Role::Data)?;
+                    cx.glob_in(&root, pattern, GlobMode::Literal, Role::Data)?;
+                } else if path.is_dir() {
+                    cx.track_tree(&path)?;
                 } else {
-                    cx.track_file_as(Role::Data, &root.join(pattern))?;
+                    cx.track_file_as(Role::Data, &path)?;
                 }
             }
             for name in &rc.env {
@@ -219,7 +225,7 @@ impl Engine {
             let root = Path::new(sources.root);
             if root.is_dir() {
                 for pattern in sources.globs {
-                    cx.glob_in(root, pattern, Role::Source)?;
+                    cx.glob_in(root, pattern, GlobMode::Discovery, Role::Source)?;
                 }
             } else if let Some(d) = sources.embedded.and_then(Digest::from_hex) {
                 cx.trace.push(Input::Code { digest: d });
@@ -235,13 +241,13 @@ impl Engine {
     ///   that now exists, means it changed after it was recorded;
     /// - a file fingerprinted only after the work that read it (a depfile's) vouches for
     ///   what the build saw only if it was not modified at or after the build started
-    ///   (`started_ns`, on the clock file times are stamped with);
+    ///   (`started`, on the clocks file times are stamped with);
     /// - listings and globs are listed again.
     pub(crate) fn changed_during_build(
         &self,
         trace: &Trace,
         late: &[String],
-        started_ns: i64,
+        started: &crate::clock::BuildStart,
     ) -> Option<String> {
         use trove_fingerprint::{FileState, Stat};
         for input in &trace.inputs {
@@ -250,9 +256,7 @@ impl Engine {
                     let now = Stat::of(Path::new(path));
                     let changed = match (state, &now) {
                         (FileState::Present { stat, .. }, Ok(Some(now))) => {
-                            now != stat
-                                || (late.contains(path)
-                                    && (now.mtime_ns >= started_ns || now.ctime_ns >= started_ns))
+                            now != stat || (late.contains(path) && started.maybe_after(now))
                         }
                         (FileState::Absent, Ok(None)) => false,
                         (FileState::NotAFile { kind }, Ok(Some(now))) => now.kind != *kind,
@@ -262,7 +266,9 @@ impl Engine {
                         return Some(path.clone());
                     }
                 }
-                Input::Dir { path, .. } | Input::Glob { root: path, .. }
+                Input::Dir { path, .. }
+                | Input::Glob { root: path, .. }
+                | Input::Tree { path, .. }
                     if self.listing_changed(input) =>
                 {
                     return Some(path.clone());

@@ -212,22 +212,22 @@ impl Engine {
                         }),
                     }
                 }
-                Input::Dir { state, .. } | Input::Glob { state, .. } => {
-                    match self.listing_now(input) {
-                        Some((_, Ok(now))) if now == *state => None,
-                        Some((what, Ok(now))) => Some(Why::Changed {
-                            what,
-                            from: state.describe(),
-                            to: now.describe(),
-                        }),
-                        Some((what, Err(e))) => Some(Why::Changed {
-                            what,
-                            from: state.describe(),
-                            to: format!("unreadable: {e}"),
-                        }),
-                        None => None,
-                    }
-                }
+                Input::Dir { state, .. }
+                | Input::Glob { state, .. }
+                | Input::Tree { state, .. } => match self.listing_now(input) {
+                    Some((_, Ok(now))) if now == *state => None,
+                    Some((what, Ok(now))) => Some(Why::Changed {
+                        what,
+                        from: state.describe(),
+                        to: now.describe(),
+                    }),
+                    Some((what, Err(e))) => Some(Why::Changed {
+                        what,
+                        from: state.describe(),
+                        to: format!("unreadable: {e}"),
+                    }),
+                    None => None,
+                },
                 Input::Object {
                     recipe,
                     args_display,
@@ -258,12 +258,25 @@ impl Engine {
                     .map_err(|e| e.to_string());
                 Some((format!("{}/ listing", self.display_path(p)), now))
             }
-            Input::Glob { root, pattern, .. } => {
+            Input::Glob {
+                root,
+                pattern,
+                mode,
+                ..
+            } => {
                 let exclude = vec![self.store_root().to_path_buf()];
-                let now = trove_fingerprint::glob(Path::new(root), pattern, &exclude)
-                    .map(|(_, state)| state)
+                let now = trove_fingerprint::glob_with(Path::new(root), pattern, &exclude, *mode)
+                    .map(|listing| listing.state)
                     .map_err(|e| e.to_string());
                 Some((format!("glob {pattern}"), now))
+            }
+            Input::Tree { path, .. } => {
+                let p = Path::new(path);
+                let exclude = vec![self.store_root().to_path_buf()];
+                let now = trove_fingerprint::tree(p, &exclude)
+                    .map(|listing| listing.state)
+                    .map_err(|e| e.to_string());
+                Some((format!("{}/ tree", self.display_path(p)), now))
             }
             _ => None,
         }
@@ -272,9 +285,10 @@ impl Engine {
     /// Whether a listing or glob input lists differently now.
     pub(crate) fn listing_changed(&self, input: &Input) -> bool {
         match (input, self.listing_now(input)) {
-            (Input::Dir { state, .. } | Input::Glob { state, .. }, Some((_, Ok(now)))) => {
-                now != *state
-            }
+            (
+                Input::Dir { state, .. } | Input::Glob { state, .. } | Input::Tree { state, .. },
+                Some((_, Ok(now))),
+            ) => now != *state,
             (_, Some((_, Err(_)))) => true,
             _ => false,
         }

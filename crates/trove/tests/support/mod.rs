@@ -132,6 +132,26 @@ pub(crate) fn text(name: &'static str, log: &Log) -> Probe<String> {
     Probe::new(name, log, |cx, path| cx.read_to_string(path))
 }
 
+/// The mtimes of the files under `dir`, the store left out.
+fn walk_mtimes(dir: &Path) -> Vec<SystemTime> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == ".trove") {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(walk_mtimes(&path));
+        } else if let Ok(m) = entry.metadata() {
+            out.extend(m.modified().ok());
+        }
+    }
+    out
+}
+
 /// A temporary project directory with its store in `.trove`.
 pub(crate) struct Project {
     pub(crate) dir: tempfile::TempDir,
@@ -160,6 +180,25 @@ impl Project {
         }
         std::fs::write(&path, content).unwrap();
         path
+    }
+
+    /// Waits until the clock files are stamped with has moved past every file written so
+    /// far, so a build starting now cannot mistake them for files saved while it ran
+    /// (which it would not store). Polls a scratch file's mtime, with a deadline.
+    pub(crate) fn settle(&self) {
+        let newest = walk_mtimes(self.root()).into_iter().max();
+        let probe = self.root().join(".settle");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            std::fs::write(&probe, b"").unwrap();
+            let now = mtime(&probe);
+            std::fs::remove_file(&probe).unwrap();
+            if newest.is_none_or(|n| now > n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the file clock never moved");
+            std::thread::yield_now();
+        }
     }
 
     pub(crate) fn remove(&self, rel: &str) {
