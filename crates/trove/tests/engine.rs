@@ -782,6 +782,40 @@ fn switching_back_to_earlier_content_is_served_from_disk_not_rebuilt() {
 }
 
 #[test]
+fn store_variants_in_the_configuration_bounds_the_builds_a_key_keeps() {
+    let p = Project::new();
+    let config = p.write("trove.ron", "(store: (variants: 2))");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    for content in ["A", "B", "C"] {
+        p.write("branch.txt", content);
+        e.get(&r, &arg("branch.txt")).unwrap();
+    }
+    assert_eq!(
+        e.status().unwrap().len(),
+        2,
+        "two variants, not the default 4"
+    );
+    // The oldest, "A", was dropped: switching back to it builds again.
+    p.write("branch.txt", "A");
+    let s = e.get_explained(&r, &arg("branch.txt")).unwrap();
+    assert!(built(&s.reason).starts_with("built: branch.txt changed"));
+    assert_eq!(log.len(), 4);
+    drop(e);
+
+    // Options that say how many override the configuration.
+    let options = trove::Options {
+        max_variants: Some(1),
+        ..trove::Options::default()
+    };
+    let e = Engine::open_with(Config::load(&config).unwrap(), options).unwrap();
+    p.write("branch.txt", "D");
+    e.get(&r, &arg("branch.txt")).unwrap();
+    assert_eq!(e.status().unwrap().len(), 1);
+}
+
+#[test]
 fn an_input_changed_during_the_build_is_returned_but_not_stored() {
     let p = Project::new();
     p.write("moving.txt", "before");
