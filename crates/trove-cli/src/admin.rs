@@ -180,6 +180,7 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
     let report = project.engine.gc(GcOptions {
         dry_run: args.dry_run,
         max_size,
+        stale: args.stale,
     });
     drop(spinner);
     let report = report?;
@@ -201,6 +202,7 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
             "dry_run": report.dry_run,
             "bytes": report.bytes,
             "removals": removals,
+            "kept": report.kept,
         });
         human::emit(&value.to_string())?;
         return Ok(0);
@@ -227,9 +229,11 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
     };
     writeln!(
         out,
-        "total: {} items, {total_verb} {}",
+        "total: {} items, {total_verb} {}; {} variant{} kept",
         report.removals.len(),
-        human::size(report.bytes)
+        human::size(report.bytes),
+        report.kept,
+        if report.kept == 1 { "" } else { "s" }
     )?;
     out.flush()?;
     Ok(0)

@@ -503,41 +503,57 @@ fn verify_exits_1_after_a_blob_is_corrupted_and_0_on_a_clean_store() {
 }
 
 #[test]
-fn gc_lists_a_dead_variant_on_a_dry_run_and_then_removes_it() {
-    let p = Project::new(r#"(recipes: { "cat": (command: ["cat", "x.txt"], inputs: ["x.txt"]) })"#);
+fn gc_keeps_a_variant_whose_input_changed_removes_it_with_stale_and_dead_ones_always() {
+    let config = |version: u32| {
+        format!(
+            r#"(recipes: {{ "cat": (command: ["cat", "x.txt"], inputs: ["x.txt"], version: {version}) }})"#
+        )
+    };
+    let p = Project::new(&config(1));
     p.write("x.txt", "one");
     p.ok(&["run", "cat"]);
     p.write("x.txt", "two!");
     p.ok(&["run", "cat"]);
 
+    // The variant built from "one" comes back if x.txt does: gc keeps it.
     let dry = p.ok(&["gc", "--dry-run"]);
-    assert!(
-        dry.lines()
-            .any(|l| l.starts_with("would remove") && l.contains("cat") && l.contains("dead")),
+    assert!(!dry.contains("would remove"), "{dry}");
+    assert_eq!(
+        dry.lines().last(),
+        Some("total: 0 items, would free 0 B; 2 variants kept"),
         "{dry}"
     );
-    assert!(
-        dry.lines().last().is_some_and(|l| l.starts_with("total:")),
-        "{dry}"
-    );
-    assert_eq!(p.ok(&["gc", "--dry-run"]), dry, "a dry run removes nothing");
 
-    let done = p.ok(&["gc"]);
+    // --stale removes it, naming the input that differs.
+    let stale = p.ok(&["gc", "--stale", "--dry-run"]);
+    let lines: Vec<&str> = stale
+        .lines()
+        .filter(|l| l.starts_with("would remove  variant"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stale}");
     assert!(
-        done.lines()
-            .any(|l| l.starts_with("removed") && l.contains("dead")),
-        "{done}"
+        lines[0].starts_with("would remove  variant cat  (stale: x.txt changed (blake3 "),
+        "{stale}"
     );
+    assert_eq!(
+        p.ok(&["gc", "--stale", "--dry-run"]),
+        stale,
+        "a dry run removes nothing"
+    );
+
+    // A new recipe version makes both old variants dead, and gc removes them.
+    p.write("trove.ron", &config(2));
+    p.ok(&["run", "cat"]);
+    let done = p.ok(&["gc"]);
+    let dead: Vec<&str> = done
+        .lines()
+        .filter(|l| l.starts_with("removed  variant cat  (dead: recipe"))
+        .collect();
+    assert_eq!(dead.len(), 2, "{done}");
     let after = p.ok(&["gc", "--dry-run", "--json"]);
     let after: serde_json::Value = serde_json::from_str(&after).expect("json");
-    assert!(
-        !after["removals"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|r| r["reason"].as_str().is_some_and(|s| s.starts_with("dead"))),
-        "{after}"
-    );
+    assert_eq!(after["removals"], serde_json::json!([]), "{after}");
+    assert_eq!(after["kept"], 1, "{after}");
     assert_eq!(
         p.run_explained(&["cat"]),
         ("two!".to_owned(), "hit disk".to_owned()),

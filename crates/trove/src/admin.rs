@@ -53,7 +53,8 @@ pub struct EntryStatus {
     pub reason: String,
 }
 
-/// What `gc` should do.
+/// What `gc` should do. Without options it removes only what can never be served again
+/// (see [`Engine::gc`]).
 #[derive(Clone, Debug, Default)]
 pub struct GcOptions {
     /// List what would be removed, remove nothing.
@@ -61,16 +62,23 @@ pub struct GcOptions {
     /// Trim the store to this many bytes, least recently used first (default: the
     /// configuration's `store.max_size`).
     pub max_size: Option<u64>,
+    /// Also remove the variants that would not be served now because an input differs
+    /// from today's (what `status` shows as stale), although a branch switch could bring
+    /// them back. Variants that cannot be checked in this process (an unknown trace
+    /// format, a dependency whose recipe is not registered) are kept.
+    pub stale: bool,
 }
 
 /// One thing gc removed (or would remove).
 #[derive(Clone, Debug)]
 pub struct Removal {
-    /// What: a variant (`recipe args`), a blob, a temp file.
+    /// What: a variant (`variant recipe args`), a blob, a temp file.
     pub what: String,
     /// Bytes freed.
     pub bytes: u64,
-    /// Why it can never be used again.
+    /// Why: `dead: ...` (it can never be served again), `stale: ...` (with
+    /// [`GcOptions::stale`]), `over the size limit ...`, `quarantined: ...`, `orphan
+    /// blob: ...`, `temp file left by a dead writer`...
     pub reason: String,
 }
 
@@ -83,6 +91,8 @@ pub struct GcReport {
     pub bytes: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Live variants left in the store (or that would be, on a dry run).
+    pub kept: usize,
 }
 
 impl Engine {
@@ -94,7 +104,7 @@ impl Engine {
             let key = Digest(rec.key);
             let residency = match &rec.quarantined {
                 Some(reason) => Residency::Stale(crate::Why::Quarantined(reason.clone())),
-                None => match self.validate_record(&rec, false)? {
+                None => match self.stale_reason(&rec)? {
                     Some(why) => Residency::Stale(why),
                     None if self.in_memory(&key) => Residency::InMemory,
                     None => Residency::OnDisk,
@@ -136,10 +146,26 @@ impl Engine {
         Ok(graph)
     }
 
-    /// Removes what can never be used again, saying why for each: variants that do not
-    /// validate against the current inputs, counters and recipe versions (including
-    /// expired ones), quarantined entries, orphan blobs, temp files left by killed
-    /// processes; then trims to the size limit, least recently used first.
+    /// Removes what can never be served again, saying why for each, and keeps what can
+    /// come back.
+    ///
+    /// Removed: *dead* variants (built by another recipe version or definition, under a
+    /// version counter older than the current one, expired by `max_age` or a volatile
+    /// input's time to live), quarantined ones, blobs no remaining variant uses, temp
+    /// files of dead writers. A variant whose files, listings, globs or environment
+    /// values merely differ from today's is kept — switching back to a branch serves it
+    /// again — and goes only when the store is over its size limit (`max_size`, else the
+    /// configuration's `store.max_size`; least recently used first) or with
+    /// [`GcOptions::stale`].
+    ///
+    /// ```no_run
+    /// # let engine = trove::Engine::open_in(".".as_ref())?;
+    /// let report = engine.gc(trove::GcOptions { dry_run: true, ..Default::default() })?;
+    /// for removal in &report.removals {
+    ///     println!("would remove {} ({})", removal.what, removal.reason);
+    /// }
+    /// # Ok::<(), trove::Error>(())
+    /// ```
     pub fn gc(&self, options: GcOptions) -> Result<GcReport, Error> {
         let records = self.records()?;
         let mut remove: Vec<(&Record, String)> = Vec::new();
@@ -148,10 +174,20 @@ impl Engine {
             if rec.quarantined.is_some() {
                 continue; // listed by the store's own plan
             }
-            match self.validate_record(rec, true)? {
-                Some(why) => remove.push((rec, format!("dead: {why}"))),
-                None => keep.push(rec),
+            if let Some(why) = self.dead_reason(rec)? {
+                remove.push((rec, format!("dead: {why}")));
+                continue;
             }
+            if options.stale {
+                match self.stale_reason(rec)? {
+                    None | Some(crate::Why::Unverifiable(_)) => {}
+                    Some(why) => {
+                        remove.push((rec, format!("stale: {why}")));
+                        continue;
+                    }
+                }
+            }
+            keep.push(rec);
         }
         let limit = options.max_size.or(self.config().store.max_size);
         if let Some(limit) = limit {
@@ -185,6 +221,7 @@ impl Engine {
         }
         let mut report = GcReport {
             dry_run: options.dry_run,
+            kept: keep.len(),
             ..GcReport::default()
         };
         // Orphans younger than the grace period may belong to a build in another process
