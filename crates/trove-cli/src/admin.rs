@@ -93,13 +93,15 @@ pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// One word for a residency, for scripts.
-fn residency_word(r: &Residency) -> &'static str {
+/// One word for a residency, for scripts (a residency this binary does not know by name
+/// is spelled as it displays).
+fn residency_word(r: &Residency) -> String {
     match r {
-        Residency::Absent => "absent",
-        Residency::OnDisk => "disk",
-        Residency::InMemory => "memory",
-        Residency::Stale(_) => "stale",
+        Residency::Absent => "absent".to_owned(),
+        Residency::OnDisk => "disk".to_owned(),
+        Residency::InMemory => "memory".to_owned(),
+        Residency::Stale(_) => "stale".to_owned(),
+        other => other.to_string(),
     }
 }
 

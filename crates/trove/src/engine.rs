@@ -136,7 +136,7 @@ pub(crate) struct Inner {
 /// #   fn build(&self, cx: &mut Cx, p: &String) -> Result<Vec<u8>, BuildError> { cx.read(p) } }
 /// let engine = Engine::open(trove::Config::load("trove.ron".as_ref())?)?;
 /// let table = engine.get(&Table, &"data/prices.csv".to_owned())?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), trove::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Engine {

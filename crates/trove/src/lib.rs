@@ -79,7 +79,7 @@ pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;
 pub use reason::{Reason, Residency, Why};
 pub use recipe::{BuildError, Recipe, Sources};
-pub use trove_config::Config;
+pub use trove_config::{Config, ConfigError};
 pub use trove_fingerprint::Digest;
 pub use trove_store::VerifyReport;
 pub use watch::WatchGuard;

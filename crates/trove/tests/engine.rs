@@ -1634,3 +1634,35 @@ fn under_a_watcher_an_object_whose_dependency_now_fails_is_never_served_on_the_w
         assert!(e.get(&outer, &arg("data/n.txt")).is_err());
     }
 }
+
+// ---------------------------------------------------------------- the public surface
+
+#[test]
+fn a_configuration_error_converts_into_trove_error_and_keeps_its_place() {
+    fn open(path: &std::path::Path) -> Result<Engine, trove::Error> {
+        Engine::open(Config::load(path)?)
+    }
+    let p = Project::new();
+    let config = p.write("trove.ron", "(\n    store: (variants: 0),\n)");
+    match open(&config) {
+        Err(trove::Error::ConfigFile(e)) => {
+            assert_eq!(
+                (e.file.as_path(), e.line, e.column),
+                (config.as_path(), 2, 23)
+            );
+            assert!(e.message.contains("`variants` must be at least 1"), "{e}");
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("a bad configuration was accepted"),
+    }
+}
+
+#[test]
+fn the_readme_shows_the_embed_example_verbatim() {
+    let readme = include_str!("../../../README.md");
+    let example = include_str!("../examples/embed.rs");
+    assert!(
+        readme.contains(example),
+        "README.md's \"Embedding the engine\" must hold crates/trove/examples/embed.rs verbatim"
+    );
+}
