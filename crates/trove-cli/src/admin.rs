@@ -4,16 +4,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use trove::{GcOptions, Residency};
+use trove::{GcOptions, GcReport, Residency};
 
 use crate::cli::{GcArgs, GraphFormat};
 use crate::failure::Failure;
 use crate::human::{self, Spinner};
 use crate::project::{self, Project};
 
-/// Lists every stored variant.
-pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
-    let entries = project.engine.status()?;
+/// Lists every stored variant (none when there is no store).
+pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure> {
+    let entries = match &project {
+        Some(project) => project.engine.status()?,
+        None => Vec::new(),
+    };
     if json {
         let rows: Vec<serde_json::Value> = entries
             .iter()
@@ -39,10 +42,12 @@ pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
         return Ok(0);
     }
     if entries.is_empty() {
-        eprintln!(
-            "the store at {} is empty",
-            project.config.store.path.display()
-        );
+        if let Some(project) = &project {
+            eprintln!(
+                "the store {} is empty",
+                human::relative(&project.config.store.path, &[project.config.dir.as_path()])
+            );
+        }
         return Ok(0);
     }
     let header = [
@@ -105,9 +110,12 @@ fn residency_word(r: &Residency) -> String {
     }
 }
 
-/// Prints the dependency graph.
-pub(crate) fn graph(project: &Project, format: GraphFormat) -> Result<u8, Failure> {
-    let graph = project.engine.graph()?;
+/// Prints the dependency graph (an empty one when there is no store).
+pub(crate) fn graph(project: Option<Project>, format: GraphFormat) -> Result<u8, Failure> {
+    let graph = match &project {
+        Some(project) => project.engine.graph()?,
+        None => trove_graph::Graph::new(),
+    };
     let text = match format {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Json => graph.to_json().to_string(),
@@ -122,9 +130,12 @@ pub(crate) fn graph(project: &Project, format: GraphFormat) -> Result<u8, Failur
 }
 
 /// Verifies the store; exit code 1 when anything was corrupt.
-pub(crate) fn verify(project: &Project, json: bool) -> Result<u8, Failure> {
+pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure> {
     let spinner = Spinner::start("verifying the store");
-    let report = project.engine.verify();
+    let report = match &project {
+        Some(project) => project.engine.verify(),
+        None => Ok(trove::VerifyReport::default()),
+    };
     drop(spinner);
     let report = report?;
     if json {
@@ -164,8 +175,9 @@ pub(crate) fn verify(project: &Project, json: bool) -> Result<u8, Failure> {
     Ok(if report.is_clean() { 0 } else { 1 })
 }
 
-/// Collects garbage (or lists it, with `--dry-run`).
-pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
+/// Collects garbage (or lists it, with `--dry-run`); with no store there is none.
+pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
+    // The size is checked before the store is looked for: a typo is an error anywhere.
     let max_size = match &args.max_size {
         None => None,
         Some(text) => Some(trove_config::parse_size(text).map_err(|e| {
@@ -173,6 +185,16 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
                 "error: --max-size {text}: {e}\nhint: sizes look like 500MiB, 20GiB or 1000000"
             ))
         })?),
+    };
+    let Some(project) = project::open_existing(config_flag)? else {
+        return print_gc(
+            &GcReport {
+                dry_run: args.dry_run,
+                ..GcReport::default()
+            },
+            &[],
+            args.json,
+        );
     };
     let spinner = Spinner::start(if args.dry_run {
         "looking for garbage"
@@ -185,16 +207,19 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
         stale: args.stale,
     });
     drop(spinner);
-    let report = report?;
     let store = project.config.store.path.as_path();
-    let bases: [&Path; 2] = [store, project.config.dir.as_path()];
-    if args.json {
+    print_gc(&report?, &[store, project.config.dir.as_path()], args.json)
+}
+
+/// Prints what gc removed, paths relative to the first of `bases` they are under.
+fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failure> {
+    if json {
         let removals: Vec<serde_json::Value> = report
             .removals
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "what": human::relative(Path::new(&r.what), &bases),
+                    "what": human::relative(Path::new(&r.what), bases),
                     "reason": r.reason,
                     "bytes": r.bytes,
                 })
@@ -219,7 +244,7 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
         writeln!(
             out,
             "{verb}  {}  ({})  {}",
-            human::relative(Path::new(&r.what), &bases),
+            human::relative(Path::new(&r.what), bases),
             r.reason,
             human::size(r.bytes)
         )?;

@@ -676,6 +676,114 @@ fn watch_rebuild_rebuilds_the_stale_object() {
     );
 }
 
+/// `trove ARGS..` in `dir`, with no configuration given.
+fn trove_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trove"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TROVE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trove")
+}
+
+/// Everything under `dir`, files and directories.
+fn entries_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path());
+        if entry.path().is_dir() {
+            out.extend(entries_under(&entry.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn outside_a_project_read_only_commands_create_nothing_and_say_where_they_looked() {
+    let top = tempfile::tempdir().expect("tempdir");
+    let dir = top.path().join("not/a/project");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let looked = format!(
+        "hint: looked for trove.ron in {}, {}, {}",
+        dir.display(),
+        dir.parent().unwrap().display(),
+        dir.parent().unwrap().parent().unwrap().display()
+    );
+    // Commands that only show the store: an empty result, a note, exit 0.
+    for (args, stdout) in [
+        (&["status"][..], ""),
+        (&["status", "--json"], "[]\n"),
+        (
+            &["graph", "--format", "json"],
+            "{\"edges\":[],\"nodes\":[]}\n",
+        ),
+        (&["graph"], "digraph trove {\n    rankdir=LR;\n}\n"),
+        (&["verify", "--json"], ""),
+        (
+            &["gc", "--dry-run"],
+            "total: 0 items, would free 0 B; 0 variants kept\n",
+        ),
+    ] {
+        let out = trove_in(&dir, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        if !stdout.is_empty() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), stdout, "{args:?}");
+        }
+        assert!(
+            err.starts_with("note: no trove.ron here"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(&looked), "{args:?}: {err}");
+        assert!(err.contains("--config"), "{args:?}: {err}");
+    }
+    // Commands that need recipes: a usage error, exit 2.
+    for args in [&["why", "prices"][..], &["run", "prices"]] {
+        let out = trove_in(&dir, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: `trove {}` needs a configuration", args[0])),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(&looked), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(
+        entries_under(top.path()),
+        [
+            top.path().join("not"),
+            top.path().join("not/a"),
+            dir.clone()
+        ]
+    );
+}
+
+#[test]
+fn status_in_a_project_with_no_store_yet_creates_none() {
+    let p = Project::new(COUNTING);
+    let out = p.trove(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"[]\n");
+    assert!(
+        stderr(&out)
+            .starts_with("note: nothing has been stored yet: the store .trove does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.path(".trove").exists());
+
+    // A store made by the embedded default (no trove.ron) is shown where it is.
+    p.ok(&["run", "v"]);
+    std::fs::remove_file(p.path("trove.ron")).expect("rm");
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json"])).expect("json");
+    assert_eq!(status[0]["recipe"], "v", "{status}");
+}
+
 #[test]
 fn help_explains_each_command_with_an_example() {
     let p = Project::new(COUNTING);
