@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Examples:\n  \
         trove run prices              print the `prices` object, building it if needed\n  \
         trove why prices              say whether `run` would build, and why\n  \
+        trove recipes                 list the recipes of trove.ron\n  \
         trove watch                   report objects that go stale as files change\n  \
         trove status                  list what the store holds\n  \
         trove gc --dry-run            list what garbage collection would remove\n\n\
@@ -68,6 +69,12 @@ pub(crate) enum Command {
             trove why prices --json    the same as one JSON object"
     )]
     Why(WhyArgs),
+
+    /// List the configuration's recipes: command, declared inputs, env, needs, version.
+    #[command(after_help = "Examples:\n  \
+        trove recipes            one block per recipe\n  \
+        trove recipes --json     one JSON array, one object per recipe")]
+    Recipes(JsonFlag),
 
     /// List the stored objects: recipe, arguments, residency, size, age, hits, reason.
     #[command(after_help = "Examples:\n  \

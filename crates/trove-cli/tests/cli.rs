@@ -676,6 +676,58 @@ fn watch_rebuild_rebuilds_the_stale_object() {
     );
 }
 
+#[test]
+fn recipes_lists_each_recipe_with_its_command_and_declared_inputs() {
+    let p = Project::new(
+        r#"(recipes: {
+            "calendar": (command: ["python3", "tools/calendar.py"], inputs: ["tools/calendar.py"]),
+            "prices": (
+                command: ["sh", "-c", "cat data/*.csv"],
+                inputs: ["data/*.csv"],
+                env: ["MARKET"],
+                needs: ["calendar"],
+                versions: { "alice": 2 },
+                max_age: "1d",
+                version: 3,
+            ),
+            "table": (),
+        })"#,
+    );
+    assert_eq!(
+        p.ok(&["recipes"]),
+        "calendar (version 1)\n\
+         \x20 command:  python3 tools/calendar.py\n\
+         \x20 inputs:   tools/calendar.py\n\
+         prices (version 3)\n\
+         \x20 command:  sh -c 'cat data/*.csv'\n\
+         \x20 inputs:   data/*.csv\n\
+         \x20 env:      MARKET\n\
+         \x20 needs:    calendar\n\
+         \x20 versions: alice=2\n\
+         \x20 max_age:  1d\n\
+         table (version 1)\n\
+         \x20 command:  (none: built by library code)\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["recipes", "--json"])).expect("json");
+    assert_eq!(
+        json[1],
+        serde_json::json!({
+            "name": "prices",
+            "command": ["sh", "-c", "cat data/*.csv"],
+            "inputs": ["data/*.csv"],
+            "env": ["MARKET"],
+            "needs": ["calendar"],
+            "version": 3,
+            "versions": {"alice": 2},
+            "max_age": "1d",
+            "check": null,
+        })
+    );
+    assert_eq!(json[2]["command"], serde_json::Value::Null);
+    assert!(!p.path(".trove").exists(), "listing recipes stores nothing");
+}
+
 /// `trove ARGS..` in `dir`, with no configuration given.
 fn trove_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trove"))
@@ -741,7 +793,7 @@ fn outside_a_project_read_only_commands_create_nothing_and_say_where_they_looked
         assert!(err.contains("--config"), "{args:?}: {err}");
     }
     // Commands that need recipes: a usage error, exit 2.
-    for args in [&["why", "prices"][..], &["run", "prices"]] {
+    for args in [&["why", "prices"][..], &["recipes"], &["run", "prices"]] {
         let out = trove_in(&dir, args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
@@ -787,7 +839,9 @@ fn status_in_a_project_with_no_store_yet_creates_none() {
 #[test]
 fn help_explains_each_command_with_an_example() {
     let p = Project::new(COUNTING);
-    for command in ["run", "why", "status", "watch", "graph", "verify", "gc"] {
+    for command in [
+        "run", "why", "recipes", "status", "watch", "graph", "verify", "gc",
+    ] {
         let help = p.ok(&[command, "--help"]);
         assert!(help.contains("Examples:"), "{command}: {help}");
     }
