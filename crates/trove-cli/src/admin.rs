@@ -45,7 +45,7 @@ pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure
         if let Some(project) = &project {
             eprintln!(
                 "the store {} is empty",
-                human::relative(&project.config.store.path, &[project.config.dir.as_path()])
+                human::in_project(&project.config.store.path, &project.config.dir)
             );
         }
         return Ok(0);
@@ -266,7 +266,8 @@ fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failur
     Ok(0)
 }
 
-/// Parses and validates the configuration.
+/// Parses and validates the configuration; prints what it resolved, paths relative to the
+/// project (absolute only outside it).
 pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
     let config = project::load_config(flag)?;
     for (name, rc) in &config.recipes {
@@ -280,10 +281,18 @@ pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
         }
     }
     let n = config.recipes.len();
-    human::emit(&format!(
+    let relative = |path: &Path| human::in_project(path, &config.dir);
+    let mut lines = vec![format!(
         "ok: {} ({n} recipe{})",
         project::config_label(&config),
         if n == 1 { "" } else { "s" }
-    ))?;
+    )];
+    if let Some(local) = &config.local_file {
+        lines.push(format!("local: {}", relative(local)));
+    }
+    lines.push(format!("store: {}", relative(&config.store.path)));
+    let roots: Vec<String> = config.watch.roots.iter().map(|r| relative(r)).collect();
+    lines.push(format!("watch: {}", roots.join(", ")));
+    human::emit(&lines.join("\n"))?;
     Ok(0)
 }

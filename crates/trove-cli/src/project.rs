@@ -21,6 +21,8 @@ pub(crate) struct Search {
     cwd: PathBuf,
     /// The configuration file given (`--config`, `TROVE_CONFIG`) or found upward.
     file: Option<PathBuf>,
+    /// Whether `file` was found upward rather than given.
+    discovered: bool,
 }
 
 impl Search {
@@ -28,16 +30,30 @@ impl Search {
     /// working directory or its nearest parent.
     pub(crate) fn run(flag: Option<&Path>) -> Result<Search, Failure> {
         let cwd = working_dir()?;
-        let file = match flag {
-            Some(path) => Some(path.to_owned()),
-            None => Config::discover(&cwd)?,
+        let (file, discovered) = match flag {
+            Some(path) => (Some(path.to_owned()), false),
+            None => (Config::discover(&cwd)?, true),
         };
-        Ok(Search { cwd, file })
+        Ok(Search {
+            cwd,
+            file,
+            discovered,
+        })
     }
 
     /// The configuration found, or the embedded default in the working directory.
     pub(crate) fn load(&self) -> Result<Config, Failure> {
         match &self.file {
+            // A file found by looking upward is named in errors relative to its project
+            // (`trove.ron:3:7`); one given with --config as it was given.
+            Some(path) if self.discovered => Config::load(path).map_err(|mut e| {
+                if let Some(dir) = path.parent()
+                    && let Ok(rel) = e.file.strip_prefix(dir)
+                {
+                    e.file = rel.to_owned();
+                }
+                Failure::from(e)
+            }),
             Some(path) => Ok(Config::load(path)?),
             None => {
                 tracing::info!(
@@ -120,7 +136,7 @@ pub(crate) fn open_existing(flag: Option<&Path>) -> Result<Option<Project>, Fail
     } else {
         eprintln!(
             "note: nothing has been stored yet: the store {} does not exist ({})",
-            crate::human::relative(&config.store.path, &[config.dir.as_path()]),
+            crate::human::in_project(&config.store.path, &config.dir),
             config_label(&config)
         );
     }
@@ -132,10 +148,10 @@ fn working_dir() -> Result<PathBuf, Failure> {
         .map_err(|e| Failure::other(format!("error: cannot read the working directory: {e}")))
 }
 
-/// How to name the configuration in messages.
+/// How to name the configuration in messages: its file relative to the project.
 pub(crate) fn config_label(config: &Config) -> String {
     match &config.file {
-        Some(file) => file.display().to_string(),
+        Some(file) => crate::human::in_project(file, &config.dir),
         None => format!(
             "the default configuration (no trove.ron in {} or its parents)",
             config.dir.display()

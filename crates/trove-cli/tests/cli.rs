@@ -462,6 +462,85 @@ fn status_and_graph_describe_what_the_store_holds() {
     assert!(p.ok(&["graph"]).starts_with("digraph"));
 }
 
+#[test]
+fn graph_and_config_check_name_paths_relative_to_the_project() {
+    let p = Project::new(
+        r#"(
+            watch: (roots: ["data"]),
+            recipes: {
+                "cat": (
+                    command: ["sh", "-c", "echo x.txt > \"$TROVE_DEPFILE\"; cat x.txt data/*.csv"],
+                    inputs: ["data/*.csv"],
+                ),
+            },
+        )"#,
+    );
+    p.write("x.txt", "x");
+    p.write("data/a.csv", "1");
+    p.ok(&["run", "cat"]);
+    let machine_paths = [
+        p.dir.path().display().to_string(),
+        p.dir
+            .path()
+            .canonicalize()
+            .expect("canonical")
+            .display()
+            .to_string(),
+    ];
+
+    let json = p.ok(&["graph", "--format", "json"]);
+    let dot = p.ok(&["graph"]);
+    for text in [&json, &dot] {
+        for root in &machine_paths {
+            assert!(!text.contains(root.as_str()), "{root} in\n{text}");
+        }
+    }
+    let graph: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let inputs: Vec<&serde_json::Value> = graph["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["type"] == "input")
+        .collect();
+    let named = |name: &str| inputs.iter().find(|n| n["name"] == name).copied();
+    assert!(named("x.txt").is_some(), "{json}");
+    let glob = named("data/*.csv").unwrap_or_else(|| panic!("no glob in {json}"));
+    assert_eq!(
+        (&glob["root"], &glob["pattern"]),
+        (&serde_json::json!(""), &serde_json::json!("data/*.csv"))
+    );
+    assert!(dot.contains("label=\"file: x.txt\""), "{dot}");
+    assert!(dot.contains("label=\"glob: data/*.csv\""), "{dot}");
+
+    let expected = "ok: trove.ron (1 recipe)\nstore: .trove\nwatch: data\n";
+    assert_eq!(p.ok(&["config", "check"]), expected);
+    let out = p
+        .command(&["config", "check"])
+        .current_dir(p.path("data"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        expected,
+        "{}",
+        stderr(&out)
+    );
+
+    // A configuration error in a file found upward names it relative to its project.
+    p.write("trove.ron", "(store: (variants: 0))");
+    let out = p
+        .command(&["config", "check"])
+        .current_dir(p.path("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: trove.ron:1:20: `variants` must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

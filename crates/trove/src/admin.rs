@@ -10,7 +10,7 @@ use crate::Error;
 use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::reason::Residency;
-use crate::trace::Trace;
+use crate::trace::{Input, Trace};
 
 /// How old an orphan blob must be before gc removes it: a build in another process
 /// publishes its blob before it inserts the record that points at it.
@@ -130,15 +130,19 @@ impl Engine {
         Ok(self.store()?.verify()?)
     }
 
-    /// The dependency graph of every stored live object and its inputs.
+    /// The dependency graph of every stored live object and its inputs, for people: a
+    /// path under the project directory is named relative to it (`data/prices.csv`, a glob
+    /// over the project as `data/*.csv`); paths outside the project stay absolute.
     pub fn graph(&self) -> Result<trove_graph::Graph, Error> {
         let mut graph = trove_graph::Graph::new();
         let mut records = self.records()?;
         records.retain(|r| r.quarantined.is_none());
         // Oldest first, so the newest variant of a key decides its edges.
         records.sort_by_key(|r| (r.created_ms, r.id));
+        let project = ProjectPaths::new(self.root());
         for rec in &records {
-            if let Some(trace) = Trace::decode(&rec.trace) {
+            if let Some(mut trace) = Trace::decode(&rec.trace) {
+                project.relativize(&mut trace);
                 let (inputs, objects) = crate::watch::graph_inputs(&trace);
                 graph.set_object_inputs(rec.key, &rec.recipe, &rec.args, &inputs, &objects);
             }
@@ -288,6 +292,53 @@ impl Engine {
         // The store deletes a blob only if no row references it at that moment.
         self.store()?.gc_apply(&orphaned)?;
         Ok(report)
+    }
+}
+
+/// The project directory, as configured and as the file system spells it (traced paths
+/// may come resolved through symbolic links).
+struct ProjectPaths {
+    roots: Vec<std::path::PathBuf>,
+}
+
+impl ProjectPaths {
+    fn new(root: &std::path::Path) -> ProjectPaths {
+        let mut roots = vec![root.to_path_buf()];
+        if let Ok(real) = std::fs::canonicalize(root)
+            && real != root
+        {
+            roots.push(real);
+        }
+        ProjectPaths { roots }
+    }
+
+    /// `path` relative to the project (empty for the project itself), or as it is.
+    fn relative(&self, path: &str) -> Option<String> {
+        let p = std::path::Path::new(path);
+        self.roots
+            .iter()
+            .find_map(|root| p.strip_prefix(root).ok())
+            .map(|rel| rel.to_string_lossy().into_owned())
+    }
+
+    /// Rewrites the trace's paths under the project relative to it, for display.
+    fn relativize(&self, trace: &mut Trace) {
+        for input in &mut trace.inputs {
+            match input {
+                Input::File { path, .. } | Input::Dir { path, .. } => {
+                    if let Some(rel) = self.relative(path) {
+                        *path = if rel.is_empty() { ".".to_owned() } else { rel };
+                    }
+                }
+                // A glob over the project itself is shown as its bare pattern.
+                Input::Glob { root, .. } => {
+                    if let Some(rel) = self.relative(root) {
+                        *root = rel;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 
