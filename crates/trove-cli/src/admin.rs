@@ -113,7 +113,7 @@ fn residency_word(r: &Residency) -> String {
 /// Prints the dependency graph (an empty one when there is no store).
 pub(crate) fn graph(project: Option<Project>, format: GraphFormat) -> Result<u8, Failure> {
     let graph = match &project {
-        Some(project) => project.engine.graph()?,
+        Some(project) => project.engine.graph_for_display()?,
         None => trove_graph::Graph::new(),
     };
     let text = match format {

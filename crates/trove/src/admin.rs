@@ -130,19 +130,30 @@ impl Engine {
         Ok(self.store()?.verify()?)
     }
 
-    /// The dependency graph of every stored live object and its inputs, for people: a
-    /// path under the project directory is named relative to it (`data/prices.csv`, a glob
-    /// over the project as `data/*.csv`); paths outside the project stay absolute.
+    /// The dependency graph of every stored live object and its inputs, with absolute
+    /// paths: the names a watcher's events are looked up by (`Graph::stale_after_paths`).
     pub fn graph(&self) -> Result<trove_graph::Graph, Error> {
+        self.graph_named(None)
+    }
+
+    /// [`Engine::graph`] for people (`trove graph`): a path under the project directory is
+    /// named relative to it (`data/prices.csv`, a glob over the project as `data/*.csv`);
+    /// paths outside the project stay absolute.
+    pub fn graph_for_display(&self) -> Result<trove_graph::Graph, Error> {
+        self.graph_named(Some(&ProjectPaths::new(self.root())))
+    }
+
+    fn graph_named(&self, project: Option<&ProjectPaths>) -> Result<trove_graph::Graph, Error> {
         let mut graph = trove_graph::Graph::new();
         let mut records = self.records()?;
         records.retain(|r| r.quarantined.is_none());
         // Oldest first, so the newest variant of a key decides its edges.
         records.sort_by_key(|r| (r.created_ms, r.id));
-        let project = ProjectPaths::new(self.root());
         for rec in &records {
             if let Some(mut trace) = Trace::decode(&rec.trace) {
-                project.relativize(&mut trace);
+                if let Some(project) = project {
+                    project.relativize(&mut trace);
+                }
                 let (inputs, objects) = crate::watch::graph_inputs(&trace);
                 graph.set_object_inputs(rec.key, &rec.recipe, &rec.args, &inputs, &objects);
             }
