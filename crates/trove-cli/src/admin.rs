@@ -4,16 +4,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use trove::{GcOptions, Residency};
+use trove::{GcOptions, GcReport, Residency};
 
 use crate::cli::{GcArgs, GraphFormat};
 use crate::failure::Failure;
 use crate::human::{self, Spinner};
 use crate::project::{self, Project};
 
-/// Lists every stored variant.
-pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
-    let entries = project.engine.status()?;
+/// Lists every stored variant (none when there is no store).
+pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure> {
+    let entries = match &project {
+        Some(project) => project.engine.status()?,
+        None => Vec::new(),
+    };
     if json {
         let rows: Vec<serde_json::Value> = entries
             .iter()
@@ -39,10 +42,12 @@ pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
         return Ok(0);
     }
     if entries.is_empty() {
-        eprintln!(
-            "the store at {} is empty",
-            project.config.store.path.display()
-        );
+        if let Some(project) = &project {
+            eprintln!(
+                "the store {} is empty",
+                human::in_project(&project.config.store.path, &project.config.dir)
+            );
+        }
         return Ok(0);
     }
     let header = [
@@ -93,19 +98,24 @@ pub(crate) fn status(project: &Project, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// One word for a residency, for scripts.
-fn residency_word(r: &Residency) -> &'static str {
+/// One word for a residency, for scripts (a residency this binary does not know by name
+/// is spelled as it displays).
+fn residency_word(r: &Residency) -> String {
     match r {
-        Residency::Absent => "absent",
-        Residency::OnDisk => "disk",
-        Residency::InMemory => "memory",
-        Residency::Stale(_) => "stale",
+        Residency::Absent => "absent".to_owned(),
+        Residency::OnDisk => "disk".to_owned(),
+        Residency::InMemory => "memory".to_owned(),
+        Residency::Stale(_) => "stale".to_owned(),
+        other => other.to_string(),
     }
 }
 
-/// Prints the dependency graph.
-pub(crate) fn graph(project: &Project, format: GraphFormat) -> Result<u8, Failure> {
-    let graph = project.engine.graph()?;
+/// Prints the dependency graph (an empty one when there is no store).
+pub(crate) fn graph(project: Option<Project>, format: GraphFormat) -> Result<u8, Failure> {
+    let graph = match &project {
+        Some(project) => project.engine.graph_for_display()?,
+        None => trove::Graph::new(),
+    };
     let text = match format {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Json => graph.to_json().to_string(),
@@ -120,9 +130,12 @@ pub(crate) fn graph(project: &Project, format: GraphFormat) -> Result<u8, Failur
 }
 
 /// Verifies the store; exit code 1 when anything was corrupt.
-pub(crate) fn verify(project: &Project, json: bool) -> Result<u8, Failure> {
+pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure> {
     let spinner = Spinner::start("verifying the store");
-    let report = project.engine.verify();
+    let report = match &project {
+        Some(project) => project.engine.verify(),
+        None => Ok(trove::VerifyReport::default()),
+    };
     drop(spinner);
     let report = report?;
     if json {
@@ -162,8 +175,9 @@ pub(crate) fn verify(project: &Project, json: bool) -> Result<u8, Failure> {
     Ok(if report.is_clean() { 0 } else { 1 })
 }
 
-/// Collects garbage (or lists it, with `--dry-run`).
-pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
+/// Collects garbage (or lists it, with `--dry-run`); with no store there is none.
+pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
+    // The size is checked before the store is looked for: a typo is an error anywhere.
     let max_size = match &args.max_size {
         None => None,
         Some(text) => Some(trove_config::parse_size(text).map_err(|e| {
@@ -171,6 +185,16 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
                 "error: --max-size {text}: {e}\nhint: sizes look like 500MiB, 20GiB or 1000000"
             ))
         })?),
+    };
+    let Some(project) = project::open_existing(config_flag)? else {
+        return print_gc(
+            &GcReport {
+                dry_run: args.dry_run,
+                ..GcReport::default()
+            },
+            &[],
+            args.json,
+        );
     };
     let spinner = Spinner::start(if args.dry_run {
         "looking for garbage"
@@ -180,18 +204,22 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
     let report = project.engine.gc(GcOptions {
         dry_run: args.dry_run,
         max_size,
+        stale: args.stale,
     });
     drop(spinner);
-    let report = report?;
     let store = project.config.store.path.as_path();
-    let bases: [&Path; 2] = [store, project.config.dir.as_path()];
-    if args.json {
+    print_gc(&report?, &[store, project.config.dir.as_path()], args.json)
+}
+
+/// Prints what gc removed, paths relative to the first of `bases` they are under.
+fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failure> {
+    if json {
         let removals: Vec<serde_json::Value> = report
             .removals
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "what": human::relative(Path::new(&r.what), &bases),
+                    "what": human::relative(Path::new(&r.what), bases),
                     "reason": r.reason,
                     "bytes": r.bytes,
                 })
@@ -201,6 +229,7 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
             "dry_run": report.dry_run,
             "bytes": report.bytes,
             "removals": removals,
+            "kept": report.kept,
         });
         human::emit(&value.to_string())?;
         return Ok(0);
@@ -215,7 +244,7 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
         writeln!(
             out,
             "{verb}  {}  ({})  {}",
-            human::relative(Path::new(&r.what), &bases),
+            human::relative(Path::new(&r.what), bases),
             r.reason,
             human::size(r.bytes)
         )?;
@@ -227,15 +256,18 @@ pub(crate) fn gc(project: &Project, args: &GcArgs) -> Result<u8, Failure> {
     };
     writeln!(
         out,
-        "total: {} items, {total_verb} {}",
+        "total: {} items, {total_verb} {}; {} variant{} kept",
         report.removals.len(),
-        human::size(report.bytes)
+        human::size(report.bytes),
+        report.kept,
+        if report.kept == 1 { "" } else { "s" }
     )?;
     out.flush()?;
     Ok(0)
 }
 
-/// Parses and validates the configuration.
+/// Parses and validates the configuration; prints what it resolved, paths relative to the
+/// project (absolute only outside it).
 pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
     let config = project::load_config(flag)?;
     for (name, rc) in &config.recipes {
@@ -249,10 +281,18 @@ pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
         }
     }
     let n = config.recipes.len();
-    human::emit(&format!(
+    let relative = |path: &Path| human::in_project(path, &config.dir);
+    let mut lines = vec![format!(
         "ok: {} ({n} recipe{})",
         project::config_label(&config),
         if n == 1 { "" } else { "s" }
-    ))?;
+    )];
+    if let Some(local) = &config.local_file {
+        lines.push(format!("local: {}", relative(local)));
+    }
+    lines.push(format!("store: {}", relative(&config.store.path)));
+    let roots: Vec<String> = config.watch.roots.iter().map(|r| relative(r)).collect();
+    lines.push(format!("watch: {}", roots.join(", ")));
+    human::emit(&lines.join("\n"))?;
     Ok(0)
 }

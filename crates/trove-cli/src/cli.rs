@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Examples:\n  \
         trove run prices              print the `prices` object, building it if needed\n  \
         trove why prices              say whether `run` would build, and why\n  \
+        trove recipes                 list the recipes of trove.ron\n  \
         trove watch                   report objects that go stale as files change\n  \
         trove status                  list what the store holds\n  \
         trove gc --dry-run            list what garbage collection would remove\n\n\
@@ -69,6 +70,12 @@ pub(crate) enum Command {
     )]
     Why(WhyArgs),
 
+    /// List the configuration's recipes: command, declared inputs, env, needs, version.
+    #[command(after_help = "Examples:\n  \
+        trove recipes            one block per recipe\n  \
+        trove recipes --json     one JSON array, one object per recipe")]
+    Recipes(JsonFlag),
+
     /// List the stored objects: recipe, arguments, residency, size, age, hits, reason.
     #[command(after_help = "Examples:\n  \
         trove status            a table\n  \
@@ -110,16 +117,21 @@ pub(crate) enum Command {
     )]
     Verify(JsonFlag),
 
-    /// Remove what can never be used again, saying why for each.
+    /// Remove what can never be served again, saying why for each.
     #[command(
-        long_about = "Remove what can never be used again, saying why for each: variants \
-            whose inputs can no longer match (dead), expired ones, quarantined entries, \
-            orphan blobs and temporary files left by killed processes; then trim the store \
-            to its size limit, least recently used first.",
+        long_about = "Remove what can never be served again, saying why for each: variants \
+            built by another recipe version or definition, under an older version counter, \
+            or expired (dead); quarantined entries; orphan blobs; temporary files left by \
+            killed processes.\n\n\
+            A variant whose input files merely differ from today's is kept: switching back \
+            to a branch serves it again. It goes only when the store is over its size \
+            limit (--max-size, else store.max_size; least recently used first) or with \
+            --stale.",
         after_help = "Examples:\n  \
-            trove gc --dry-run           list what would be removed\n  \
+            trove gc --dry-run           list what would be removed, and why\n  \
             trove gc                     remove it\n  \
-            trove gc --max-size 2GiB     also trim the store to 2 GiB"
+            trove gc --max-size 2GiB     also trim the store to 2 GiB\n  \
+            trove gc --stale             also remove what `trove status` shows as stale"
     )]
     Gc(GcArgs),
 
@@ -201,6 +213,11 @@ pub(crate) struct GcArgs {
     /// default: the configuration's store.max_size.
     #[arg(long, value_name = "SIZE")]
     pub(crate) max_size: Option<String>,
+    /// Also remove the variants that would not be served now (an input differs from
+    /// today's: what `trove status` shows as stale), although switching back to a branch
+    /// would serve them again.
+    #[arg(long)]
+    pub(crate) stale: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -63,6 +63,9 @@ impl From<std::io::Error> for Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
+        if let Error::ConfigFile(config) = innermost(&e) {
+            return Failure::from(config.clone());
+        }
         if let Some(code) = command_exit_code(&e) {
             // A signal has no exit code; 1 says "failed" without pretending otherwise.
             let code = code.and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0);

@@ -56,6 +56,16 @@ pub(crate) fn relative(path: &Path, bases: &[&Path]) -> String {
         .to_string()
 }
 
+/// `path` relative to the project directory `dir` (`.` for the directory itself), or
+/// as given when it is outside the project.
+pub(crate) fn in_project(path: &Path, dir: &Path) -> String {
+    match path.strip_prefix(dir) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}
+
 /// Writes one line to stdout and flushes it, so a reader sees each line as it happens.
 pub(crate) fn emit(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();

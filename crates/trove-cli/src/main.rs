@@ -10,6 +10,7 @@ mod cli;
 mod failure;
 mod human;
 mod project;
+mod recipes;
 mod run;
 mod watch;
 
@@ -32,17 +33,22 @@ fn main() -> ExitCode {
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to the end (verify
 /// exits 1 when it found corruption without failing itself).
+///
+/// Commands that only look at the store (`status`, `graph`, `verify`, `gc`) never create
+/// one: without a store they report an empty one. `run`, `why` and `recipes` need a
+/// configuration file and say where they looked when there is none (exit 2).
 fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let config_flag = cli.config.as_deref();
     match cli.command {
         Command::Config(ConfigCommand::Check) => admin::config_check(config_flag),
-        Command::Run(args) => run::run(&project::open(config_flag)?, &args),
-        Command::Why(args) => run::why(&project::open(config_flag)?, &args),
-        Command::Status(flag) => admin::status(&project::open(config_flag)?, flag.json),
+        Command::Run(args) => run::run(&project::open_configured(config_flag, "run")?, &args),
+        Command::Why(args) => run::why(&project::open_configured(config_flag, "why")?, &args),
+        Command::Recipes(flag) => recipes::recipes(config_flag, flag.json),
+        Command::Status(flag) => admin::status(project::open_existing(config_flag)?, flag.json),
         Command::Watch(args) => watch::watch(&project::open(config_flag)?, &args),
-        Command::Graph(args) => admin::graph(&project::open(config_flag)?, args.format),
-        Command::Verify(flag) => admin::verify(&project::open(config_flag)?, flag.json),
-        Command::Gc(args) => admin::gc(&project::open(config_flag)?, &args),
+        Command::Graph(args) => admin::graph(project::open_existing(config_flag)?, args.format),
+        Command::Verify(flag) => admin::verify(project::open_existing(config_flag)?, flag.json),
+        Command::Gc(args) => admin::gc(config_flag, &args),
     }
 }
 

@@ -510,49 +510,6 @@ fn verify_exits_1_after_a_blob_is_corrupted_and_0_on_a_clean_store() {
 }
 
 #[test]
-fn gc_lists_a_dead_variant_on_a_dry_run_and_then_removes_it() {
-    let p = Project::new(r#"(recipes: { "cat": (command: ["cat", "x.txt"], inputs: ["x.txt"]) })"#);
-    p.write("x.txt", "one");
-    p.ok(&["run", "cat"]);
-    p.write("x.txt", "two!");
-    p.ok(&["run", "cat"]);
-
-    let dry = p.ok(&["gc", "--dry-run"]);
-    assert!(
-        dry.lines()
-            .any(|l| l.starts_with("would remove") && l.contains("cat") && l.contains("dead")),
-        "{dry}"
-    );
-    assert!(
-        dry.lines().last().is_some_and(|l| l.starts_with("total:")),
-        "{dry}"
-    );
-    assert_eq!(p.ok(&["gc", "--dry-run"]), dry, "a dry run removes nothing");
-
-    let done = p.ok(&["gc"]);
-    assert!(
-        done.lines()
-            .any(|l| l.starts_with("removed") && l.contains("dead")),
-        "{done}"
-    );
-    let after = p.ok(&["gc", "--dry-run", "--json"]);
-    let after: serde_json::Value = serde_json::from_str(&after).expect("json");
-    assert!(
-        !after["removals"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|r| r["reason"].as_str().is_some_and(|s| s.starts_with("dead"))),
-        "{after}"
-    );
-    assert_eq!(
-        p.run_explained(&["cat"]),
-        ("two!".to_owned(), "hit disk".to_owned()),
-        "the live variant stays"
-    );
-}
-
-#[test]
 fn gc_refuses_a_size_it_cannot_read() {
     let p = Project::new(COUNTING);
     let out = p.trove(&["gc", "--max-size", "lots"]);
@@ -856,8 +813,308 @@ fn watch_reloads_a_changed_configuration_and_keeps_the_last_good_one() {
 #[test]
 fn help_explains_each_command_with_an_example() {
     let p = Project::new(COUNTING);
-    for command in ["run", "why", "status", "watch", "graph", "verify", "gc"] {
+    for command in [
+        "run", "why", "recipes", "status", "watch", "graph", "verify", "gc",
+    ] {
         let help = p.ok(&[command, "--help"]);
         assert!(help.contains("Examples:"), "{command}: {help}");
     }
+}
+
+#[test]
+fn graph_and_config_check_name_paths_relative_to_the_project() {
+    let p = Project::new(
+        r#"(
+            watch: (roots: ["data"]),
+            recipes: {
+                "cat": (
+                    command: ["sh", "-c", "echo x.txt > \"$TROVE_DEPFILE\"; cat x.txt data/*.csv"],
+                    inputs: ["data/*.csv"],
+                ),
+            },
+        )"#,
+    );
+    p.write("x.txt", "x");
+    p.write("data/a.csv", "1");
+    p.ok(&["run", "cat"]);
+    let machine_paths = [
+        p.dir.path().display().to_string(),
+        p.dir
+            .path()
+            .canonicalize()
+            .expect("canonical")
+            .display()
+            .to_string(),
+    ];
+
+    let json = p.ok(&["graph", "--format", "json"]);
+    let dot = p.ok(&["graph"]);
+    for text in [&json, &dot] {
+        for root in &machine_paths {
+            assert!(!text.contains(root.as_str()), "{root} in\n{text}");
+        }
+    }
+    let graph: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let inputs: Vec<&serde_json::Value> = graph["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["type"] == "input")
+        .collect();
+    let named = |name: &str| inputs.iter().find(|n| n["name"] == name).copied();
+    assert!(named("x.txt").is_some(), "{json}");
+    let glob = named("data/*.csv").unwrap_or_else(|| panic!("no glob in {json}"));
+    assert_eq!(
+        (&glob["root"], &glob["pattern"]),
+        (&serde_json::json!(""), &serde_json::json!("data/*.csv"))
+    );
+    assert!(dot.contains("label=\"file: x.txt\""), "{dot}");
+    assert!(dot.contains("label=\"glob: data/*.csv\""), "{dot}");
+
+    let expected = "ok: trove.ron (1 recipe)\nstore: .trove\nwatch: data\n";
+    assert_eq!(p.ok(&["config", "check"]), expected);
+    let out = p
+        .command(&["config", "check"])
+        .current_dir(p.path("data"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        expected,
+        "{}",
+        stderr(&out)
+    );
+
+    // A configuration error in a file found upward names it relative to its project.
+    p.write("trove.ron", "(store: (variants: 0))");
+    let out = p
+        .command(&["config", "check"])
+        .current_dir(p.path("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: trove.ron:1:20: `variants` must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn gc_keeps_a_variant_whose_input_changed_removes_it_with_stale_and_dead_ones_always() {
+    let config = |version: u32| {
+        format!(
+            r#"(recipes: {{ "cat": (command: ["cat", "x.txt"], inputs: ["x.txt"], version: {version}) }})"#
+        )
+    };
+    let p = Project::new(&config(1));
+    p.write("x.txt", "one");
+    p.ok(&["run", "cat"]);
+    p.write("x.txt", "two!");
+    p.ok(&["run", "cat"]);
+
+    // The variant built from "one" comes back if x.txt does: gc keeps it.
+    let dry = p.ok(&["gc", "--dry-run"]);
+    assert!(!dry.contains("would remove"), "{dry}");
+    assert_eq!(
+        dry.lines().last(),
+        Some("total: 0 items, would free 0 B; 2 variants kept"),
+        "{dry}"
+    );
+
+    // --stale removes it, naming the input that differs.
+    let stale = p.ok(&["gc", "--stale", "--dry-run"]);
+    let lines: Vec<&str> = stale
+        .lines()
+        .filter(|l| l.starts_with("would remove  variant"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stale}");
+    assert!(
+        lines[0].starts_with("would remove  variant cat  (stale: x.txt changed (blake3 "),
+        "{stale}"
+    );
+    assert_eq!(
+        p.ok(&["gc", "--stale", "--dry-run"]),
+        stale,
+        "a dry run removes nothing"
+    );
+
+    // A new recipe version makes both old variants dead, and gc removes them.
+    p.write("trove.ron", &config(2));
+    p.ok(&["run", "cat"]);
+    let done = p.ok(&["gc"]);
+    let dead: Vec<&str> = done
+        .lines()
+        .filter(|l| l.starts_with("removed  variant cat  (dead: recipe"))
+        .collect();
+    assert_eq!(dead.len(), 2, "{done}");
+    let after = p.ok(&["gc", "--dry-run", "--json"]);
+    let after: serde_json::Value = serde_json::from_str(&after).expect("json");
+    assert_eq!(after["removals"], serde_json::json!([]), "{after}");
+    assert_eq!(after["kept"], 1, "{after}");
+    assert_eq!(
+        p.run_explained(&["cat"]),
+        ("two!".to_owned(), "hit disk".to_owned()),
+        "the live variant stays"
+    );
+}
+
+#[test]
+fn recipes_lists_each_recipe_with_its_command_and_declared_inputs() {
+    let p = Project::new(
+        r#"(recipes: {
+            "calendar": (command: ["python3", "tools/calendar.py"], inputs: ["tools/calendar.py"]),
+            "prices": (
+                command: ["sh", "-c", "cat data/*.csv"],
+                inputs: ["data/*.csv"],
+                env: ["MARKET"],
+                needs: ["calendar"],
+                versions: { "alice": 2 },
+                max_age: "1d",
+                version: 3,
+            ),
+            "table": (),
+        })"#,
+    );
+    assert_eq!(
+        p.ok(&["recipes"]),
+        "calendar (version 1)\n\
+         \x20 command:  python3 tools/calendar.py\n\
+         \x20 inputs:   tools/calendar.py\n\
+         prices (version 3)\n\
+         \x20 command:  sh -c 'cat data/*.csv'\n\
+         \x20 inputs:   data/*.csv\n\
+         \x20 env:      MARKET\n\
+         \x20 needs:    calendar\n\
+         \x20 versions: alice=2\n\
+         \x20 max_age:  1d\n\
+         table (version 1)\n\
+         \x20 command:  (none: built by library code)\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["recipes", "--json"])).expect("json");
+    assert_eq!(
+        json[1],
+        serde_json::json!({
+            "name": "prices",
+            "command": ["sh", "-c", "cat data/*.csv"],
+            "inputs": ["data/*.csv"],
+            "env": ["MARKET"],
+            "needs": ["calendar"],
+            "version": 3,
+            "versions": {"alice": 2},
+            "max_age": "1d",
+            "check": null,
+        })
+    );
+    assert_eq!(json[2]["command"], serde_json::Value::Null);
+    assert!(!p.path(".trove").exists(), "listing recipes stores nothing");
+}
+
+/// `trove ARGS..` in `dir`, with no configuration given.
+fn trove_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trove"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TROVE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trove")
+}
+
+/// Everything under `dir`, files and directories.
+fn entries_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path());
+        if entry.path().is_dir() {
+            out.extend(entries_under(&entry.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn outside_a_project_read_only_commands_create_nothing_and_say_where_they_looked() {
+    let top = tempfile::tempdir().expect("tempdir");
+    let dir = top.path().join("not/a/project");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let looked = format!(
+        "hint: looked for trove.ron in {}, {}, {}",
+        dir.display(),
+        dir.parent().unwrap().display(),
+        dir.parent().unwrap().parent().unwrap().display()
+    );
+    // Commands that only show the store: an empty result, a note, exit 0.
+    for (args, stdout) in [
+        (&["status"][..], ""),
+        (&["status", "--json"], "[]\n"),
+        (
+            &["graph", "--format", "json"],
+            "{\"edges\":[],\"nodes\":[]}\n",
+        ),
+        (&["graph"], "digraph trove {\n    rankdir=LR;\n}\n"),
+        (&["verify", "--json"], ""),
+        (
+            &["gc", "--dry-run"],
+            "total: 0 items, would free 0 B; 0 variants kept\n",
+        ),
+    ] {
+        let out = trove_in(&dir, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        if !stdout.is_empty() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), stdout, "{args:?}");
+        }
+        assert!(
+            err.starts_with("note: no trove.ron here"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(&looked), "{args:?}: {err}");
+        assert!(err.contains("--config"), "{args:?}: {err}");
+    }
+    // Commands that need recipes: a usage error, exit 2.
+    for args in [&["why", "prices"][..], &["recipes"], &["run", "prices"]] {
+        let out = trove_in(&dir, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: `trove {}` needs a configuration", args[0])),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(&looked), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(
+        entries_under(top.path()),
+        [
+            top.path().join("not"),
+            top.path().join("not/a"),
+            dir.clone()
+        ]
+    );
+}
+
+#[test]
+fn status_in_a_project_with_no_store_yet_creates_none() {
+    let p = Project::new(COUNTING);
+    let out = p.trove(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"[]\n");
+    assert!(
+        stderr(&out)
+            .starts_with("note: nothing has been stored yet: the store .trove does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.path(".trove").exists());
+
+    // A store made by the embedded default (no trove.ron) is shown where it is.
+    p.ok(&["run", "v"]);
+    std::fs::remove_file(p.path("trove.ron")).expect("rm");
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json"])).expect("json");
+    assert_eq!(status[0]["recipe"], "v", "{status}");
 }

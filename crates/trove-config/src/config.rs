@@ -56,13 +56,22 @@ pub struct Config {
     pub recipes: BTreeMap<String, RecipeConfig>,
 }
 
-/// `store: (path: ".trove", max_size: "20GiB")`.
+/// `store: (path: ".trove", max_size: "20GiB", variants: 4)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// The store directory, absolute (default `<dir>/.trove`).
     pub path: PathBuf,
     /// The size garbage collection shrinks the store to, in bytes; `None` for no limit.
     pub max_size: Option<u64>,
+    /// How many stored builds (variants) one key keeps, at least 1 (default
+    /// [`StoreConfig::DEFAULT_VARIANTS`]): one per branch switched between, so switching
+    /// back serves instead of rebuilding. Beyond it the least recently used is dropped.
+    pub variants: usize,
+}
+
+impl StoreConfig {
+    /// The number of variants a key keeps when the configuration does not say: 4.
+    pub const DEFAULT_VARIANTS: usize = 4;
 }
 
 /// `watch: (roots: ["src", "data"], debounce_ms: 100)`.
@@ -227,6 +236,7 @@ impl Config {
             store: StoreConfig {
                 path: dir.join(".trove"),
                 max_size: None,
+                variants: StoreConfig::DEFAULT_VARIANTS,
             },
             max_age: None,
             versions: BTreeMap::new(),

@@ -1,7 +1,11 @@
 //! From a syntax tree with positions to a checked [`Config`].
 //!
 //! Every check that can fail names the byte offset of the key or value it is
-//! about, so the error can say `trove.ron:7:13`.
+//! about, so the error can say `trove.ron:7:13`. Numbers, durations, sizes and
+//! counters are read in `scalars.rs`; the `trove.local.ron` overlay in `local.rs`.
+
+mod local;
+mod scalars;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,22 +14,13 @@ use std::time::Duration;
 use crate::config::{Config, Need, RecipeConfig};
 use crate::error::ConfigError;
 use crate::syntax::{Field, Kind, Node};
-use crate::units::{parse_duration, parse_size};
 
 const TOP_KEYS: &[&str] = &["store", "max_age", "versions", "watch", "recipes"];
-const STORE_KEYS: &[&str] = &["path", "max_size"];
+const STORE_KEYS: &[&str] = &["path", "max_size", "variants"];
 const WATCH_KEYS: &[&str] = &["roots", "debounce_ms"];
 const RECIPE_KEYS: &[&str] = &[
     "command", "inputs", "env", "needs", "versions", "max_age", "check", "version",
 ];
-const LOCAL_TOP_KEYS: &[&str] = &["versions", "recipes"];
-const LOCAL_RECIPE_KEYS: &[&str] = &["versions"];
-
-const DURATION_HINT: &str =
-    "durations look like \"30d\", \"1h30m\" or \"500ms\" (units: w, d, h, m, s, ms)";
-const SIZE_HINT: &str = "sizes look like \"20GiB\", \"512MiB\", \"10GB\" or \"123\" (bytes)";
-const LOCAL_HINT: &str = "trove.local.ron may only contain `versions: { \"name\": 1 }` and \
-                          `recipes: { \"recipe\": (versions: { \"name\": 1 }) }`";
 
 /// Reads checked values out of one file's syntax tree.
 pub(crate) struct Reader<'a> {
@@ -222,99 +217,6 @@ impl Reader<'_> {
         }
     }
 
-    fn uint(&self, node: &Node, what: &str, max: u64, example: &str) -> Result<u64, ConfigError> {
-        match node.kind {
-            Kind::Int(Some(n)) if n >= 0 && n <= i128::from(max) => {
-                Ok(u64::try_from(n).unwrap_or(max))
-            }
-            Kind::Int(Some(n)) if n < 0 => Err(self.error(
-                node.start,
-                format!("{what} cannot be negative"),
-                format!("for example: {example}"),
-            )),
-            Kind::Int(_) => Err(self.error(
-                node.start,
-                format!("{what} is too large; the limit is {max}"),
-                format!("for example: {example}"),
-            )),
-            _ => Err(self.error(
-                node.start,
-                format!("{what} must be a whole number, found {}", node.describe()),
-                format!("for example: {example}"),
-            )),
-        }
-    }
-
-    fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
-        let example = format!("{what}: \"30d\"");
-        let s = self.string(node, &format!("`{what}`"), &example)?;
-        parse_duration(s).map_err(|e| {
-            self.error(
-                node.start,
-                format!("invalid duration in `{what}`: {e}"),
-                DURATION_HINT.to_owned(),
-            )
-        })
-    }
-
-    fn size(&self, node: &Node, what: &str) -> Result<u64, ConfigError> {
-        if let Kind::Int(_) = node.kind {
-            return self.uint(node, &format!("`{what}`"), u64::MAX, "max_size: \"20GiB\"");
-        }
-        let s = self.string(node, &format!("`{what}`"), "max_size: \"20GiB\"")?;
-        parse_size(s).map_err(|e| {
-            self.error(
-                node.start,
-                format!("invalid size in `{what}`: {e}"),
-                SIZE_HINT.to_owned(),
-            )
-        })
-    }
-
-    /// `{ "name": 3, .. }`, the version counters.
-    fn counters(&self, node: &Node, context: &str) -> Result<BTreeMap<String, u64>, ConfigError> {
-        const EXAMPLE: &str = "versions: { \"alice\": 3, \"bob\": 1 }";
-        let Kind::Map(entries) = &node.kind else {
-            return Err(self.error(
-                node.start,
-                format!(
-                    "`versions` {context} must be a map `{{\"name\": number}}`, found {}",
-                    node.describe()
-                ),
-                format!("for example: {EXAMPLE}"),
-            ));
-        };
-        let mut out = BTreeMap::new();
-        let mut first_at = BTreeMap::new();
-        for (key, value) in entries {
-            let name = self.string(key, "a version counter's name", EXAMPLE)?;
-            if name.is_empty() {
-                return Err(self.error(
-                    key.start,
-                    "a version counter's name is empty".to_owned(),
-                    format!("name counters after people or teams, for example: {EXAMPLE}"),
-                ));
-            }
-            if let Some(&first) = first_at.get(name) {
-                let (line, column) = crate::error::line_column(self.src, first);
-                return Err(self.error(
-                    key.start,
-                    format!("version counter \"{name}\" is set twice {context}"),
-                    format!("it is first set at {line}:{column}; remove one of them"),
-                ));
-            }
-            first_at.insert(name, key.start);
-            let n = self.uint(
-                value,
-                &format!("version counter \"{name}\""),
-                u64::MAX,
-                EXAMPLE,
-            )?;
-            out.insert(name.to_owned(), n);
-        }
-        Ok(out)
-    }
-
     /// The main configuration file. Paths stay relative; the caller resolves them.
     pub(crate) fn config(&self, root: &Node, config: &mut Config) -> Result<(), ConfigError> {
         let fields = self.fields(
@@ -331,7 +233,7 @@ impl Reader<'_> {
             };
             match field.key.as_str() {
                 "store" => {
-                    let example = "store: (path: \".trove\", max_size: \"20GiB\")";
+                    let example = "store: (path: \".trove\", max_size: \"20GiB\", variants: 4)";
                     for f in self.fields(value, "`store`", STORE_KEYS, None, example)? {
                         let Some(v) = f.value.unwrap_option() else {
                             continue;
@@ -341,7 +243,8 @@ impl Reader<'_> {
                                 config.store.path =
                                     self.string(v, "`path`", "path: \".trove\"")?.into();
                             }
-                            _ => config.store.max_size = Some(self.size(v, "max_size")?),
+                            "max_size" => config.store.max_size = Some(self.size(v, "max_size")?),
+                            _ => config.store.variants = self.variants(v)?,
                         }
                     }
                 }
@@ -609,66 +512,6 @@ impl Reader<'_> {
                     "a recipe cannot need itself, directly or through others; remove one of these `needs`"
                         .to_owned(),
                 ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies `trove.local.ron` to `config`: counters replace the main file's per name.
-    pub(crate) fn local(&self, root: &Node, config: &mut Config) -> Result<(), ConfigError> {
-        let example = "(versions: { \"alice\": 4 })";
-        let forbidden = Some((TOP_KEYS, LOCAL_HINT));
-        for field in self.fields(root, "trove.local.ron", LOCAL_TOP_KEYS, forbidden, example)? {
-            let Some(value) = field.value.unwrap_option() else {
-                continue;
-            };
-            if field.key == "versions" {
-                config
-                    .versions
-                    .extend(self.counters(value, "in trove.local.ron")?);
-                continue;
-            }
-            let recipes_example = "recipes: { \"prices\": (versions: { \"alice\": 2 }) }";
-            let Kind::Map(entries) = &value.kind else {
-                return Err(self.error(
-                    value.start,
-                    format!(
-                        "`recipes` must be a map `{{\"name\": (..)}}`, found {}",
-                        value.describe()
-                    ),
-                    format!("for example: {recipes_example}"),
-                ));
-            };
-            for (key, value) in entries {
-                let name = self.recipe_name(key, recipes_example)?;
-                let Some(recipe) = config.recipes.get_mut(name) else {
-                    let hint = match suggest(name, config.recipes.keys().map(String::as_str)) {
-                        Some(close) => format!("did you mean \"{close}\"?"),
-                        None => format!(
-                            "trove.local.ron can only bump counters of recipes in trove.ron; add \"{name}\": () to its `recipes`"
-                        ),
-                    };
-                    return Err(self.error(
-                        key.start,
-                        format!("trove.local.ron names unknown recipe \"{name}\""),
-                        hint,
-                    ));
-                };
-                let context = format!("recipe \"{name}\"");
-                let forbidden = Some((RECIPE_KEYS, LOCAL_HINT));
-                for f in self.fields(
-                    value,
-                    &context,
-                    LOCAL_RECIPE_KEYS,
-                    forbidden,
-                    recipes_example,
-                )? {
-                    if let Some(v) = f.value.unwrap_option() {
-                        recipe
-                            .versions
-                            .extend(self.counters(v, &format!("in {context}"))?);
-                    }
-                }
             }
         }
         Ok(())

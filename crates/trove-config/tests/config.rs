@@ -892,6 +892,46 @@ fn sizes() {
 }
 
 #[test]
+fn store_variants_is_a_whole_number_from_1_and_defaults_to_4() {
+    assert_eq!(parse("()").store.variants, 4);
+    assert_eq!(parse("(store: (variants: 1))").store.variants, 1);
+    assert_eq!(parse("(store: (variants: 12))").store.variants, 12);
+    check(
+        "(store: (variants: $00))",
+        "`variants` must be at least 1",
+        "variants: 4",
+    );
+    check(
+        "(store: (variants: $0\"4\"))",
+        "`variants` must be a whole number, found the string \"4\"",
+        "variants: 4",
+    );
+    check(
+        "(store: (variants: $0-2))",
+        "`variants` cannot be negative",
+        "variants: 4",
+    );
+    check(
+        "(store: (variants: $01001))",
+        "`variants` is too large; the limit is 1000",
+        "variants: 4",
+    );
+    check(
+        "(store: (varaints: 4))"
+            .replace("varaints", "$0varaints")
+            .as_str(),
+        "unknown key `varaints` in `store`",
+        "did you mean `variants`?",
+    );
+    let err = Config::parse("(\n    store: (variants: 0),\n)", Path::new("trove.ron")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("error: trove.ron:2:23: `variants` must be at least 1\nhint: "),
+        "{err}"
+    );
+}
+
+#[test]
 fn sizes_may_be_plain_integers() {
     assert_eq!(
         parse("(store: (max_size: 4096))").store.max_size,

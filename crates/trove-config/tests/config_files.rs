@@ -55,6 +55,7 @@ fn the_reference_sets_every_key() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/trove.ron");
     let config = Config::load(&file).unwrap();
     assert!(config.store.max_size.is_some());
+    assert_eq!(config.store.variants, 8);
     assert!(config.max_age.is_some());
     assert!(!config.versions.is_empty());
     let prices = config.recipe("prices").unwrap();

@@ -9,6 +9,7 @@
 //! ```text
 //! <root>/                        (e.g. .trove)
 //!   CACHEDIR.TAG                 standard cache directory tag, so backup tools skip it
+//!   .gitignore                   `*`: the store never shows in `git status`
 //!   v1/                          format version in the name; a reader never touches other vN
 //!     index.sqlite (+ -wal, -shm)  the index: WAL, synchronous=FULL, user_version = 1
 //!     blobs/ab/<64 hex blake3>   content-addressed blob files, content only (no header)

@@ -19,6 +19,32 @@ pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc
 # For information about cache directory tags, see:\n\
 #\thttps://bford.info/cachedir/\n";
 
+/// The store's own `.gitignore`: everything in the directory, itself included, is
+/// ignored (as pytest's cache does), so a store inside a repository never shows in
+/// `git status`.
+pub(crate) const GITIGNORE: &str =
+    "# Created by trove automatically: the store is a cache, not source.\n*\n";
+
+/// Writes `dir/name` with `content` unless it exists. Written under a unique name and
+/// renamed, so a concurrent reader never sees a half-written file.
+fn write_if_missing(dir: &Path, name: &str, content: &str) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        name.trim_start_matches('.'),
+        std::process::id(),
+        crate::blob::next_counter()
+    ));
+    fs::write(&tmp, content).map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        StoreError::io(&path, e)
+    })
+}
+
 /// Lowercase hexadecimal encoding of `bytes`.
 ///
 /// ```
@@ -86,7 +112,10 @@ impl Layout {
         }
     }
 
-    /// Creates the directories and the cache directory tag.
+    /// Creates the directories, the cache directory tag and the `.gitignore` that keeps
+    /// the store out of git. A missing tag or `.gitignore` is written again on every open
+    /// (stores made before the `.gitignore` get one); an existing one is left as it is, so
+    /// a user who empties the `.gitignore` to commit the store keeps that choice.
     pub(crate) fn create(&self) -> Result<(), StoreError> {
         for d in [
             &self.root,
@@ -97,21 +126,8 @@ impl Layout {
         ] {
             fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
         }
-        let tag = self.root.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            // Written under a unique name and renamed, so a concurrent reader never sees
-            // a half-written tag.
-            let tmp = self.root.join(format!(
-                ".CACHEDIR.TAG.tmp-{}-{}",
-                std::process::id(),
-                crate::blob::next_counter()
-            ));
-            fs::write(&tmp, CACHEDIR_TAG).map_err(|e| StoreError::io(&tmp, e))?;
-            fs::rename(&tmp, &tag).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                StoreError::io(&tag, e)
-            })?;
-        }
+        write_if_missing(&self.root, "CACHEDIR.TAG", CACHEDIR_TAG)?;
+        write_if_missing(&self.root, ".gitignore", GITIGNORE)?;
         Ok(())
     }
 

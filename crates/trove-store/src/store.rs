@@ -136,8 +136,9 @@ pub(crate) fn mark_quarantined(conn: &Connection, id: i64, reason: &str) -> rusq
 impl Store {
     /// Opens (creating if needed) the store rooted at `root` with default options.
     ///
-    /// Creates `CACHEDIR.TAG`, the `v1/` layout and the index; recovers from a corrupt
-    /// index by moving it to `quarantine/`; removes temp files left by dead writers.
+    /// Creates `CACHEDIR.TAG`, a `.gitignore` holding `*` (each only when missing), the
+    /// `v1/` layout and the index; recovers from a corrupt index by moving it to
+    /// `quarantine/`; removes temp files left by dead writers.
     /// Fails with [`StoreError::NewerFormat`] when the index was written by a newer trove.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         Self::open_with(root, StoreOptions::default())

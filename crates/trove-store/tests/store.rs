@@ -155,6 +155,56 @@ fn blob_files_land_under_a_two_hex_digit_shard_of_the_versioned_directory() {
     assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
 }
 
+/// `git status --porcelain --untracked-files=all` in `dir`, with the real git.
+fn git_status(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .output()
+            .expect("git is needed for this test");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["status", "--porcelain", "--untracked-files=all"])
+}
+
+#[test]
+fn a_store_inside_a_git_repository_does_not_show_in_git_status() {
+    let (dir, store) = open();
+    fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let blob = store.put_blob(b"an object").unwrap();
+    store.insert(&new_record(key(1), blob, 1)).unwrap();
+    let _lock = store.lock_key(&key(1)).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.path().join(".trove/.gitignore")).unwrap(),
+        "# Created by trove automatically: the store is a cache, not source.\n*\n"
+    );
+    assert_eq!(
+        git_status(dir.path()),
+        "?? notes.txt\n",
+        "nothing of .trove"
+    );
+}
+
+#[test]
+fn a_missing_gitignore_is_written_again_and_an_edited_one_is_kept() {
+    let (dir, store) = open();
+    drop(store);
+    let ignore = dir.path().join(".trove/.gitignore");
+    fs::remove_file(&ignore).unwrap();
+    Store::open(&dir.path().join(".trove")).unwrap();
+    assert!(fs::read_to_string(&ignore).unwrap().ends_with("\n*\n"));
+
+    // Someone who wants the store in git empties the file; trove leaves it so.
+    fs::write(&ignore, "").unwrap();
+    Store::open(&dir.path().join(".trove")).unwrap();
+    assert_eq!(fs::read_to_string(&ignore).unwrap(), "");
+}
+
 #[test]
 fn hex_is_lowercase() {
     assert_eq!(hex(&[0xAB, 0x01, 0xff]), "ab01ff");

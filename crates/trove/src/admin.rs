@@ -10,7 +10,7 @@ use crate::Error;
 use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::reason::Residency;
-use crate::trace::Trace;
+use crate::trace::{Input, Trace};
 
 /// How old an orphan blob must be before gc removes it: a build in another process
 /// publishes its blob before it inserts the record that points at it.
@@ -53,7 +53,8 @@ pub struct EntryStatus {
     pub reason: String,
 }
 
-/// What `gc` should do.
+/// What `gc` should do. Without options it removes only what can never be served again
+/// (see [`Engine::gc`]).
 #[derive(Clone, Debug, Default)]
 pub struct GcOptions {
     /// List what would be removed, remove nothing.
@@ -61,16 +62,23 @@ pub struct GcOptions {
     /// Trim the store to this many bytes, least recently used first (default: the
     /// configuration's `store.max_size`).
     pub max_size: Option<u64>,
+    /// Also remove the variants that would not be served now because an input differs
+    /// from today's (what `status` shows as stale), although a branch switch could bring
+    /// them back. Variants that cannot be checked in this process (an unknown trace
+    /// format, a dependency whose recipe is not registered) are kept.
+    pub stale: bool,
 }
 
 /// One thing gc removed (or would remove).
 #[derive(Clone, Debug)]
 pub struct Removal {
-    /// What: a variant (`recipe args`), a blob, a temp file.
+    /// What: a variant (`variant recipe args`), a blob, a temp file.
     pub what: String,
     /// Bytes freed.
     pub bytes: u64,
-    /// Why it can never be used again.
+    /// Why: `dead: ...` (it can never be served again), `stale: ...` (with
+    /// [`GcOptions::stale`]), `over the size limit ...`, `quarantined: ...`, `orphan
+    /// blob: ...`, `temp file left by a dead writer`...
     pub reason: String,
 }
 
@@ -83,6 +91,8 @@ pub struct GcReport {
     pub bytes: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Live variants left in the store (or that would be, on a dry run).
+    pub kept: usize,
 }
 
 impl Engine {
@@ -94,7 +104,7 @@ impl Engine {
             let key = Digest(rec.key);
             let residency = match &rec.quarantined {
                 Some(reason) => Residency::Stale(crate::Why::Quarantined(reason.clone())),
-                None => match self.validate_record(&rec, false)? {
+                None => match self.stale_reason(&rec)? {
                     Some(why) => Residency::Stale(why),
                     None if self.in_memory(&key) => Residency::InMemory,
                     None => Residency::OnDisk,
@@ -120,15 +130,30 @@ impl Engine {
         Ok(self.store()?.verify()?)
     }
 
-    /// The dependency graph of every stored live object and its inputs.
+    /// The dependency graph of every stored live object and its inputs, with absolute
+    /// paths: the names a watcher's events are looked up by (`Graph::stale_after_paths`).
     pub fn graph(&self) -> Result<trove_graph::Graph, Error> {
+        self.graph_named(None)
+    }
+
+    /// [`Engine::graph`] for people (`trove graph`): a path under the project directory is
+    /// named relative to it (`data/prices.csv`, a glob over the project as `data/*.csv`);
+    /// paths outside the project stay absolute.
+    pub fn graph_for_display(&self) -> Result<trove_graph::Graph, Error> {
+        self.graph_named(Some(&ProjectPaths::new(self.root())))
+    }
+
+    fn graph_named(&self, project: Option<&ProjectPaths>) -> Result<trove_graph::Graph, Error> {
         let mut graph = trove_graph::Graph::new();
         let mut records = self.records()?;
         records.retain(|r| r.quarantined.is_none());
         // Oldest first, so the newest variant of a key decides its edges.
         records.sort_by_key(|r| (r.created_ms, r.id));
         for rec in &records {
-            if let Some(trace) = Trace::decode(&rec.trace) {
+            if let Some(mut trace) = Trace::decode(&rec.trace) {
+                if let Some(project) = project {
+                    project.relativize(&mut trace);
+                }
                 let (inputs, objects) = crate::watch::graph_inputs(&trace);
                 graph.set_object_inputs(rec.key, &rec.recipe, &rec.args, &inputs, &objects);
             }
@@ -136,10 +161,26 @@ impl Engine {
         Ok(graph)
     }
 
-    /// Removes what can never be used again, saying why for each: variants that do not
-    /// validate against the current inputs, counters and recipe versions (including
-    /// expired ones), quarantined entries, orphan blobs, temp files left by killed
-    /// processes; then trims to the size limit, least recently used first.
+    /// Removes what can never be served again, saying why for each, and keeps what can
+    /// come back.
+    ///
+    /// Removed: *dead* variants (built by another recipe version or definition, under a
+    /// version counter older than the current one, expired by `max_age` or a volatile
+    /// input's time to live), quarantined ones, blobs no remaining variant uses, temp
+    /// files of dead writers. A variant whose files, listings, globs or environment
+    /// values merely differ from today's is kept — switching back to a branch serves it
+    /// again — and goes only when the store is over its size limit (`max_size`, else the
+    /// configuration's `store.max_size`; least recently used first) or with
+    /// [`GcOptions::stale`].
+    ///
+    /// ```no_run
+    /// # let engine = trove::Engine::open_in(".".as_ref())?;
+    /// let report = engine.gc(trove::GcOptions { dry_run: true, ..Default::default() })?;
+    /// for removal in &report.removals {
+    ///     println!("would remove {} ({})", removal.what, removal.reason);
+    /// }
+    /// # Ok::<(), trove::Error>(())
+    /// ```
     pub fn gc(&self, options: GcOptions) -> Result<GcReport, Error> {
         let records = self.records()?;
         let mut remove: Vec<(&Record, String)> = Vec::new();
@@ -148,10 +189,20 @@ impl Engine {
             if rec.quarantined.is_some() {
                 continue; // listed by the store's own plan
             }
-            match self.validate_record(rec, true)? {
-                Some(why) => remove.push((rec, format!("dead: {why}"))),
-                None => keep.push(rec),
+            if let Some(why) = self.dead_reason(rec)? {
+                remove.push((rec, format!("dead: {why}")));
+                continue;
             }
+            if options.stale {
+                match self.stale_reason(rec)? {
+                    None | Some(crate::Why::Unverifiable(_)) => {}
+                    Some(why) => {
+                        remove.push((rec, format!("stale: {why}")));
+                        continue;
+                    }
+                }
+            }
+            keep.push(rec);
         }
         let limit = options.max_size.or(self.config().store.max_size);
         if let Some(limit) = limit {
@@ -185,6 +236,7 @@ impl Engine {
         }
         let mut report = GcReport {
             dry_run: options.dry_run,
+            kept: keep.len(),
             ..GcReport::default()
         };
         // Orphans younger than the grace period may belong to a build in another process
@@ -251,6 +303,53 @@ impl Engine {
         // The store deletes a blob only if no row references it at that moment.
         self.store()?.gc_apply(&orphaned)?;
         Ok(report)
+    }
+}
+
+/// The project directory, as configured and as the file system spells it (traced paths
+/// may come resolved through symbolic links).
+struct ProjectPaths {
+    roots: Vec<std::path::PathBuf>,
+}
+
+impl ProjectPaths {
+    fn new(root: &std::path::Path) -> ProjectPaths {
+        let mut roots = vec![root.to_path_buf()];
+        if let Ok(real) = std::fs::canonicalize(root)
+            && real != root
+        {
+            roots.push(real);
+        }
+        ProjectPaths { roots }
+    }
+
+    /// `path` relative to the project (empty for the project itself), or as it is.
+    fn relative(&self, path: &str) -> Option<String> {
+        let p = std::path::Path::new(path);
+        self.roots
+            .iter()
+            .find_map(|root| p.strip_prefix(root).ok())
+            .map(|rel| rel.to_string_lossy().into_owned())
+    }
+
+    /// Rewrites the trace's paths under the project relative to it, for display.
+    fn relativize(&self, trace: &mut Trace) {
+        for input in &mut trace.inputs {
+            match input {
+                Input::File { path, .. } | Input::Dir { path, .. } => {
+                    if let Some(rel) = self.relative(path) {
+                        *path = if rel.is_empty() { ".".to_owned() } else { rel };
+                    }
+                }
+                // A glob over the project itself is shown as its bare pattern.
+                Input::Glob { root, .. } => {
+                    if let Some(rel) = self.relative(root) {
+                        *root = rel;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 

@@ -45,15 +45,17 @@ pub(crate) type FlightValue = (Object, Reason, Digest, String);
 pub struct Options {
     /// Bytes of objects the memory tier keeps resident (default 1 GiB).
     pub memory_limit: u64,
-    /// Stored variants per key (default 4).
-    pub max_variants: usize,
+    /// Stored variants per key. `None` (the default) takes the configuration's
+    /// `store.variants` (4 when it does not say); `Some(n)` overrides the configuration,
+    /// for a program that knows better than its users' files.
+    pub max_variants: Option<usize>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             memory_limit: 1 << 30,
-            max_variants: 4,
+            max_variants: None,
         }
     }
 }
@@ -140,7 +142,7 @@ pub(crate) struct Inner {
 /// #   fn build(&self, cx: &mut Cx, p: &String) -> Result<Vec<u8>, BuildError> { cx.read(p) } }
 /// let engine = Engine::open(trove::Config::load("trove.ron".as_ref())?)?;
 /// let table = engine.get(&Table, &"data/prices.csv".to_owned())?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), trove::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Engine {
@@ -166,7 +168,7 @@ impl Engine {
         let (store, store_error) = match Store::open_with(
             &config.store.path,
             StoreOptions {
-                max_variants: options.max_variants.max(1),
+                max_variants: options.max_variants.unwrap_or(config.store.variants).max(1),
             },
         ) {
             Ok(store) => (Some(store), None),

@@ -6,7 +6,22 @@ use std::sync::Arc;
 use crate::BuildError;
 
 /// Why a request could not be answered.
+///
+/// Matchable, and open to new variants (match with a wildcard arm). A configuration that
+/// cannot be loaded converts into it, so one `?` serves both:
+///
+/// ```no_run
+/// fn open() -> Result<trove::Engine, trove::Error> {
+///     trove::Engine::open(trove::Config::load("trove.ron".as_ref())?)
+/// }
+/// match open() {
+///     Err(trove::Error::ConfigFile(e)) => eprintln!("{e}"), // file, line, column, hint
+///     Err(e) => eprintln!("error: {e}"),
+///     Ok(_engine) => {}
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The arguments could not be encoded into a key.
     #[error("recipe `{recipe}`: {source}")]
@@ -58,6 +73,11 @@ pub enum Error {
     /// A configuration problem found by the engine (e.g. an unknown recipe).
     #[error("{0}")]
     Config(String),
+    /// The configuration file (or its `trove.local.ron`) could not be read or is invalid:
+    /// the error names the file, line and column, with a hint. Its display already starts
+    /// with `error: `.
+    #[error(transparent)]
+    ConfigFile(#[from] trove_config::ConfigError),
     /// IO outside the store.
     #[error("{}: {source}", path.display())]
     Io {

@@ -92,5 +92,6 @@ pub use recipe::{BuildError, Definition, Recipe, Sources};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
 pub use trove_config::{Config, ConfigError};
 pub use trove_fingerprint::Digest;
+pub use trove_graph::Graph;
 pub use trove_store::VerifyReport;
 pub use watch::WatchGuard;

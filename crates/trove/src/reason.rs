@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// How a request was answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reason {
     /// Served from the memory tier.
     HitMemory,
@@ -18,6 +19,7 @@ pub enum Reason {
 
 /// Why an object was (or would be) built.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Why {
     /// No stored object for the key.
     NoEntry,
@@ -172,6 +174,7 @@ impl fmt::Display for Prediction {
 
 /// Where an object lives now, answered without building.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Residency {
     /// Nothing stored for the key.
     Absent,

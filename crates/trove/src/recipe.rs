@@ -201,6 +201,7 @@ impl Sources {
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// Reading a tracked input failed.
     #[error("cannot read {}: {source}", path.display())]

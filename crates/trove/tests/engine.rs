@@ -783,6 +783,40 @@ fn switching_back_to_earlier_content_is_served_from_disk_not_rebuilt() {
 }
 
 #[test]
+fn store_variants_in_the_configuration_bounds_the_builds_a_key_keeps() {
+    let p = Project::new();
+    let config = p.write("trove.ron", "(store: (variants: 2))");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    for content in ["A", "B", "C"] {
+        p.write("branch.txt", content);
+        e.get(&r, &arg("branch.txt")).unwrap();
+    }
+    assert_eq!(
+        e.status().unwrap().len(),
+        2,
+        "two variants, not the default 4"
+    );
+    // The oldest, "A", was dropped: switching back to it builds again.
+    p.write("branch.txt", "A");
+    let s = e.get_explained(&r, &arg("branch.txt")).unwrap();
+    assert!(built(&s.reason).starts_with("built: branch.txt changed"));
+    assert_eq!(log.len(), 4);
+    drop(e);
+
+    // Options that say how many override the configuration.
+    let options = trove::Options {
+        max_variants: Some(1),
+        ..trove::Options::default()
+    };
+    let e = Engine::open_with(Config::load(&config).unwrap(), options).unwrap();
+    p.write("branch.txt", "D");
+    e.get(&r, &arg("branch.txt")).unwrap();
+    assert_eq!(e.status().unwrap().len(), 1);
+}
+
+#[test]
 fn an_input_changed_during_the_build_is_returned_but_not_stored() {
     let p = Project::new();
     p.write("moving.txt", "before");
@@ -834,8 +868,46 @@ fn residency_moves_from_absent_to_memory_to_disk_to_stale() {
 
 // ---------------------------------------------------------------- gc
 
+/// The variants gc removed (or would), as `(what, reason)`.
+fn removed_variants(report: &trove::GcReport) -> Vec<(String, String)> {
+    report
+        .removals
+        .iter()
+        .filter(|r| r.what.starts_with("variant "))
+        .map(|r| (r.what.clone(), r.reason.clone()))
+        .collect()
+}
+
 #[test]
-fn gc_removes_a_dead_variant_and_its_orphan_blob_saying_why() {
+fn gc_keeps_a_variant_whose_file_changed_so_switching_back_serves_it() {
+    let p = Project::new();
+    p.write("branch.txt", "main's content");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = p.engine();
+    e.get(&r, &arg("branch.txt")).unwrap();
+    p.write("branch.txt", "feature's content");
+    e.get(&r, &arg("branch.txt")).unwrap();
+
+    let report = e.gc(GcOptions::default()).unwrap();
+    assert_eq!(removed_variants(&report), []);
+    assert!(report.removals.is_empty(), "{:?}", report.removals);
+    assert_eq!(report.kept, 2);
+    assert_eq!(p.blobs().len(), 2);
+    drop(e);
+
+    // `git checkout main`: the object built on main is served, not rebuilt.
+    p.write("branch.txt", "main's content");
+    let s = p.engine().get_explained(&r, &arg("branch.txt")).unwrap();
+    assert_eq!(
+        (s.value.as_str(), &s.reason),
+        ("main's content", &Reason::HitDisk)
+    );
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn gc_stale_removes_the_variants_whose_inputs_differ_now_saying_which_input() {
     let p = Project::new();
     p.write("a.txt", "old content");
     let log = Log::new();
@@ -844,31 +916,42 @@ fn gc_removes_a_dead_variant_and_its_orphan_blob_saying_why() {
     e.get(&r, &arg("a.txt")).unwrap();
     p.write("a.txt", "new content");
     e.get(&r, &arg("a.txt")).unwrap();
-    assert_eq!(p.blobs().len(), 2);
 
+    let stale = GcOptions {
+        stale: true,
+        ..GcOptions::default()
+    };
     let dry = e
         .gc(GcOptions {
             dry_run: true,
-            max_size: None,
+            ..stale.clone()
         })
         .unwrap();
     assert!(dry.dry_run);
-    let variant = dry
+    let variants = removed_variants(&dry);
+    assert_eq!(variants.len(), 1, "{variants:?}");
+    assert_eq!(variants[0].0, "variant text \"a.txt\"");
+    assert!(
+        variants[0].1.starts_with("stale: a.txt changed (blake3 "),
+        "{}",
+        variants[0].1
+    );
+    let blob = dry
         .removals
         .iter()
-        .find(|r| r.what.starts_with("variant text"))
-        .expect("the dead variant is listed");
-    assert!(
-        variant.reason.contains("a.txt changed"),
-        "{}",
-        variant.reason
-    );
-    assert!(dry.removals.iter().any(|r| r.what.starts_with("blob ")));
+        .find(|r| r.what.starts_with("blob "))
+        .expect("the blob only the stale variant used is listed");
+    assert_eq!(blob.reason, "only removed variants used it");
     assert_eq!(dry.removals.len(), 2, "{:?}", dry.removals);
-    assert_eq!(p.blobs().len(), 2, "a dry run removes nothing");
+    assert_eq!(
+        (p.blobs().len(), e.status().unwrap().len()),
+        (2, 2),
+        "a dry run removes nothing"
+    );
 
-    let report = e.gc(GcOptions::default()).unwrap();
-    assert_eq!(report.removals.len(), 2);
+    let report = e.gc(stale).unwrap();
+    assert_eq!(removed_variants(&report), variants);
+    assert_eq!((report.removals.len(), report.kept), (2, 1));
     assert_eq!(p.blobs().len(), 1);
     assert_eq!(e.status().unwrap().len(), 1);
     drop(e);
@@ -877,6 +960,104 @@ fn gc_removes_a_dead_variant_and_its_orphan_blob_saying_why() {
         Reason::HitDisk
     );
     assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn gc_removes_the_variants_of_another_recipe_version_as_dead() {
+    let p = Project::new();
+    let log = Log::new();
+    p.engine().get(&CodeV1(log.clone()), &()).unwrap();
+    p.engine().get(&CodeV2(log.clone()), &()).unwrap();
+
+    // An engine that does not know the recipe cannot tell which version is current.
+    let report = p.engine().gc(GcOptions::default()).unwrap();
+    assert_eq!((removed_variants(&report), report.kept), (vec![], 2));
+
+    let e = p.engine();
+    e.register(CodeV2(log.clone()));
+    let report = e.gc(GcOptions::default()).unwrap();
+    assert_eq!(
+        removed_variants(&report),
+        [(
+            "variant code".to_owned(),
+            "dead: recipe version 1 -> 2".to_owned()
+        )]
+    );
+    assert_eq!(report.kept, 1);
+    assert_eq!(
+        e.get_explained(&CodeV2(log.clone()), &()).unwrap().reason,
+        Reason::HitDisk
+    );
+    assert_eq!(log.take(), ["code v1", "code v2"]);
+}
+
+#[test]
+fn gc_removes_variants_under_an_older_counter_and_keeps_those_under_a_newer_one() {
+    let p = Project::new();
+    p.write("a.txt", "x");
+    let log = Log::new();
+    let r = text("text", &log);
+    let with_alice = |n: u64| {
+        let config = p.write("trove.ron", format!("(versions: {{ \"alice\": {n} }})"));
+        Engine::open(Config::load(&config).unwrap()).unwrap()
+    };
+    for n in [1, 3, 2] {
+        with_alice(n).get(&r, &arg("a.txt")).unwrap();
+    }
+    assert_eq!(log.len(), 3);
+
+    // Today alice is 2: the object built under 1 can never match again; the one built
+    // under 3 comes back if alice goes back to 3 (a bump in trove.local.ron, say).
+    let e = with_alice(2);
+    let report = e.gc(GcOptions::default()).unwrap();
+    assert_eq!(
+        removed_variants(&report),
+        [(
+            "variant text \"a.txt\"".to_owned(),
+            "dead: counter alice 1 -> 2".to_owned()
+        )]
+    );
+    assert_eq!(report.kept, 2);
+    drop(e);
+    let s = with_alice(3).get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(s.reason, Reason::HitDisk);
+
+    // Today alice is 3 and a counter bob was added: every variant is older than that.
+    let config = p.write("trove.ron", r#"(versions: { "alice": 3, "bob": 1 })"#);
+    let e = Engine::open(Config::load(&config).unwrap()).unwrap();
+    let mut dead: Vec<String> = removed_variants(&e.gc(GcOptions::default()).unwrap())
+        .into_iter()
+        .map(|(_, why)| why)
+        .collect();
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            "dead: counter alice 2 -> 3",
+            "dead: counter bob (none) -> 1"
+        ]
+    );
+    assert_eq!(log.len(), 3);
+}
+
+#[test]
+fn gc_removes_an_expired_variant_as_dead() {
+    let p = Project::new();
+    let log = Log::new();
+    let r = Probe::new("clock", &log, |_, _| Ok(1u8)).with_max_age(Duration::from_millis(300));
+    let e = p.engine();
+    e.get(&r, &arg("")).unwrap();
+    assert_eq!(removed_variants(&e.gc(GcOptions::default()).unwrap()), []);
+    wait_for_reason(&e, &r, &arg(""), "expired");
+    let report = e.gc(GcOptions::default()).unwrap();
+    assert_eq!(
+        removed_variants(&report),
+        [(
+            "variant clock \"\"".to_owned(),
+            "dead: expired (max_age 300ms)".to_owned()
+        )]
+    );
+    assert_eq!(report.kept, 0);
 }
 
 #[test]
@@ -901,8 +1082,8 @@ fn gc_with_a_size_limit_removes_the_least_recently_used_first() {
     );
     let report = e
         .gc(GcOptions {
-            dry_run: false,
             max_size: Some(2000),
+            ..GcOptions::default()
         })
         .unwrap();
     let trimmed: Vec<_> = report
@@ -1510,4 +1691,36 @@ fn chmod_on_a_globbed_or_listed_file_and_a_new_empty_directory_under_a_glob_rebu
         Reason::HitDisk
     );
     assert_eq!(log.len(), 5);
+}
+
+// ---------------------------------------------------------------- the public surface
+
+#[test]
+fn a_configuration_error_converts_into_trove_error_and_keeps_its_place() {
+    fn open(path: &std::path::Path) -> Result<Engine, trove::Error> {
+        Engine::open(Config::load(path)?)
+    }
+    let p = Project::new();
+    let config = p.write("trove.ron", "(\n    store: (variants: 0),\n)");
+    match open(&config) {
+        Err(trove::Error::ConfigFile(e)) => {
+            assert_eq!(
+                (e.file.as_path(), e.line, e.column),
+                (config.as_path(), 2, 23)
+            );
+            assert!(e.message.contains("`variants` must be at least 1"), "{e}");
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("a bad configuration was accepted"),
+    }
+}
+
+#[test]
+fn the_readme_shows_the_embed_example_verbatim() {
+    let readme = include_str!("../../../README.md");
+    let example = include_str!("../examples/embed.rs");
+    assert!(
+        readme.contains(example),
+        "README.md's \"Embedding the engine\" must hold crates/trove/examples/embed.rs verbatim"
+    );
 }

@@ -1,13 +1,17 @@
-//! Predictions and administration support: residency without building, validation of a
-//! record without its typed recipe, the stored records.
+//! Predictions and administration support: residency without building, the two verdicts
+//! on a stored record without its typed recipe (dead for gc, stale for status), the
+//! stored records.
+
+use std::time::Duration;
 
 use trove_fingerprint::Digest;
 use trove_store::Record;
 
-use crate::engine::Engine;
+use crate::clock::now_ms;
 use crate::engine::verify::{MissReason, Mode, Subject, Validity};
+use crate::engine::{Engine, Erased};
 use crate::reason::{Residency, Why};
-use crate::trace::Trace;
+use crate::trace::{Input, Trace};
 use crate::{Error, Recipe};
 
 impl Engine {
@@ -55,35 +59,62 @@ impl Engine {
         })
     }
 
-    /// Validates a stored record without its typed recipe (for status and gc): the
-    /// registered recipe's version is checked when known.
-    pub(crate) fn validate_record(
-        &self,
-        rec: &Record,
-        mode_gc: bool,
-    ) -> Result<Option<Why>, Error> {
+    /// Why a stored variant can never be served again, or `None` when it may be (gc's
+    /// "dead"). Dead: built by another recipe version or definition, under a version
+    /// counter lower than the current one (or one that did not exist yet), older than its
+    /// `max_age`, or past a volatile input's time to live — none of these comes back by
+    /// itself. Files, listings, globs and environment variables are not checked: a branch
+    /// switch can bring them back, so a variant that merely differs from today's files
+    /// is not dead.
+    ///
+    /// A counter *higher* than the current one (or one since removed) does not make the
+    /// variant dead: lowering the counter again, such as dropping a bump from
+    /// `trove.local.ron`, brings it back. A trace in an unknown format belongs to another
+    /// trove and is never dead here.
+    pub(crate) fn dead_reason(&self, rec: &Record) -> Result<Option<Why>, Error> {
+        let Some(mut trace) = Trace::decode(&rec.trace) else {
+            return Ok(None);
+        };
+        // Counters that can come back are set to today's values, so that validation
+        // reports only the ones that are older than today's.
+        let now = self.counters_for(&rec.recipe);
+        trace.counters.retain(|name, then| match now.get(name) {
+            Some(&current) => {
+                *then = (*then).min(current);
+                true
+            }
+            None => false,
+        });
+        let erased = self.erased(&rec.recipe);
+        let subject = record_subject(self, rec, erased.as_deref());
+        if let Validity::Invalid(why) = self.validate(&subject, &trace, Mode::Gc)? {
+            return Ok(Some(why));
+        }
+        let age_ms = now_ms().saturating_sub(rec.created_ms).max(0) as u128;
+        Ok(trace.inputs.iter().find_map(|input| match input {
+            Input::Volatile { name, ttl_ms } if age_ms > u128::from(*ttl_ms) => {
+                Some(Why::VolatileExpired {
+                    name: name.clone(),
+                    ttl: Duration::from_millis(*ttl_ms),
+                })
+            }
+            _ => None,
+        }))
+    }
+
+    /// Why a stored variant would not be served now, or `None` when it would: every
+    /// input of its trace is checked against today's files and environment, and its
+    /// dependencies are predicted without building (for `status`, and `gc --stale`).
+    /// Without its typed recipe, the registered recipe's version is checked when known.
+    pub(crate) fn stale_reason(&self, rec: &Record) -> Result<Option<Why>, Error> {
         let Some(trace) = Trace::decode(&rec.trace) else {
             return Ok(Some(Why::Unverifiable(
                 "its trace is in an unknown format".into(),
             )));
         };
         let erased = self.erased(&rec.recipe);
-        let subject = Subject {
-            recipe: &rec.recipe,
-            sources: erased
-                .as_ref()
-                .map(|e| e.sources())
-                .unwrap_or(crate::Sources::NONE),
-            version_now: erased.as_ref().map(|e| e.version()),
-            version_then: rec.recipe_version,
-            created_ms: rec.created_ms,
-            max_age: self.max_age_for(&rec.recipe, erased.as_ref().and_then(|e| e.max_age())),
-            definition: erased
-                .as_ref()
-                .map(|e| self.definition_of(&rec.recipe, &e.definition())),
-        };
-        let mode = if mode_gc { Mode::Gc } else { Mode::Peek };
-        Ok(match self.validate(&subject, &trace, mode)? {
+        let subject = record_subject(self, rec, erased.as_deref());
+        Ok(match self.validate(&subject, &trace, Mode::Peek)? {
             Validity::Valid { .. } => None,
             Validity::Invalid(why) => Some(why),
         })
@@ -110,5 +141,24 @@ impl Engine {
         {
             self.inner.memory.remove(key);
         }
+    }
+}
+
+/// What validating a stored record needs, from the registered recipe when there is one
+/// (its version, sources and `max_age`); an unregistered recipe's version is unknown and
+/// not checked.
+fn record_subject<'a>(
+    engine: &Engine,
+    rec: &'a Record,
+    erased: Option<&dyn Erased>,
+) -> Subject<'a> {
+    Subject {
+        recipe: &rec.recipe,
+        sources: erased.map_or(crate::Sources::NONE, |e| e.sources()),
+        version_now: erased.map(|e| e.version()),
+        version_then: rec.recipe_version,
+        created_ms: rec.created_ms,
+        max_age: engine.max_age_for(&rec.recipe, erased.and_then(|e| e.max_age())),
+        definition: erased.map(|e| engine.definition_of(&rec.recipe, &e.definition())),
     }
 }

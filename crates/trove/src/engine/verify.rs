@@ -140,6 +140,11 @@ impl Engine {
         {
             return Ok(Validity::Invalid(Why::Expired { max_age }));
         }
+        if mode == Mode::Gc {
+            // gc asks only whether the variant can ever be served again: inputs may change
+            // back (a branch switch), so they are not checked (see `Engine::dead_reason`).
+            return Ok(Validity::Valid { refreshed: None });
+        }
         let mut refreshed: Option<Trace> = None;
         let unwatchable: Box<dyn Iterator<Item = &Input>> = match cheap {
             Some(indices) => Box::new(indices.iter().map(|&i| &trace.inputs[i as usize])),

@@ -104,7 +104,7 @@ impl StaleStream {
             let mut first_why = None;
             let mut fresh = false;
             for rec in variants {
-                match self.engine.validate_record(rec, false)? {
+                match self.engine.stale_reason(rec)? {
                     None => {
                         fresh = true;
                         break;
