@@ -24,10 +24,21 @@ pub(crate) fn run(project: &Project, args: &RunArgs) -> Result<u8, Failure> {
             eprintln!("  {what}: {reason}");
         }
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(&served.value)?;
-    out.flush()?;
+    write_object(&served.value)?;
     Ok(0)
+}
+
+/// Streams the object to stdout: the kernel copies it from the verified blob file
+/// (`sendfile`), or 64 KiB at a time where it cannot; never the whole object in memory.
+fn write_object(blob: &trove::Blob) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    // Nothing is buffered before the object, but a flush costs nothing and makes sure.
+    out.flush()?;
+    #[cfg(unix)]
+    blob.copy_to_fd(&out)?;
+    #[cfg(not(unix))]
+    blob.copy_to(&mut out)?;
+    out.flush()
 }
 
 /// Says what `run` would do and why, building nothing.

@@ -36,11 +36,66 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// blake3 and length of a file, read through a memory map for large files.
+/// How much of a file is read at a time to hash it. Blobs are hashed by reading, never by
+/// mapping them: a mapped page counts in the process's resident set until the kernel
+/// reclaims it, so hashing a 1 GiB blob through a map could grow a process by 1 GiB. One
+/// buffer of this size is the whole memory a hash of any size takes.
+pub(crate) const HASH_CHUNK: usize = 1024 * 1024;
+
+/// blake3 and length of a file, streamed through one [`HASH_CHUNK`] buffer.
 pub(crate) fn hash_file(path: &Path) -> io::Result<([u8; 32], u64)> {
+    hash_open(&File::open(path)?)
+}
+
+/// blake3 and length of an open file from offset 0 to its end, read with positional reads
+/// (the file's own offset is neither used nor moved, so other readers of the same open
+/// file are undisturbed). The chunks of a file larger than [`RAYON_THRESHOLD`] are hashed
+/// on rayon's threads, as [`hash_bytes`] does for bytes.
+pub(crate) fn hash_open(file: &File) -> io::Result<([u8; 32], u64)> {
+    let parallel = file.metadata()?.len() > RAYON_THRESHOLD as u64;
     let mut h = blake3::Hasher::new();
-    h.update_mmap_rayon(path)?;
-    Ok((*h.finalize().as_bytes(), h.count()))
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut offset = 0u64;
+    loop {
+        let filled = read_full_at(file, &mut buf, offset)?;
+        if filled == 0 {
+            break;
+        }
+        if parallel {
+            h.update_rayon(&buf[..filled]);
+        } else {
+            h.update(&buf[..filled]);
+        }
+        offset += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    Ok((*h.finalize().as_bytes(), offset))
+}
+
+/// Fills `buf` from `offset` with positional reads; fewer bytes only at the end of the file.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// Writes `bytes` under `final_path` atomically: a locked temp file in the same
@@ -138,11 +193,20 @@ fn write_content(file: &mut File, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)
 }
 
-/// Reads and verifies a blob: length, then blake3, before anything is returned.
-pub(crate) fn read_verified(layout: &Layout, id: &BlobId) -> Result<Vec<u8>, StoreError> {
+/// An open blob file whose length matched its record, not yet hashed.
+struct Opened {
+    file: File,
+    path: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// Opens a blob and checks its length against the record. A length mismatch is told apart:
+/// a blob that still hashes to its name is intact (the record is wrong), anything else is
+/// corrupt and goes to quarantine.
+fn open_checked(layout: &Layout, id: &BlobId) -> Result<Opened, StoreError> {
     let path = layout.blob_path(&id.hash);
     let hash_hex = hex(&id.hash);
-    let mut file = match File::open(&path) {
+    let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(StoreError::MissingBlob { hash_hex });
@@ -150,52 +214,78 @@ pub(crate) fn read_verified(layout: &Layout, id: &BlobId) -> Result<Vec<u8>, Sto
         Err(e) => return Err(StoreError::io(&path, e)),
     };
     let meta = file.metadata().map_err(|e| StoreError::io(&path, e))?;
-    let corrupt = |reason: String| {
-        quarantine_file(layout, &path, &hash_hex, Some(&meta));
-        StoreError::CorruptBlob {
-            hash_hex: hash_hex.clone(),
-            reason,
-        }
-    };
     if meta.len() != id.len {
         // A blob whose content still matches its name is intact and may serve other
         // records: the record that disagrees with it is what is wrong, and the blob stays.
-        if matches!(hash_file(&path), Ok((h, _)) if h == id.hash) {
+        if matches!(hash_open(&file), Ok((h, _)) if h == id.hash) {
             return Err(StoreError::RecordMismatch {
                 hash_hex,
                 reason: format!("it says {} bytes, the blob has {}", id.len, meta.len()),
             });
         }
-        return Err(corrupt(format!(
-            "file is {} bytes, expected {}",
-            meta.len(),
-            id.len
-        )));
-    }
-    let Ok(len) = usize::try_from(id.len) else {
+        quarantine_file(layout, &path, &hash_hex, Some(&meta));
         return Err(StoreError::CorruptBlob {
             hash_hex,
+            reason: format!("file is {} bytes, expected {}", meta.len(), id.len),
+        });
+    }
+    Ok(Opened { file, path, meta })
+}
+
+impl Opened {
+    /// Quarantines the file (if the path still names it) and says why.
+    fn corrupt(&self, layout: &Layout, id: &BlobId, reason: &str) -> StoreError {
+        let hash_hex = hex(&id.hash);
+        quarantine_file(layout, &self.path, &hash_hex, Some(&self.meta));
+        StoreError::CorruptBlob {
+            hash_hex,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Reads and verifies a blob: length, then blake3, before anything is returned.
+pub(crate) fn read_verified(layout: &Layout, id: &BlobId) -> Result<Vec<u8>, StoreError> {
+    let opened = open_checked(layout, id)?;
+    let Ok(len) = usize::try_from(id.len) else {
+        return Err(StoreError::CorruptBlob {
+            hash_hex: hex(&id.hash),
             reason: format!("length {} does not fit in memory", id.len),
         });
     };
+    let mut file = &opened.file;
     let mut buf = vec![0u8; len];
     if let Err(e) = file.read_exact(&mut buf) {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            return Err(corrupt("file shrank while being read".to_owned()));
+            return Err(opened.corrupt(layout, id, "file shrank while being read"));
         }
-        return Err(StoreError::io(&path, e));
+        return Err(StoreError::io(&opened.path, e));
     }
     // The file must end exactly here; a longer file is corrupt even if its prefix matches.
     let mut probe = [0u8; 1];
     match file.read(&mut probe) {
         Ok(0) => {}
-        Ok(_) => return Err(corrupt("file grew while being read".to_owned())),
-        Err(e) => return Err(StoreError::io(&path, e)),
+        Ok(_) => return Err(opened.corrupt(layout, id, "file grew while being read")),
+        Err(e) => return Err(StoreError::io(&opened.path, e)),
     }
     if hash_bytes(&buf) != id.hash {
-        return Err(corrupt("blake3 of the content does not match".to_owned()));
+        return Err(opened.corrupt(layout, id, "blake3 of the content does not match"));
     }
     Ok(buf)
+}
+
+/// Opens a blob and verifies its length and blake3 by streaming it through one
+/// [`HASH_CHUNK`] buffer; the open, verified file is returned (never its content).
+pub(crate) fn open_verified(layout: &Layout, id: &BlobId) -> Result<File, StoreError> {
+    let opened = open_checked(layout, id)?;
+    let (hash, len) = hash_open(&opened.file).map_err(|e| StoreError::io(&opened.path, e))?;
+    if len != id.len {
+        return Err(opened.corrupt(layout, id, "file changed size while being read"));
+    }
+    if hash != id.hash {
+        return Err(opened.corrupt(layout, id, "blake3 of the content does not match"));
+    }
+    Ok(opened.file)
 }
 
 /// Moves a corrupt blob file to `quarantine/<hex>.<unix_ms>`. Failures are logged, not
@@ -237,13 +327,13 @@ fn quarantine_target(layout: &Layout, name: &str) -> PathBuf {
 }
 
 #[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+pub(crate) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 #[cfg(not(unix))]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+pub(crate) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 

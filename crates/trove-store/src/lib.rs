@@ -14,6 +14,8 @@
 //!     index.sqlite (+ -wal, -shm)  the index: WAL, synchronous=FULL, user_version = 1
 //!     blobs/ab/<64 hex blake3>   content-addressed blob files, content only (no header)
 //!     blobs/ab/.tmp-<hex>-<pid>-<n>  in-flight publishes, flock-ed by their writer
+//!     blobs/tmp/.tmp-stream-<pid>-<n>  streamed objects being written (a command's stdout),
+//!                                published by a rename into their shard; flock-ed too
 //!     locks/ab/<64 hex key>.lock per-key lock files (flock), never deleted
 //!     quarantine/                corrupt blobs (<hex>.<unix_ms>) and corrupt index files
 //! ```
@@ -22,7 +24,11 @@
 //!
 //! - A blob file, once under its final name, holds exactly the content its name hashes to,
 //!   or it is detected on read and moved to `quarantine/`. Publishing writes a temp file in
-//!   the same directory, fsyncs it, renames it and fsyncs the directory.
+//!   the same directory (or, for a streamed object, in `blobs/tmp/` on the same file
+//!   system), fsyncs it, renames it and fsyncs the directory.
+//! - Reading a blob verifies it first: [`Store::read_blob`] reads it whole,
+//!   [`Store::open_blob`] streams it through one 1 MiB buffer and returns the open file, so
+//!   objects of any size are verified in bounded memory.
 //! - A committed record's blob was published before the record was inserted (checked under
 //!   the index write lock, which gc also takes before deleting a blob).
 //! - A temp file whose flock can be taken belongs to a dead writer; open and gc remove it,
@@ -46,6 +52,7 @@ mod maint;
 mod paths;
 mod record;
 mod store;
+mod stream;
 
 pub use error::StoreError;
 #[cfg(feature = "failpoints")]
@@ -56,6 +63,7 @@ pub use maint::{GcItem, GcStats, VerifyReport};
 pub use paths::{FORMAT_DIR, hex};
 pub use record::{BlobId, Key, NewRecord, Record};
 pub use store::{Store, StoreOptions};
+pub use stream::TempBlob;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,11 @@ pub const FORMAT_DIR: &str = "v1";
 /// The prefix of in-flight blob files.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
+/// The directory under `blobs/` where streamed objects are written before they are
+/// hashed and renamed into their shard. It is walked like a shard, so its `.tmp-` files
+/// are recognised as temp files (by older troves too) and nothing else in it is a blob.
+pub(crate) const TEMP_DIR: &str = "tmp";
+
 pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by trove.\n\
 # For information about cache directory tags, see:\n\
@@ -95,6 +100,8 @@ pub(crate) struct Layout {
     pub(crate) dir: PathBuf,
     pub(crate) index: PathBuf,
     pub(crate) blobs: PathBuf,
+    /// `blobs/tmp`: streamed objects in flight.
+    pub(crate) temps: PathBuf,
     pub(crate) locks: PathBuf,
     pub(crate) quarantine: PathBuf,
 }
@@ -106,6 +113,7 @@ impl Layout {
             root: root.to_owned(),
             index: dir.join("index.sqlite"),
             blobs: dir.join("blobs"),
+            temps: dir.join("blobs").join(TEMP_DIR),
             locks: dir.join("locks"),
             quarantine: dir.join("quarantine"),
             dir,

@@ -1,15 +1,17 @@
 //! Command recipes: a recipe from the configuration whose object is a command's stdout.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use trove_config::RecipeConfig;
 
-use crate::{BuildError, Cx, Definition, Recipe};
+use crate::{Blob, BuildError, Cx, Definition, Recipe};
 
 /// A recipe defined by the configuration: runs `command` (argv, no shell) in the
-/// configuration's directory with the extra arguments appended; stdout is the object.
+/// configuration's directory with the extra arguments appended; stdout is the object, a
+/// [`Blob`]: written straight into a file in the store, never held in memory.
 #[derive(Clone, Debug)]
 pub struct CommandRecipe {
     name: String,
@@ -60,11 +62,27 @@ impl Drop for Scratch {
     }
 }
 
+/// Runs the command with its stdout written into `stdout`, the object's temp file (the
+/// object never passes through this process), and waits for it.
+fn run_to_file(command: &mut Command, stdout: File) -> std::io::Result<ExitStatus> {
+    command.stdout(stdout).status()
+}
+
+/// Writes a blob to a new scratch file for a command to read (the kernel copies it).
+fn write_scratch(blob: &Blob, path: &Path) -> std::io::Result<()> {
+    let file = File::create(path)?;
+    #[cfg(unix)]
+    blob.copy_to_fd(&file)?;
+    #[cfg(not(unix))]
+    blob.copy_to(&mut &file)?;
+    Ok(())
+}
+
 impl Recipe for CommandRecipe {
     const NAME: &'static str = "command";
     const VERSION: u32 = 1;
     type Args = Vec<String>;
-    type Output = Vec<u8>;
+    type Output = Blob;
 
     fn name(&self) -> &str {
         &self.name
@@ -82,7 +100,7 @@ impl Recipe for CommandRecipe {
         self.definition.clone()
     }
 
-    fn build(&self, cx: &mut Cx, args: &Vec<String>) -> Result<Vec<u8>, BuildError> {
+    fn build(&self, cx: &mut Cx, args: &Vec<String>) -> Result<Blob, BuildError> {
         let Some(argv) = self.config.command.as_ref().filter(|a| !a.is_empty()) else {
             return Err(BuildError::msg(format!(
                 "recipe `{}` has no command: it is built by library code",
@@ -97,7 +115,6 @@ impl Recipe for CommandRecipe {
             .args(args)
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut scratch = Vec::new();
         for need in &self.config.needs {
@@ -108,9 +125,9 @@ impl Recipe for CommandRecipe {
                 )));
             };
             let needed = CommandRecipe::new(&need.recipe, rc);
-            let bytes = cx.get(&needed, &need.args)?;
+            let blob = cx.get(&needed, &need.args)?;
             let path = scratch_path(&tmp, "need");
-            std::fs::write(&path, bytes.as_slice()).map_err(|source| BuildError::Io {
+            write_scratch(&blob, &path).map_err(|source| BuildError::Io {
                 path: path.clone(),
                 source,
             })?;
@@ -126,30 +143,36 @@ impl Recipe for CommandRecipe {
             crate::nested::BUILDING_VAR,
             crate::nested::chain_for_child(),
         );
-        let output = command.output().map_err(|source| BuildError::Spawn {
+        let out = cx.blob_writer()?;
+        let stdout = out.file().try_clone().map_err(|e| {
+            BuildError::msg(format!(
+                "cannot hand the object's temp file to the command: {e}"
+            ))
+        })?;
+        let status = run_to_file(&mut command, stdout).map_err(|source| BuildError::Spawn {
             program: argv[0].clone(),
             dir: dir.clone(),
             source,
         })?;
-        if !output.status.success() {
+        if !status.success() {
             return Err(BuildError::CommandFailed {
                 command: argv.join(" "),
-                code: output.status.code(),
+                code: status.code(),
             });
         }
         cx.track_depfile(&depfile.0, &dir)?;
         for input in crate::nested::read(&nested.0).map_err(BuildError::msg)? {
             cx.trace.push(input);
         }
-        Ok(output.stdout)
+        out.finish()
     }
 
-    fn check(&self, object: &Vec<u8>) -> Result<(), String> {
+    fn check(&self, object: &Blob) -> Result<(), String> {
         let Some(argv) = self.config.check.as_ref().filter(|a| !a.is_empty()) else {
             return Ok(());
         };
         let out = Scratch(scratch_path(&std::env::temp_dir(), "output"));
-        std::fs::write(&out.0, object)
+        write_scratch(object, &out.0)
             .map_err(|e| format!("cannot write the object for check: {e}"))?;
         let status = Command::new(&argv[0])
             .args(&argv[1..])

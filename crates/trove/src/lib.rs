@@ -33,6 +33,7 @@
 //! ```
 
 mod admin;
+mod blob;
 mod clock;
 mod codec;
 mod command;
@@ -83,6 +84,7 @@ pub mod fuzzing {
 }
 
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
+pub use blob::{Blob, BlobReader, BlobWriter};
 pub use command::CommandRecipe;
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};

@@ -276,7 +276,7 @@ fn get_pre(config: &Config) -> (String, Reason) {
     let recipe = CommandRecipe::new("pre", config.recipes["pre"].clone());
     let served = engine.get_explained(&recipe, &vec![]).unwrap();
     (
-        String::from_utf8(served.value.to_vec()).unwrap(),
+        String::from_utf8(served.value.to_vec().unwrap()).unwrap(),
         served.reason,
     )
 }

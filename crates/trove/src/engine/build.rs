@@ -96,18 +96,15 @@ impl Engine {
         };
         let reason = Reason::Built(why);
         let value = Arc::new(value);
-        let (bytes, codec_id) = codec::encode(&*value).map_err(|msg| {
+        let encoded = codec::encode(&*value).map_err(|msg| {
             build_error(crate::BuildError::Failed(format!(
                 "cannot encode the object: {msg}"
             )))
         })?;
-        let size = bytes.len() as u64;
-        let digest = Digest::of_bytes(&bytes);
-        // Postcard bytes are kept for publishing; raw bytes are the object's own.
-        let encoded = match bytes {
-            std::borrow::Cow::Owned(v) => Some(v),
-            std::borrow::Cow::Borrowed(_) => None,
-        };
+        // A file-backed object was hashed as it was finished; bytes are hashed here.
+        let (codec_id, size, digest) = (encoded.codec(), encoded.weight(), encoded.digest());
+        // Postcard bytes are kept for publishing; raw bytes and files are the object's own.
+        let encoded = encoded.into_owned();
         let object: Object = value.clone();
         if let Some(path) = unstable {
             tracing::warn!(

@@ -138,18 +138,10 @@ impl Engine {
             }
             Validity::Valid { refreshed: None } => trace,
         };
-        // The blob is verified against its blake3 before anything deserializes it.
-        let bytes = match store.read_blob(&rec.blob) {
-            Ok(b) => b,
-            Err(e) => {
-                let why = Why::BlobCorrupt(e.to_string());
-                let _ = store.quarantine(rec.id, &why.to_string());
-                return Ok(Err(why));
-            }
-        };
-        let size = bytes.len() as u64;
-        let value: R::Output = match codec::decode(bytes, rec.codec) {
-            Ok(v) => v,
+        // The blob is verified against its blake3 before anything deserializes it (a
+        // file-backed object is verified by streaming and handed out as its open file).
+        let (value, size): (R::Output, u64) = match codec::load(store, &rec.blob, rec.codec) {
+            Ok(loaded) => loaded,
             Err(msg) => {
                 let why = Why::BlobCorrupt(msg);
                 let _ = store.quarantine(rec.id, &why.to_string());

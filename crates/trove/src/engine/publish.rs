@@ -8,14 +8,14 @@ use trove_fingerprint::Digest;
 use trove_store::{KeyLock, NewRecord};
 
 use crate::Recipe;
-use crate::codec;
+use crate::codec::{self, Encoded};
 use crate::engine::Engine;
 use crate::memory::Meta;
 
 /// A built object not stored yet, with the key's lock, held until it is.
 pub(crate) struct Pending<T> {
     pub(crate) value: Arc<T>,
-    /// The postcard encoding; `None` for a raw `Vec<u8>` object (its own bytes).
+    /// The postcard encoding; `None` for a `Vec<u8>` or `Blob` object (its own bytes).
     pub(crate) encoded: Option<Vec<u8>>,
     pub(crate) codec: u8,
     pub(crate) digest: Digest,
@@ -32,17 +32,19 @@ impl Engine {
     /// key's lock is released. A failure is logged, not returned: the caller still gets
     /// its object.
     pub(crate) fn publish<R: Recipe>(&self, recipe: &R, key: Digest, pending: Pending<R::Output>) {
-        let bytes: std::borrow::Cow<'_, [u8]> = match &pending.encoded {
-            Some(v) => std::borrow::Cow::Borrowed(v.as_slice()),
-            None => match codec::encode(&*pending.value) {
-                Ok((b, _)) => b,
-                Err(_) => return,
-            },
-        };
         let Some(store) = self.inner.store.as_ref() else {
             return;
         };
-        let blob = match store.put_blob_hashed(&bytes, pending.digest.0) {
+        let stored = match &pending.encoded {
+            Some(bytes) => store.put_blob_hashed(bytes, pending.digest.0),
+            None => match codec::encode(&*pending.value) {
+                Ok(Encoded::Bytes(bytes, _)) => store.put_blob_hashed(&bytes, pending.digest.0),
+                // A file-backed object: its temp file is renamed into place, not copied.
+                Ok(Encoded::File(blob)) => blob.publish(store),
+                Err(_) => return,
+            },
+        };
+        let blob = match stored {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(recipe = recipe.name(), "object not stored: {e}");
