@@ -345,3 +345,36 @@ fn a_directory_named_in_inputs_covers_its_whole_tree() {
     assert_eq!(first_reason(&p, &["tree"]), "hit disk");
     assert_eq!(p.lines("log"), 4);
 }
+
+#[test]
+fn two_processes_each_building_one_side_of_a_cycle_fail_instead_of_waiting_forever() {
+    // `trove run a` and `trove run b` start at once; each holds its own key while its
+    // command asks for the other's. Nobody is an ancestor of anybody: only the store's
+    // wait-for graph can see the cycle.
+    let trove = env!("CARGO_BIN_EXE_trove");
+    let p = Project::new(&format!(
+        r#"(recipes: {{
+            "a": (command: ["sh", "-c", ": > a.started; while [ ! -e b.started ]; do sleep 0.01; done; {trove} run b"]),
+            "b": (command: ["sh", "-c", ": > b.started; while [ ! -e a.started ]; do sleep 0.01; done; {trove} run a"]),
+        }})"#
+    ));
+    let spawn = |name: &str| {
+        p.command(&["run", name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    assert!(!a.status.success() && !b.status.success());
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    assert!(both.contains("cycle"), "{both}");
+    assert!(
+        std::fs::read_dir(p.path(".trove/v1/locks/waits")).map_or(0, |d| d.count()) == 0,
+        "no wait is left registered"
+    );
+}

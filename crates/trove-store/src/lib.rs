@@ -17,6 +17,7 @@
 //!     blobs/tmp/.tmp-stream-<pid>-<n>  streamed objects being written (a command's stdout),
 //!                                published by a rename into their shard; flock-ed too
 //!     locks/ab/<64 hex key>.lock per-key lock files (flock), never deleted
+//!     locks/waits/<pid>-<n>.wait  what a process waiting for a lock waits for (cycle checks)
 //!     quarantine/                corrupt blobs (<hex>.<unix_ms>) and corrupt index files
 //! ```
 //!

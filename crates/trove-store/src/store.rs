@@ -520,6 +520,12 @@ impl Store {
         KeyLock::acquire(self.layout.lock_path(key))
     }
 
+    /// The directory where processes waiting for a key's lock say what they wait for
+    /// (the engine's cross-process wait-for graph; see `trove`'s `engine/waits.rs`).
+    pub fn waits_dir(&self) -> std::path::PathBuf {
+        self.layout.locks.join("waits")
+    }
+
     /// Takes the key's lock if it is free; `None` when another holder (thread or process)
     /// has it.
     pub fn try_lock_key(&self, key: &Key) -> Result<Option<KeyLock>, StoreError> {

@@ -17,6 +17,7 @@ mod publish;
 mod registry;
 mod serve;
 mod verify;
+mod waits;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -47,11 +47,21 @@ pub(crate) fn inherited() -> &'static [Digest] {
     })
 }
 
+/// The keys being built on the way to a request made now on this thread: by the
+/// processes that started this one, then by this thread.
+pub(crate) fn chain() -> Vec<Digest> {
+    let mut keys: Vec<Digest> = inherited().to_vec();
+    BUILDING.with(|b| keys.extend(b.borrow().iter().copied()));
+    keys
+}
+
 /// The value of `TROVE_BUILDING` for a command started by the build on this thread.
 pub(crate) fn chain_for_child() -> String {
-    let mut keys: Vec<String> = inherited().iter().map(Digest::hex).collect();
-    BUILDING.with(|b| keys.extend(b.borrow().iter().map(Digest::hex)));
-    keys.join(",")
+    chain()
+        .iter()
+        .map(Digest::hex)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The file named by `TROVE_NESTED`, when a build started this process.

@@ -183,21 +183,42 @@ impl Engine {
         args: &R::Args,
         key: Digest,
     ) -> Result<Built<R::Output>, Error> {
-        let lock = self.lock_key(key);
+        let lock = self.lock_key(key, recipe.name())?;
         self.build(recipe, args, key, describe_args(args), Why::Forced, lock)
     }
 
     /// The key's cross-process lock; `None` without a store (or when it cannot be taken,
-    /// said once in the log): the build then relies on the in-process flight alone.
-    fn lock_key(&self, key: Digest) -> Option<trove_store::KeyLock> {
-        match self.inner.store.as_ref().map(|s| s.lock_key(&key.0)) {
-            None => None,
-            Some(Ok(lock)) => Some(lock),
-            Some(Err(e)) => {
-                tracing::warn!("building without the cross-process lock: {e}");
-                None
-            }
+    /// said once in the log): the build then relies on the in-process flight alone. A
+    /// wait for a lock held elsewhere that would close a cycle of processes waiting for
+    /// each other is `Error::Cycle` instead (engine/waits.rs).
+    fn lock_key(&self, key: Digest, recipe: &str) -> Result<Option<trove_store::KeyLock>, Error> {
+        let Some(store) = self.inner.store.as_ref() else {
+            return Ok(None);
+        };
+        let cannot = |e: trove_store::StoreError| {
+            tracing::warn!("building without the cross-process lock: {e}");
+            None
+        };
+        match store.try_lock_key(&key.0) {
+            Ok(Some(lock)) => return Ok(Some(lock)),
+            Ok(None) => {}
+            Err(e) => return Ok(cannot(e)),
         }
+        // Held elsewhere. A request that builds nothing yet cannot close a cycle.
+        let chain = crate::nested::chain();
+        let _waiting = if chain.is_empty() {
+            None
+        } else {
+            let dir = store.waits_dir();
+            let waiting = crate::engine::waits::register(&dir, key, &chain).ok();
+            if crate::engine::waits::closes_cycle(&dir, key, &chain) {
+                return Err(Error::Cycle {
+                    recipe: recipe.to_owned(),
+                });
+            }
+            waiting
+        };
+        Ok(store.lock_key(&key.0).map_or_else(cannot, Some))
     }
 
     /// The leader's path: memory again, disk, lock, disk again, build.
@@ -227,7 +248,7 @@ impl Engine {
             Err(why) => stale.unwrap_or(why),
         };
         let lock = loop {
-            let lock = self.lock_key(key);
+            let lock = self.lock_key(key, recipe.name())?;
             // Another process may have built it while we waited for the lock. Load it
             // without holding the lock, so every process that waited loads at once
             // instead of one after another.
