@@ -52,6 +52,12 @@ pub struct Config {
     pub versions: BTreeMap<String, u64>,
     /// What the watcher watches.
     pub watch: WatchConfig,
+    /// Whether command recipes run under the syscall tracer (`trace: true`, the default
+    /// on Linux), so that what they read is discovered without declarations.
+    pub trace: bool,
+    /// Globs of paths a traced command may read that are never inputs
+    /// (`trace_ignore: ["/var/cache/**"]`).
+    pub trace_ignore: Vec<String>,
     /// Recipes configured by name.
     pub recipes: BTreeMap<String, RecipeConfig>,
 }
@@ -108,6 +114,9 @@ pub struct RecipeConfig {
     pub check: Option<Vec<String>>,
     /// The recipe's version; bump it when its meaning changes (default 1).
     pub version: u32,
+    /// `trace: false` runs this recipe's command without the syscall tracer; `None`
+    /// follows the global `trace`.
+    pub trace: Option<bool>,
 }
 
 /// One entry of a recipe's `needs`: another recipe, and the arguments its object is
@@ -141,6 +150,11 @@ impl std::fmt::Display for Need {
 }
 
 impl RecipeConfig {
+    /// Whether this recipe's command runs under the tracer, given the global setting.
+    pub fn traced(&self, global: bool) -> bool {
+        self.trace.unwrap_or(global)
+    }
+
     /// A recipe with every key at its default.
     pub(crate) fn new(name: &str) -> RecipeConfig {
         RecipeConfig {
@@ -153,6 +167,7 @@ impl RecipeConfig {
             max_age: None,
             check: None,
             version: 1,
+            trace: None,
         }
     }
 }
@@ -244,6 +259,8 @@ impl Config {
                 roots: vec![dir.clone()],
                 debounce: Duration::from_millis(100),
             },
+            trace: true,
+            trace_ignore: Vec::new(),
             recipes: BTreeMap::new(),
             dir,
         }

@@ -48,7 +48,7 @@ pub(crate) enum Kind {
     /// A floating-point number.
     Float,
     /// `true` or `false`.
-    Bool,
+    Bool(bool),
     /// `Some(value)`.
     Some(Box<Node>),
     /// `None`.
@@ -80,7 +80,7 @@ impl Node {
             Kind::Str(s) => format!("the string {s:?}"),
             Kind::Int(_) => "an integer".to_owned(),
             Kind::Float => "a number with a fraction".to_owned(),
-            Kind::Bool => "a boolean".to_owned(),
+            Kind::Bool(_) => "a boolean".to_owned(),
             Kind::Some(_) => "`Some(..)`".to_owned(),
             Kind::None => "`None`".to_owned(),
             Kind::Ident(name) => format!("the identifier `{name}`"),
@@ -382,7 +382,8 @@ impl<'a> Parser<'a> {
             return Err(self.error("expected a value"));
         };
         let kind = match name.as_str() {
-            "true" | "false" => Kind::Bool,
+            "true" => Kind::Bool(true),
+            "false" => Kind::Bool(false),
             "None" => Kind::None,
             "inf" | "NaN" => Kind::Float,
             "Some" => {

@@ -63,6 +63,23 @@ fn parse(source: &str) -> Config {
 // --- The file as a whole ---------------------------------------------------
 
 #[test]
+fn trace_is_a_boolean_and_trace_ignore_a_list_of_globs() {
+    let config = Config::parse(
+        r#"(trace: false, trace_ignore: ["/opt/**"], recipes: { "a": (command: ["true"], trace: true) })"#,
+        Path::new("/p/trove.ron"),
+    )
+    .unwrap();
+    assert!(!config.trace);
+    assert_eq!(config.trace_ignore, ["/opt/**"]);
+    assert!(config.recipe("a").unwrap().traced(config.trace));
+    let e = Config::parse(r#"(trace: "yes")"#, Path::new("/p/trove.ron")).unwrap_err();
+    assert_eq!((e.line, e.column), (1, 9), "{e}");
+    assert!(e.message.contains("`trace` must be true or false"), "{e}");
+    let e = Config::parse(r#"(trace_ignore: ["a[b"])"#, Path::new("/p/trove.ron")).unwrap_err();
+    assert!(e.message.contains("invalid glob"), "{e}");
+}
+
+#[test]
 fn an_error_displays_file_line_column_and_hint() {
     let source = r#"(
     recipes: {

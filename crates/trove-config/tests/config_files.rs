@@ -62,5 +62,7 @@ fn the_reference_sets_every_key() {
     assert!(prices.command.is_some() && prices.check.is_some() && prices.max_age.is_some());
     assert!(!prices.inputs.is_empty() && !prices.env.is_empty() && !prices.needs.is_empty());
     assert!(!prices.versions.is_empty());
+    assert_eq!(prices.trace, Some(true));
+    assert!(config.trace && config.trace_ignore == ["/var/cache/**"]);
     assert!(config.recipes.values().any(|r| r.command.is_none()));
 }
