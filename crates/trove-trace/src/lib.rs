@@ -23,7 +23,9 @@
 //! call with `PTRACE_GET_SYSCALL_INFO`, the names from the tracee's memory
 //! (`process_vm_readv`) and the directories they are relative to from `/proc`; it resumes
 //! to the call's exit to learn its result (an open that failed with `ENOENT` is an
-//! absence). Names are resolved after the run the way the kernel resolved them,
+//! absence, one that succeeded names its file exactly in `/proc/PID/fd`). Stat-like calls
+//! (stat, access, readlink, chdir) are answered at the first stop by looking the name up
+//! from the tracer, which gives their result for half the stops. Names are resolved after the run the way the kernel resolved them,
 //! symlinks and `..` included (the symlinks followed are inputs too), filtered (`/proc`,
 //! `/sys`, `/dev`, the caller's prefixes and globs) and folded into a [`Report`]: sorted
 //! sets of absolute paths, where a path the command wrote before using it is an output,

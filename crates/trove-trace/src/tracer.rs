@@ -4,7 +4,9 @@
 //! A filtered call stops its thread at `PTRACE_EVENT_SECCOMP`, before it runs. The tracer
 //! reads the call (`PTRACE_GET_SYSCALL_INFO`) and its names (tracee memory, `/proc`),
 //! resumes it with `PTRACE_SYSCALL` to see its result at the syscall-exit stop, logs the
-//! use, and resumes with `PTRACE_CONT`. Forks, vforks, clones and execs are followed
+//! use, and resumes with `PTRACE_CONT`. Stat-like calls, whose result is only whether and
+//! what the name is, are answered at the first stop by looking the name up (see
+//! [`Tracer::probe`]). Forks, vforks, clones and execs are followed
 //! through the ptrace options. The loop ends when `waitpid` has no child or tracee left;
 //! once the command's first process has ended, every process still traced is killed, so
 //! a background process cannot keep the run (or a stopped tracee) alive.
@@ -85,13 +87,6 @@ enum Pending {
     Open {
         name: PathBuf,
         flags: c_int,
-    },
-    Stat {
-        name: PathBuf,
-        follow: bool,
-    },
-    Readlink {
-        name: PathBuf,
     },
     List {
         dir: PathBuf,
@@ -237,6 +232,29 @@ impl Tracer {
         }
     }
 
+    /// Answers a stat-like call (stat, access, readlink, chdir) at its seccomp stop by
+    /// looking the name up here, as the call is about to: nothing runs in the tracee in
+    /// between, so the answer is the call's own, for one `stat` instead of a second stop
+    /// at the call's exit (gcc makes thousands of readlink calls per compile).
+    fn probe(&mut self, name: PathBuf, follow: bool, readlink: bool) {
+        let found = if follow {
+            std::fs::metadata(&name)
+        } else {
+            std::fs::symlink_metadata(&name)
+        };
+        let what = match found {
+            Ok(meta) if readlink && meta.file_type().is_symlink() => Use::Link,
+            Ok(_) => Use::Stat,
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => Use::Absent,
+                // Refused for its permissions: it exists, and its mode decided.
+                Some(libc::EACCES) => Use::Stat,
+                _ => return,
+            },
+        };
+        self.log.record(what, Name::Raw { path: name, follow });
+    }
+
     /// Reads what a stopped call names, while the tracee cannot change it.
     fn enter(&mut self, tid: i32, call: Call) -> Option<Pending> {
         let named = |dirfd: c_int, path: u64| absolute_name(tid, dirfd, path);
@@ -258,13 +276,18 @@ impl Tracer {
                     flags,
                 }
             }
-            Call::Stat { dirfd, path, flags } => Pending::Stat {
-                name: named(dirfd, path)?,
-                follow: follow(flags),
-            },
-            Call::Readlink { dirfd, path } => Pending::Readlink {
-                name: named(dirfd, path)?,
-            },
+            Call::Stat { dirfd, path, flags } => {
+                self.probe(named(dirfd, path)?, follow(flags), false);
+                return None;
+            }
+            Call::Readlink { dirfd, path } => {
+                self.probe(named(dirfd, path)?, false, true);
+                return None;
+            }
+            Call::Chdir { path } => {
+                self.probe(named(libc::AT_FDCWD, path)?, true, false);
+                return None;
+            }
             Call::List { fd } => Pending::List {
                 dir: base_dir(tid, fd)?,
             },
@@ -277,10 +300,6 @@ impl Tracer {
                 };
                 Pending::Exec { name }
             }
-            Call::Chdir { path } => Pending::Stat {
-                name: named(libc::AT_FDCWD, path)?,
-                follow: true,
-            },
             Call::Write {
                 dirfd,
                 path,
@@ -366,16 +385,6 @@ impl Tracer {
                     }
                 }
             }
-            Pending::Stat { name, follow } if errno == 0 => {
-                log.record(Use::Stat, raw(name, follow))
-            }
-            Pending::Stat { name, follow } if missing => log.record(Use::Absent, raw(name, follow)),
-            Pending::Stat { name, follow } if denied => log.record(Use::Stat, raw(name, follow)),
-            Pending::Readlink { name } if errno == 0 => log.record(Use::Link, raw(name, false)),
-            Pending::Readlink { name } if errno == libc::EINVAL => {
-                log.record(Use::Stat, raw(name, false));
-            }
-            Pending::Readlink { name } if missing => log.record(Use::Absent, raw(name, false)),
             Pending::List { dir } if errno == 0 => log.record(Use::List, Name::Exact(dir)),
             Pending::Exec { name } if errno == 0 => {
                 log.record(Use::Exec, raw(name, true));
@@ -408,9 +417,7 @@ impl Tracer {
             } if errno == 0 || errno == libc::EINPROGRESS => {
                 log.unix_connects.insert(path);
             }
-            Pending::Stat { .. }
-            | Pending::Readlink { .. }
-            | Pending::List { .. }
+            Pending::List { .. }
             | Pending::Write { .. }
             | Pending::Rename { .. }
             | Pending::Connect { .. } => {}
