@@ -202,7 +202,9 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
     match child.message() {
         Some((FILTER_INSTALLED, _)) => {}
         Some((FAILED_SECCOMP, errno)) => {
-            child.end();
+            if child.end().1 {
+                return Err(RunError::Interrupted);
+            }
             let reason = format!(
                 "the seccomp filter could not be installed ({}): the kernel lacks seccomp-bpf \
                  or a policy forbids it",
@@ -221,8 +223,11 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
     }
     if let Err(errno) = ptrace::seize(Pid::from_raw(child.pid), crate::tracer::options()) {
         // The child holds a filter that needs a tracer: it goes (closing the socket tells
-        // it so), and the command starts again without one. Nothing has run yet.
-        child.end();
+        // it so), and the command starts again without one. Nothing has run yet. (A
+        // child that is already gone was interrupted, not refused.)
+        if child.end().1 {
+            return Err(RunError::Interrupted);
+        }
         let reason = format!(
             "ptrace(PTRACE_SEIZE) was refused ({errno}): this process may not trace its \
              children here (a container or Yama policy)"
