@@ -12,11 +12,11 @@
 //! process group and `SIGKILL` after [`INTERRUPT_GRACE`]; each [`run`] then returns
 //! [`RunError::Interrupted`].
 //!
-//! Traced (Linux 5.3+, x86_64 or aarch64, glibc), the parent seizes the child with ptrace
-//! before it `execve`s, and the child installs a seccomp-bpf filter whose
+//! Traced (Linux 5.3+, x86_64 or aarch64, glibc), the child installs a seccomp-bpf filter
+//! and the parent seizes it with ptrace before it `execve`s. The filter's
 //! `SECCOMP_RET_TRACE` stops only the system calls that name files or peers: the open,
-//! stat, access, readlink, getdents, exec, chdir, rename, unlink, mkdir, rmdir, link,
-//! symlink, truncate, utimensat, chmod families and connect. Everything else (read,
+//! stat, access, readlink, getdents, exec, chdir, rename, unlink, mkdir, mknod, rmdir,
+//! link, symlink, truncate, utimensat, chmod families and connect. Everything else (read,
 //! write, mmap, fstat on a descriptor, ...) runs at full speed, with no stop. Because the
 //! tracing is in the kernel, statically linked programs are traced like dynamic ones, and
 //! every fork, vfork, clone and thread is followed. At each stop the tracer reads the
@@ -25,21 +25,28 @@
 //! to the call's exit to learn its result (an open that failed with `ENOENT` is an
 //! absence, one that succeeded names its file exactly in `/proc/PID/fd`). Stat-like calls
 //! (stat, access, readlink, chdir) are answered at the first stop by looking the name up
-//! from the tracer, which gives their result for half the stops. Names are resolved after the run the way the kernel resolved them,
-//! symlinks and `..` included (the symlinks followed are inputs too), filtered (`/proc`,
-//! `/sys`, `/dev`, the caller's prefixes and globs) and folded into a [`Report`]: sorted
-//! sets of absolute paths, where a path the command wrote before using it is an output,
-//! not an input, and an input written after use is flagged in
-//! [`Report::wrote_inputs`].
+//! from the tracer, which gives their result for half the stops.
+//!
+//! After the run, names are resolved the way the kernel resolved them, symlinks and `..`
+//! included (the symlinks followed are inputs too), filtered (`/proc`, `/sys`, `/dev`,
+//! the caller's prefixes and globs) and folded into a [`Report`]: sorted sets of absolute
+//! paths, where a path the command wrote before using it is an output, not an input, and
+//! an input written after use is flagged in [`Report::wrote_inputs`].
 //!
 //! If tracing cannot start (ptrace refused, seccomp unavailable, an older kernel, another
 //! platform) the command runs untraced and [`Outcome::trace_unavailable`] says why.
 //!
-//! Known limits: a process that makes system calls of another ABI (a 32-bit program) is
-//! listed in [`Report::gaps`] rather than decoded; `fstatat`/`statx` calls carrying
-//! `AT_EMPTY_PATH` are taken for `fstat` of a descriptor and not stopped; network traffic
-//! without `connect` (UDP `sendto` with an address) is not seen; a traced command cannot
-//! be stopped with `SIGSTOP` (group-stops are resumed).
+//! Known limits of the traced mode:
+//! - a process making system calls of another ABI (a 32-bit program) is listed in
+//!   [`Report::gaps`] rather than decoded;
+//! - `fstatat`/`statx` calls carrying `AT_EMPTY_PATH` are taken for `fstat` of a
+//!   descriptor and not stopped (glibc and Rust pass an empty name with that flag);
+//! - files opened through `io_uring`, and network traffic without `connect` (UDP
+//!   `sendto` with an address), are not seen;
+//! - a program that itself uses ptrace (gdb, strace, LeakSanitizer) cannot attach to
+//!   its children, and set-user-ID programs do not gain privileges (`PR_SET_NO_NEW_PRIVS`,
+//!   which seccomp requires): such recipes need `trace: false`;
+//! - group-stops are resumed, so a traced command cannot be stopped with `SIGSTOP`.
 //!
 //! # Dependencies
 //!

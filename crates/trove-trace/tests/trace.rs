@@ -468,6 +468,35 @@ fn alive(pid: i32) -> bool {
 }
 
 #[test]
+fn concurrent_traced_runs_each_report_only_their_own_reads() {
+    let dir = Dir::new();
+    let files: Vec<PathBuf> = (0..4).map(|i| dir.write(&format!("f{i}"), "x\n")).collect();
+    let reports: Vec<Report> = std::thread::scope(|scope| {
+        let runs: Vec<_> = files
+            .iter()
+            .map(|file| {
+                scope.spawn(|| {
+                    trace(
+                        &dir.path,
+                        &["sh", "-c", "cat \"$0\"", file.to_str().unwrap()],
+                        &[],
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for (file, report) in files.iter().zip(&reports) {
+        let ours: Vec<&PathBuf> = report
+            .reads
+            .iter()
+            .filter(|p| p.starts_with(&dir.path))
+            .collect();
+        assert_eq!(ours, vec![file]);
+    }
+}
+
+#[test]
 fn the_path_search_for_the_program_is_recorded() {
     let dir = Dir::new();
     let empty = dir.join("empty-bin");
