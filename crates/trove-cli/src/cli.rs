@@ -75,6 +75,18 @@ pub(crate) enum Command {
         trove recipes            one block per recipe\n  \
         trove recipes --json     one JSON array, one object per recipe")]
     Recipes(JsonFlag),
+    /// Run command recipes once under the syscall tracer and print what they read that
+    /// their declared `inputs` do not cover, ready to paste.
+    #[command(long_about = "Run command recipes once under the syscall tracer (nothing is \
+        stored) and print what each read under the project that its declared `inputs` do not \
+        cover, as an `inputs: [..]` line ready to paste into trove.ron, with the paths it \
+        looked for and did not find, the directories it listed, and any input it wrote into. \
+        Files outside the project (compilers, libraries) are tracked automatically when \
+        tracing is on and are only counted.\n\nExamples:\n  \
+        trove lint            every command recipe\n  \
+        trove lint prices     one recipe\n  \
+        trove lint --json     one JSON object per recipe")]
+    Lint(LintArgs),
 
     /// List the stored objects: recipe, arguments, residency, size, age, hits, reason.
     #[command(after_help = "Examples:\n  \
@@ -153,6 +165,16 @@ pub(crate) struct RunArgs {
     /// Build anew, whatever is stored, and replace the stored object.
     #[arg(long)]
     pub(crate) force: bool,
+}
+
+/// `trove lint`.
+#[derive(Args, Debug)]
+pub(crate) struct LintArgs {
+    /// The recipe to lint; every command recipe when left out.
+    pub(crate) recipe: Option<String>,
+    /// Print one JSON object per recipe instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `trove why`.

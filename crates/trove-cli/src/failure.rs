@@ -66,6 +66,14 @@ impl From<Error> for Failure {
         if let Error::ConfigFile(config) = innermost(&e) {
             return Failure::from(config.clone());
         }
+        if let Some(code) = crate::interrupt::exit_code() {
+            // Interrupted: the command was stopped and nothing stored.
+            return Failure {
+                code,
+                message: "error: interrupted; the command was stopped and nothing was stored"
+                    .to_owned(),
+            };
+        }
         if let Some(code) = command_exit_code(&e) {
             // A signal has no exit code; 1 says "failed" without pretending otherwise.
             let code = code.and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0);

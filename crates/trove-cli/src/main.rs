@@ -9,6 +9,8 @@ mod admin;
 mod cli;
 mod failure;
 mod human;
+mod interrupt;
+mod lint;
 mod project;
 mod recipes;
 mod run;
@@ -25,6 +27,7 @@ use crate::failure::Failure;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    interrupt::install();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => failure.report(),
@@ -44,6 +47,7 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => run::run(&project::open_configured(config_flag, "run")?, &args),
         Command::Why(args) => run::why(&project::open_configured(config_flag, "why")?, &args),
         Command::Recipes(flag) => recipes::recipes(config_flag, flag.json),
+        Command::Lint(args) => lint::lint(&project::open_configured(config_flag, "lint")?, &args),
         Command::Status(flag) => admin::status(project::open_existing(config_flag)?, flag.json),
         Command::Watch(args) => watch::watch(&project::open(config_flag)?, &args),
         Command::Graph(args) => admin::graph(project::open_existing(config_flag)?, args.format),

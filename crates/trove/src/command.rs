@@ -1,13 +1,18 @@
 //! Command recipes: a recipe from the configuration whose object is a command's stdout.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod launch;
+mod lint;
+mod traced;
+
+use std::process::{Command, Stdio};
 
 use trove_config::RecipeConfig;
 
 use crate::{Blob, BuildError, Cx, Definition, Recipe};
+
+use launch::{Launch, ScratchDir, write_copy};
+pub use lint::Lint;
+use traced::PROGRAM_ENV;
 
 /// A recipe defined by the configuration: runs `command` (argv, no shell) in the
 /// configuration's directory with the extra arguments appended; stdout is the object, a
@@ -33,6 +38,9 @@ impl CommandRecipe {
         if let Some(check) = &config.check {
             definition = definition.with("check", check);
         }
+        if let Some(trace) = config.trace {
+            definition = definition.with("trace", &trace);
+        }
         CommandRecipe {
             name: name.to_owned(),
             config,
@@ -41,41 +49,23 @@ impl CommandRecipe {
     }
 }
 
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
-
-/// A scratch file path for this process (depfiles, outputs handed to `check`).
-fn scratch_path(dir: &Path, what: &str) -> PathBuf {
-    let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(
-        "trove-{what}-{}-{n}-{}",
-        std::process::id(),
-        trove_fingerprint::now_ns()
-    ))
-}
-
-/// Removes a scratch file when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl CommandRecipe {
+    /// The command line for `args`: the configured words, then the extra arguments.
+    fn argv(&self, args: &[String]) -> Result<Vec<String>, BuildError> {
+        let Some(command) = self.config.command.as_ref().filter(|a| !a.is_empty()) else {
+            return Err(BuildError::msg(format!(
+                "recipe `{}` has no command: it is built by library code",
+                self.name
+            )));
+        };
+        Ok(command.iter().chain(args).cloned().collect())
     }
-}
 
-/// Runs the command with its stdout written into `stdout`, the object's temp file (the
-/// object never passes through this process), and waits for it.
-fn run_to_file(command: &mut Command, stdout: File) -> std::io::Result<ExitStatus> {
-    command.stdout(stdout).status()
-}
-
-/// Writes a blob to a new scratch file for a command to read (the kernel copies it).
-fn write_scratch(blob: &Blob, path: &Path) -> std::io::Result<()> {
-    let file = File::create(path)?;
-    #[cfg(unix)]
-    blob.copy_to_fd(&file)?;
-    #[cfg(not(unix))]
-    blob.copy_to(&mut &file)?;
-    Ok(())
+    /// Whether the command runs under the tracer (`trace` in the configuration, and
+    /// the platform's support).
+    fn traced(&self, global: bool) -> bool {
+        cfg!(target_os = "linux") && self.config.traced(global)
+    }
 }
 
 impl Recipe for CommandRecipe {
@@ -101,22 +91,9 @@ impl Recipe for CommandRecipe {
     }
 
     fn build(&self, cx: &mut Cx, args: &Vec<String>) -> Result<Blob, BuildError> {
-        let Some(argv) = self.config.command.as_ref().filter(|a| !a.is_empty()) else {
-            return Err(BuildError::msg(format!(
-                "recipe `{}` has no command: it is built by library code",
-                self.name
-            )));
-        };
-        let dir = cx.engine.root().to_path_buf();
-        let tmp = std::env::temp_dir();
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit());
-        let mut scratch = Vec::new();
+        let argv = self.argv(args)?;
+        let traced = self.traced(cx.engine.config().trace);
+        let mut launch = Launch::new(&cx.engine, &self.name, argv, traced)?;
         for need in &self.config.needs {
             let Some(rc) = cx.engine.config().recipes.get(&need.recipe).cloned() else {
                 return Err(BuildError::msg(format!(
@@ -124,45 +101,28 @@ impl Recipe for CommandRecipe {
                     self.name, need.recipe
                 )));
             };
-            let needed = CommandRecipe::new(&need.recipe, rc);
-            let blob = cx.get(&needed, &need.args)?;
-            let path = scratch_path(&tmp, "need");
-            write_scratch(&blob, &path).map_err(|source| BuildError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            command.env(trove_config::need_var(&need.recipe), &path);
-            scratch.push(Scratch(path));
+            let blob = cx.get(&CommandRecipe::new(&need.recipe, rc), &need.args)?;
+            launch.hand_over(&need.recipe, &blob)?;
         }
-        let depfile = Scratch(scratch_path(&tmp, "depfile"));
-        command.env("TROVE_DEPFILE", &depfile.0);
-        // A `trove run` inside the command joins this object's trace (nested.rs).
-        let nested = Scratch(scratch_path(&tmp, "nested"));
-        command.env(crate::nested::NESTED_VAR, &nested.0);
-        command.env(
-            crate::nested::BUILDING_VAR,
-            crate::nested::chain_for_child(),
-        );
+        // The variables that choose which programs and libraries run are inputs of
+        // every command recipe: another `mytool` first on PATH is another object.
+        for name in PROGRAM_ENV {
+            cx.env(name);
+        }
         let out = cx.blob_writer()?;
         let stdout = out.file().try_clone().map_err(|e| {
             BuildError::msg(format!(
                 "cannot hand the object's temp file to the command: {e}"
             ))
         })?;
-        let status = run_to_file(&mut command, stdout).map_err(|source| BuildError::Spawn {
-            program: argv[0].clone(),
-            dir: dir.clone(),
-            source,
-        })?;
-        if !status.success() {
-            return Err(BuildError::CommandFailed {
-                command: argv.join(" "),
-                code: status.code(),
-            });
-        }
-        cx.track_depfile(&depfile.0, &dir)?;
-        for input in crate::nested::read(&nested.0).map_err(BuildError::msg)? {
+        let ran = launch.run(stdout)?;
+        let root = cx.engine.root().to_path_buf();
+        cx.track_depfile(&ran.depfile, &root)?;
+        for input in crate::nested::read(&ran.nested).map_err(BuildError::msg)? {
             cx.trace.push(input);
+        }
+        if let Some(report) = &ran.report {
+            traced::record(cx, &self.name, self.config.max_age.or(cx.engine.config().max_age), report)?;
         }
         out.finish()
     }
@@ -171,12 +131,12 @@ impl Recipe for CommandRecipe {
         let Some(argv) = self.config.check.as_ref().filter(|a| !a.is_empty()) else {
             return Ok(());
         };
-        let out = Scratch(scratch_path(&std::env::temp_dir(), "output"));
-        write_scratch(object, &out.0)
-            .map_err(|e| format!("cannot write the object for check: {e}"))?;
+        let scratch = ScratchDir::new().map_err(|e| e.to_string())?;
+        let out = scratch.path("output");
+        write_copy(object, &out).map_err(|e| format!("cannot write the object for check: {e}"))?;
         let status = Command::new(&argv[0])
             .args(&argv[1..])
-            .env("TROVE_OUTPUT", &out.0)
+            .env("TROVE_OUTPUT", &out)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -52,6 +52,17 @@ mod trace;
 mod watch;
 mod words;
 
+/// Stops every command this process's builds started (their whole process groups:
+/// SIGTERM, then SIGKILL after a grace of two seconds); their builds fail with
+/// [`BuildError::Interrupted`] and nothing is stored. Call it from the thread that
+/// handles SIGINT and SIGTERM (it is not async-signal-safe).
+pub fn interrupt() {
+    trove_trace::interrupt_all();
+}
+
+/// How long [`interrupt`] waits between SIGTERM and SIGKILL.
+pub const INTERRUPT_GRACE: std::time::Duration = trove_trace::INTERRUPT_GRACE;
+
 /// What [`register!`] expands to; not a stable API.
 #[doc(hidden)]
 pub mod __private {
@@ -85,7 +96,7 @@ pub mod fuzzing {
 
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
 pub use blob::{Blob, BlobReader, BlobWriter};
-pub use command::CommandRecipe;
+pub use command::{CommandRecipe, Lint};
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;

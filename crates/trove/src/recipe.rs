@@ -238,6 +238,9 @@ pub enum BuildError {
         /// Its exit code, `None` when a signal ended it.
         code: Option<i32>,
     },
+    /// The build was interrupted (SIGINT or SIGTERM): its command was stopped.
+    #[error("interrupted")]
+    Interrupted,
     /// A module could not be loaded.
     #[error("cannot load module {}: {message}", path.display())]
     Module {

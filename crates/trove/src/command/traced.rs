@@ -1,0 +1,111 @@
+//! What the tracer saw, as inputs of the object being built.
+//!
+//! Every path is fingerprinted after the command exited, so each is a *late* input
+//! (see `changed_during_build`): one stamped at or after the build started may have been
+//! saved while the command ran, and the object is then returned but not stored.
+
+use std::path::Path;
+use std::time::Duration;
+
+use trove_fingerprint::{FileKind, FileState};
+
+use crate::cx::Cx;
+use crate::trace::{Input, Role};
+use crate::BuildError;
+
+use super::launch::warn_once;
+
+/// The environment variables that choose which programs and libraries a command runs:
+/// inputs of every command recipe.
+pub(crate) const PROGRAM_ENV: &[&str] = &[
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "LD_AUDIT",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSAFEPATH",
+    "PYTHONNOUSERSITE",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYLIB",
+    "GEM_HOME",
+    "GEM_PATH",
+    "NODE_PATH",
+    "CLASSPATH",
+    "JAVA_HOME",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+    "LIBRARY_PATH",
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+];
+
+/// Records a tracer's report in the build's trace.
+pub(crate) fn record(
+    cx: &mut Cx,
+    recipe: &str,
+    max_age: Option<Duration>,
+    report: &trove_trace::Report,
+) -> Result<(), BuildError> {
+    let late = |cx: &mut Cx, role: Role, path: &Path| -> Result<(), BuildError> {
+        // A path the command touched but this process cannot fingerprint (no permission)
+        // was not readable by the command either: it is left out, and said.
+        match cx.track_file_as(role, path) {
+            Ok(FileState::NotAFile {
+                kind: FileKind::Dir,
+            }) => {}
+            Ok(_) => cx.late.push(path.to_string_lossy().into_owned()),
+            Err(e) => tracing::debug!(recipe, "traced path not tracked: {e}"),
+        }
+        Ok(())
+    };
+    for path in &report.execs {
+        late(cx, Role::Module, path)?;
+    }
+    for path in report
+        .reads
+        .iter()
+        .chain(&report.symlinks)
+        .chain(&report.absent)
+        .chain(&report.stats)
+    {
+        if !report.execs.contains(path) {
+            late(cx, Role::Data, path)?;
+        }
+    }
+    for dir in &report.dirs {
+        cx.read_dir(dir)?;
+    }
+    if let Some(first) = report.wrote_inputs.iter().next() {
+        // The command changed a file it had read: what it read is gone, so the object
+        // cannot be checked against it.
+        let shown = cx.engine.display_path(first);
+        warn_once(recipe, "wrote-input", || {
+            format!(
+                "the command wrote into {shown}, which it had read: the object is returned \
+                 but not stored (a build must not change its own inputs)"
+            )
+        });
+        cx.unstable = Some(first.to_string_lossy().into_owned());
+    }
+    if let Some(peer) = report.connects.iter().next() {
+        match max_age {
+            Some(ttl) => cx.trace.push(Input::Volatile {
+                name: format!("network {peer}"),
+                ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            }),
+            None => warn_once(recipe, "network", || {
+                format!(
+                    "the command connected to {peer}: what it fetched is not tracked; give \
+                     the recipe a `max_age` so its objects expire"
+                )
+            }),
+        }
+    }
+    for gap in &report.gaps {
+        warn_once(recipe, gap, || format!("the tracer could not see: {gap}"));
+    }
+    Ok(())
+}
