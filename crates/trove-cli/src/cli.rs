@@ -77,7 +77,8 @@ pub(crate) enum Command {
     Recipes(JsonFlag),
     /// Run command recipes once under the syscall tracer and print what they read that
     /// their declared `inputs` do not cover, ready to paste.
-    #[command(long_about = "Run command recipes once under the syscall tracer (nothing is \
+    #[command(
+        long_about = "Run command recipes once under the syscall tracer (nothing is \
         stored) and print what each read under the project that its declared `inputs` do not \
         cover, as an `inputs: [..]` line ready to paste into trove.ron, with the paths it \
         looked for and did not find, the directories it listed, and any input it wrote into. \
@@ -85,7 +86,8 @@ pub(crate) enum Command {
         tracing is on and are only counted.\n\nExamples:\n  \
         trove lint            every command recipe\n  \
         trove lint prices     one recipe\n  \
-        trove lint --json     one JSON object per recipe")]
+        trove lint --json     one JSON object per recipe"
+    )]
     Lint(LintArgs),
 
     /// List the stored objects: recipe, arguments, residency, size, age, hits, reason.

@@ -22,7 +22,11 @@ pub(crate) fn lint(project: &Project, args: &LintArgs) -> Result<u8, Failure> {
         let recipe = project::command_recipe(&project.config, &name)?;
         let lint = recipe.lint(&project.engine, &[])?;
         if args.json {
-            writeln!(out, "{}", serde_json::to_string(&lint).map_err(std::io::Error::other)?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&lint).map_err(std::io::Error::other)?
+            )?;
             continue;
         }
         if let Some(why) = &lint.trace_unavailable {
@@ -42,7 +46,10 @@ pub(crate) fn lint(project: &Project, args: &LintArgs) -> Result<u8, Failure> {
             writeln!(out, "    inputs: [{}],", quoted.join(", "))?;
         }
         for path in &lint.wrote_inputs {
-            writeln!(out, "  writes into its input {path}: such an object is never stored")?;
+            writeln!(
+                out,
+                "  writes into its input {path}: such an object is never stored"
+            )?;
         }
         if !lint.absent.is_empty() {
             writeln!(

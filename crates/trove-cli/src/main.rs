@@ -44,7 +44,10 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let config_flag = cli.config.as_deref();
     match cli.command {
         Command::Config(ConfigCommand::Check) => admin::config_check(config_flag),
-        Command::Run(args) => run::run(&project::open_configured(config_flag, "run")?, &args),
+        Command::Run(args) => match run::run_nested(config_flag, &args)? {
+            Some(code) => Ok(code),
+            None => run::run(&project::open_configured(config_flag, "run")?, &args),
+        },
         Command::Why(args) => run::why(&project::open_configured(config_flag, "why")?, &args),
         Command::Recipes(flag) => recipes::recipes(config_flag, flag.json),
         Command::Lint(args) => lint::lint(&project::open_configured(config_flag, "lint")?, &args),

@@ -28,6 +28,54 @@ pub(crate) fn run(project: &Project, args: &RunArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// A `trove run` inside a command recipe's build asks that build, which serves the object
+/// with its own tracer and records it as a dependency (see `trove::NestedRequest`).
+/// `None` when this run is not nested (or names another configuration, or no build
+/// answers): it is then served here.
+pub(crate) fn run_nested(
+    config_flag: Option<&std::path::Path>,
+    args: &RunArgs,
+) -> Result<Option<u8>, Failure> {
+    #[cfg(unix)]
+    {
+        let Some(socket) = std::env::var_os(trove::NESTED_SOCKET_VAR) else {
+            return Ok(None);
+        };
+        if config_flag.is_some() {
+            return Ok(None);
+        }
+        let request = trove::NestedRequest {
+            recipe: args.recipe.clone(),
+            args: args.args.clone(),
+            force: args.force,
+        };
+        let mut out = std::io::stdout().lock();
+        let Some(answer) =
+            trove::ask_outer_build(std::path::Path::new(&socket), &request, &mut out)
+        else {
+            return Ok(None);
+        };
+        let answer = answer?;
+        out.flush()?;
+        if !answer.ok {
+            eprintln!("error: {}", answer.error);
+            return Ok(Some(answer.code));
+        }
+        if args.explain {
+            eprintln!("{}", answer.reason);
+            for line in &answer.dependencies {
+                eprintln!("  {line}");
+            }
+        }
+        Ok(Some(0))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (config_flag, args);
+        Ok(None)
+    }
+}
+
 /// Streams the object to stdout: the kernel copies it from the verified blob file
 /// (`sendfile`), or 64 KiB at a time where it cannot; never the whole object in memory.
 fn write_object(blob: &trove::Blob) -> std::io::Result<()> {

@@ -132,8 +132,9 @@ fn a_depfile_input_saved_while_the_command_runs_is_not_stored_as_what_was_built(
     // The command reads the header, then waits for the test to save a new version of it
     // (same size: only the content differs), then names it in its depfile. The object
     // was made from the old header; recording the new one would serve it as fresh.
+    // Untraced: the depfile alone says what was read (the tracer would see it too).
     let p = Project::new(
-        r#"(recipes: { "o": (command: ["sh", "-c",
+        r#"(recipes: { "o": (trace: false, command: ["sh", "-c",
             "cat h.h; : > started; while [ ! -e go ]; do sleep 0.01; done; echo h.h > \"$TROVE_DEPFILE\""
         ]) })"#,
     );
@@ -288,11 +289,13 @@ fn why_predicts_and_run_explain_lists_the_dependencies_built_on_the_way() {
 
 #[test]
 fn run_force_rebuilds_and_replaces_the_stored_object() {
-    let p =
-        Project::new(r#"(recipes: { "t": (command: ["sh", "-c", "echo t >> log; cat n.txt"]) })"#);
+    // Untraced, and n.txt is not declared: an input nobody tracked.
+    let p = Project::new(
+        r#"(recipes: { "t": (trace: false, command: ["sh", "-c", "echo t >> log; cat n.txt"]) })"#,
+    );
     p.write("n.txt", "1");
     assert_eq!(p.ok(&["run", "t"]), "1");
-    // An input nobody declared changed: only forcing can know.
+    // An input nobody tracked changed: only forcing can know.
     p.write("n.txt", "2");
     assert_eq!(
         p.run_explained(&["t"]),

@@ -2,6 +2,8 @@
 
 mod launch;
 mod lint;
+#[cfg(unix)]
+mod proxy;
 mod traced;
 
 use std::process::{Command, Stdio};
@@ -12,6 +14,8 @@ use crate::{Blob, BuildError, Cx, Definition, Recipe};
 
 use launch::{Launch, ScratchDir, write_copy};
 pub use lint::Lint;
+#[cfg(unix)]
+pub use proxy::{NestedAnswer, NestedRequest, SOCKET_VAR, ask};
 use traced::PROGRAM_ENV;
 
 /// A recipe defined by the configuration: runs `command` (argv, no shell) in the
@@ -121,8 +125,16 @@ impl Recipe for CommandRecipe {
         for input in crate::nested::read(&ran.nested).map_err(BuildError::msg)? {
             cx.trace.push(input);
         }
+        for input in ran.nested_inputs.iter().cloned() {
+            cx.trace.push(input);
+        }
         if let Some(report) = &ran.report {
-            traced::record(cx, &self.name, self.config.max_age.or(cx.engine.config().max_age), report)?;
+            traced::record(
+                cx,
+                &self.name,
+                self.config.max_age.or(cx.engine.config().max_age),
+                report,
+            )?;
         }
         out.finish()
     }

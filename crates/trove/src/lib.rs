@@ -97,6 +97,10 @@ pub mod fuzzing {
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
 pub use blob::{Blob, BlobReader, BlobWriter};
 pub use command::{CommandRecipe, Lint};
+#[cfg(unix)]
+pub use command::{
+    NestedAnswer, NestedRequest, SOCKET_VAR as NESTED_SOCKET_VAR, ask as ask_outer_build,
+};
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;

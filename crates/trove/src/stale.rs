@@ -325,8 +325,8 @@ impl StaleStream {
         self.watcher.roots()
     }
 
-    /// The paths stored objects read (files, directories, glob roots) that lie outside
-    /// every watched root, as the traces spell them, sorted: a change to one is not
+    /// The paths in the project that stored objects read (files, directories, glob
+    /// roots) and that lie outside every watched root, sorted: a change to one is not
     /// seen, so the objects reading it are not reported when it changes. Computed when
     /// the stream starts and after each reload or rescan.
     pub fn unwatched(&self) -> &[PathBuf] {

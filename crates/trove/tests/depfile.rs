@@ -327,7 +327,7 @@ fn a_depfile_that_cannot_be_parsed_fails_the_build_naming_the_depfile_and_the_li
     let recipe = CommandRecipe::new("bad", config.recipes["bad"].clone());
     let error = engine.get(&recipe, &vec![]).unwrap_err().to_string();
     assert!(
-        error.contains("trove-depfile-") && error.contains("line 2"),
+        error.contains("/depfile") && error.contains("line 2"),
         "{error}"
     );
 }

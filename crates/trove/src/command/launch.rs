@@ -19,12 +19,15 @@ pub(crate) struct Ran {
     pub(crate) report: Option<trove_trace::Report>,
     /// Why the tracer could not run, when it was asked for and could not.
     pub(crate) trace_unavailable: Option<String>,
+    /// The object inputs of nested `trove run`s this build answered.
+    pub(crate) nested_inputs: Vec<crate::trace::Input>,
     /// Removed (with everything in it) when the build is done.
     _scratch: ScratchDir,
 }
 
 /// A command about to run.
 pub(crate) struct Launch {
+    engine: Engine,
     recipe: String,
     argv: Vec<String>,
     dir: PathBuf,
@@ -52,7 +55,10 @@ impl Launch {
         ignore.extend(config.file.iter().cloned());
         ignore.push(config.dir.join(trove_config::LOCAL_FILE_NAME));
         let env = vec![
-            ("TROVE_DEPFILE".to_owned(), path_string(&scratch.path("depfile"))),
+            (
+                "TROVE_DEPFILE".to_owned(),
+                path_string(&scratch.path("depfile")),
+            ),
             (
                 crate::nested::NESTED_VAR.to_owned(),
                 path_string(&scratch.path("nested")),
@@ -61,8 +67,13 @@ impl Launch {
                 crate::nested::BUILDING_VAR.to_owned(),
                 crate::nested::chain_for_child(),
             ),
+            (
+                "TROVE_NESTED_SOCKET".to_owned(),
+                path_string(&scratch.path("nested.sock")),
+            ),
         ];
         Ok(Launch {
+            engine: engine.clone(),
             recipe: recipe.to_owned(),
             argv,
             dir: engine.root().to_path_buf(),
@@ -98,6 +109,12 @@ impl Launch {
             ignore: self.ignore,
             ignore_globs: self.ignore_globs,
         };
+        #[cfg(unix)]
+        let proxy = super::proxy::Proxy::start(&self.engine, self.scratch.path("nested.sock"))
+            .map_err(|source| BuildError::Io {
+                path: self.scratch.path("nested.sock"),
+                source,
+            })?;
         let outcome = trove_trace::run(spec).map_err(|e| match e {
             trove_trace::RunError::Spawn {
                 program,
@@ -126,6 +143,10 @@ impl Launch {
             nested: self.scratch.path("nested"),
             report: outcome.report,
             trace_unavailable: outcome.trace_unavailable,
+            #[cfg(unix)]
+            nested_inputs: proxy.finish(),
+            #[cfg(not(unix))]
+            nested_inputs: Vec::new(),
             _scratch: self.scratch,
         })
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use trove_fingerprint::{FileKind, FileState};
 
+use crate::BuildError;
 use crate::cx::Cx;
 use crate::trace::{Input, Role};
-use crate::BuildError;
 
 use super::launch::warn_once;
 

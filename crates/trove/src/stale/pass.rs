@@ -145,11 +145,16 @@ impl StaleStream {
     /// The paths the stored objects read that no watched root holds.
     fn outside_roots(&self, scan: &Scan) -> Vec<PathBuf> {
         let store = &self.engine.config().store.path;
+        let project = &self.engine.config().dir;
         let mut outside = BTreeSet::new();
         for trace in scan.traces.values() {
             for path in trace.paths() {
                 let path = Path::new(path);
-                if !self.under_a_root(path) && !path.starts_with(store) {
+                // Files outside the project (compilers, libraries, locale files a traced
+                // command read) are checked at every request; only the project's own
+                // files are expected under the roots.
+                if path.starts_with(project) && !self.under_a_root(path) && !path.starts_with(store)
+                {
                     outside.insert(path.to_path_buf());
                 }
             }
