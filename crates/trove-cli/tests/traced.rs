@@ -267,3 +267,48 @@ fn sigint_stops_the_command_and_its_children_and_leaves_nothing_locked() {
     );
     assert_eq!(p.ok(&["run", "r"]), "ok");
 }
+
+#[test]
+fn a_command_whose_trove_was_killed_does_not_run_on() {
+    let p = one_recipe("sleep 1000 & echo $! > bg.pid; echo $$ > fg.pid; sleep 1000");
+    let mut child = p
+        .command(&["run", "r"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(p.path("bg.pid").exists() && p.path("fg.pid").exists()) {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL trove");
+    child.wait().expect("wait");
+    for file in ["bg.pid", "fg.pid"] {
+        let pid: i32 = std::fs::read_to_string(p.path(file))
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let gone = (0..400).any(|_| {
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "));
+            if alive {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            !alive
+        });
+        assert!(
+            gone,
+            "{file}: the command outlived the trove that started it"
+        );
+    }
+    // The kernel released the lock: the key builds again at once.
+    p.write(
+        "trove.ron",
+        r#"(recipes: { "r": (command: ["printf", "again"]) })"#,
+    );
+    assert_eq!(p.ok(&["run", "r"]), "again");
+}
