@@ -34,6 +34,10 @@ pub(crate) struct Meta {
     /// the object was last verified: the object is then served with no system call.
     pub(crate) fresh: AtomicBool,
     pub(crate) watchable: AtomicBool,
+    /// Indices of the file, listing and glob inputs the watcher does not see (outside
+    /// its roots: a compiler a traced command ran, libc; a literal glob or a tree): a
+    /// watched hit still checks these with `stat`, and only these.
+    pub(crate) unwatched: RwLock<Arc<Vec<u32>>>,
 }
 
 impl Meta {

@@ -3,6 +3,7 @@
 //! served with no system call.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use trove_fingerprint::{Digest, GlobMode};
@@ -83,29 +84,44 @@ pub(crate) fn on_remember(engine: &Engine, key: Digest, meta: &Meta, trace: &Tra
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .set_object_inputs(key.0, &meta.recipe, &meta.args, &inputs, &objects);
+    *meta.unwatched.write().unwrap_or_else(|e| e.into_inner()) =
+        Arc::new(unwatched(&active.watcher, trace));
     meta.watchable
-        .store(covered(engine, &active.watcher, trace), Ordering::Release);
+        .store(dependencies_watched(engine, trace), Ordering::Release);
 }
 
-/// Whether the watcher sees every path of a trace, and every object it depends on is
-/// itself watched in this process.
-fn covered(engine: &Engine, watcher: &Watcher, trace: &Trace) -> bool {
-    trace.paths().all(|p| watcher.covers(Path::new(p)))
-        && trace.inputs.iter().all(|i| match i {
-            // The watcher does not see what .gitignore hides, and a literal glob or a
-            // tree covers it: such objects are validated with stat, never on its word.
+/// The file, listing and glob inputs of a trace the watcher cannot vouch for: paths
+/// outside its roots (or ignored by it), and literal globs and trees (the watcher does
+/// not see what .gitignore hides, and they cover it).
+fn unwatched(watcher: &Watcher, trace: &Trace) -> Vec<u32> {
+    trace
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, input)| match input {
             Input::Glob {
                 mode: GlobMode::Literal,
                 ..
             }
-            | Input::Tree { .. } => false,
-            Input::Object { key, .. } => engine
-                .inner
-                .memory
-                .meta(key)
-                .is_some_and(|m| m.watchable.load(Ordering::Acquire)),
-            _ => true,
+            | Input::Tree { .. } => true,
+            Input::File { path, .. } | Input::Dir { path, .. } => !watcher.covers(Path::new(path)),
+            Input::Glob { root, .. } => !watcher.covers(Path::new(root)),
+            _ => false,
         })
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Whether every object a trace depends on is itself watched in this process.
+fn dependencies_watched(engine: &Engine, trace: &Trace) -> bool {
+    trace.inputs.iter().all(|i| match i {
+        Input::Object { key, .. } => engine
+            .inner
+            .memory
+            .meta(key)
+            .is_some_and(|m| m.watchable.load(Ordering::Acquire)),
+        _ => true,
+    })
 }
 
 impl Engine {
@@ -146,8 +162,11 @@ impl Engine {
         }
         if let Some(active) = slot.as_ref() {
             for (_, meta) in &present {
-                let ok = covered(self, &active.watcher, &meta.trace());
-                meta.watchable.store(ok, Ordering::Release);
+                let trace = meta.trace();
+                *meta.unwatched.write().unwrap_or_else(|e| e.into_inner()) =
+                    Arc::new(unwatched(&active.watcher, &trace));
+                meta.watchable
+                    .store(dependencies_watched(self, &trace), Ordering::Release);
             }
         }
         drop(slot);

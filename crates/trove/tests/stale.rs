@@ -244,3 +244,40 @@ fn with_several_variants_explain_names_what_differs_in_the_one_last_served() {
         other => panic!("expected a build, got {other}"),
     }
 }
+
+// ------------------------------------------------------------- the watcher and traced inputs
+
+#[test]
+fn with_a_watcher_a_traced_object_checks_only_the_files_outside_the_roots() {
+    let p = Project::new();
+    p.write("data/a.txt", "1");
+    let file = p.write(
+        "trove.ron",
+        r#"(watch: (roots: ["data"]), recipes: { "cat": (command: ["cat", "data/a.txt"]) })"#,
+    );
+    let config = Config::load(&file).unwrap();
+    let e = Engine::open(config.clone()).unwrap();
+    let _watch = e.watch().unwrap();
+    let r = trove::CommandRecipe::new("cat", config.recipes["cat"].clone());
+    let args: Vec<String> = Vec::new();
+    assert_eq!(e.get(&r, &args).unwrap().to_vec().unwrap(), b"1");
+    e.get(&r, &args).unwrap();
+    let before = e.stats();
+    e.get(&r, &args).unwrap();
+    let checked = e.stats().files_checked - before.files_checked;
+    // Without a watcher a hit checks every file input: data/a.txt, cat, libc, locale
+    // files. With it, everything but data/a.txt (outside the roots: checked with stat).
+    let plain = Engine::open(config.clone()).unwrap();
+    plain.get(&r, &args).unwrap();
+    let before = plain.stats();
+    plain.get(&r, &args).unwrap();
+    let all = plain.stats().files_checked - before.files_checked;
+    assert!(checked > 0, "files outside the roots are still checked");
+    assert_eq!(checked, all - 1, "all but the one under the roots");
+    // An edit under the roots is seen through the watcher.
+    p.write("data/a.txt", "2");
+    let seen = support::wait_until(std::time::Duration::from_secs(10), || {
+        e.get(&r, &args).unwrap().to_vec().unwrap() == b"2"
+    });
+    assert!(seen, "the edit was never seen");
+}

@@ -131,6 +131,7 @@ impl Engine {
                 trace: RwLock::new(Arc::new(cx.trace)),
                 fresh: AtomicBool::new(false),
                 watchable: AtomicBool::new(false),
+                unwatched: RwLock::new(Arc::new(Vec::new())),
             },
         );
         let pending = Pending {

@@ -169,6 +169,7 @@ impl Engine {
                 trace: RwLock::new(Arc::new(trace)),
                 fresh: AtomicBool::new(false),
                 watchable: AtomicBool::new(false),
+                unwatched: RwLock::new(Arc::new(Vec::new())),
             },
         );
         Ok(Ok(object))

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use trove_fingerprint::Digest;
 
 use crate::engine::build::Built;
-use crate::engine::verify::{Mode, Validity};
+use crate::engine::verify::{Mode, Validity, Watched};
 use crate::engine::{BUILDING, Engine, bump};
 use crate::flight::Role as FlightRole;
 use crate::memory::{Meta, Object};
@@ -149,8 +149,16 @@ impl Engine {
         };
         let trace = meta.trace();
         let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
-        let cheap = (mode == Mode::Watched).then_some(meta.cheap.as_slice());
-        let validity = self.validate_with(&subject, &trace, mode, cheap);
+        let unwatched = meta
+            .unwatched
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let watched = (mode == Mode::Watched).then_some(Watched {
+            cheap: meta.cheap.as_slice(),
+            unwatched: unwatched.as_slice(),
+        });
+        let validity = self.validate_with(&subject, &trace, mode, watched);
         if !matches!(validity, Ok(Validity::Valid { .. })) {
             // Not verified (stale, or the check itself failed): the claim is withdrawn.
             meta.fresh.store(false, Ordering::Release);

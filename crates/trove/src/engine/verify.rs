@@ -31,6 +31,14 @@ pub(crate) enum Validity {
     Invalid(Why),
 }
 
+/// What a watched memory hit still checks: the inputs a watcher cannot vouch for at
+/// all (env, volatile, embedded digests), and the paths it does not see.
+#[derive(Clone, Copy)]
+pub(crate) struct Watched<'a> {
+    pub(crate) cheap: &'a [u32],
+    pub(crate) unwatched: &'a [u32],
+}
+
 /// What validating one variant needs besides its trace.
 pub(crate) struct Subject<'a> {
     pub(crate) recipe: &'a str,
@@ -100,14 +108,15 @@ impl Engine {
         self.validate_with(subject, trace, mode, None)
     }
 
-    /// [`Engine::validate`]; `cheap`, when given, lists the trace's inputs a watcher
-    /// cannot vouch for (see [`cheap_inputs`]), so a watched hit does not walk the rest.
+    /// [`Engine::validate`]; `watched`, when given, lists the trace's inputs a watcher
+    /// cannot vouch for (see [`cheap_inputs`]) and the paths it does not see, so a watched
+    /// hit checks only those.
     pub(crate) fn validate_with(
         &self,
         subject: &Subject<'_>,
         trace: &Trace,
         mode: Mode,
-        cheap: Option<&[u32]>,
+        watched: Option<Watched<'_>>,
     ) -> Result<Validity, Error> {
         if let Some(now) = subject.version_now
             && now != subject.version_then
@@ -146,8 +155,8 @@ impl Engine {
             return Ok(Validity::Valid { refreshed: None });
         }
         let mut refreshed: Option<Trace> = None;
-        let unwatchable: Box<dyn Iterator<Item = &Input>> = match cheap {
-            Some(indices) => Box::new(indices.iter().map(|&i| &trace.inputs[i as usize])),
+        let unwatchable: Box<dyn Iterator<Item = &Input>> = match watched {
+            Some(w) => Box::new(w.cheap.iter().map(|&i| &trace.inputs[i as usize])),
             None => Box::new(trace.inputs.iter()),
         };
         for input in unwatchable {
@@ -182,12 +191,27 @@ impl Engine {
                 return Ok(Validity::Invalid(why));
             }
         }
-        if mode == Mode::Watched {
+        // A watched hit: the watcher vouches for every path it sees; the others (files
+        // outside its roots, literal globs, trees) are checked like any hit's.
+        let only = watched.map(|w| w.unwatched);
+        if only.is_some_and(|o| o.is_empty()) {
             bump(&self.inner.stats.watched_hits, 1);
             return Ok(Validity::Valid { refreshed: None });
         }
-        let mut prechecked = precheck_files(trace);
-        for (index, input) in trace.inputs.iter().enumerate() {
+        let mut prechecked = match only {
+            Some(_) => None,
+            None => precheck_files(trace),
+        };
+        let all: Vec<usize>;
+        let indices: &mut dyn Iterator<Item = usize> = match only {
+            Some(o) => &mut o.iter().map(|&i| i as usize),
+            None => {
+                all = (0..trace.inputs.len()).collect();
+                &mut all.iter().copied()
+            }
+        };
+        for index in indices {
+            let input = &trace.inputs[index];
             let outcome = match input {
                 Input::File { path, state, .. } => {
                     bump(&self.inner.stats.files_checked, 1);
