@@ -53,7 +53,9 @@ pub(crate) fn ast_fingerprint(path: &str) -> Option<String> {
     let digest = Python::attach(|py| {
         let text = crate::tracking::suspended(|| {
             helpers(py)
-                .and_then(|h| h.call_method1("ast_text", (pyo3::types::PyBytes::new(py, &source), path)))
+                .and_then(|h| {
+                    h.call_method1("ast_text", (pyo3::types::PyBytes::new(py, &source), path))
+                })
                 .and_then(|t| t.extract::<Option<String>>())
         });
         match text {
@@ -107,10 +109,19 @@ pub(crate) fn record(
     let inputs = crate::tracking::suspended(|| {
         helpers(py)?.call_method1(
             "code_inputs",
-            (PyList::new(py, files)?, PyList::new(py, modules)?, target, profiled),
+            (
+                PyList::new(py, files)?,
+                PyList::new(py, modules)?,
+                target,
+                profiled,
+            ),
         )
     })?;
-    let (externals, contents): (Vec<(String, String)>, Vec<String>) = inputs.extract()?;
+    let (externals, contents, unstable): (Vec<(String, String)>, Vec<String>, Option<String>) =
+        inputs.extract()?;
+    if let Some(what) = unstable {
+        cx.mark_unstable(&what);
+    }
     for (kind, name) in externals {
         cx.track_external(&kind, &name);
     }

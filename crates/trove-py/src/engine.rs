@@ -65,7 +65,11 @@ impl PyEngine {
             None => Config::default_in(&root),
         };
         if let Some(store) = store {
-            config.store.path = if store.is_absolute() { store } else { root.join(store) };
+            config.store.path = if store.is_absolute() {
+                store
+            } else {
+                root.join(store)
+            };
         }
         let mut options = trove::Options::default();
         if let Some(limit) = memory_limit {
@@ -149,7 +153,9 @@ impl PyEngine {
     /// The stored entries, as dicts.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let engine = &self.state.engine;
-        let entries = py.detach(|| engine.status()).map_err(|e| to_pyerr(py, &e))?;
+        let entries = py
+            .detach(|| engine.status())
+            .map_err(|e| to_pyerr(py, &e))?;
         let out = PyList::empty(py);
         for e in entries {
             let d = PyDict::new(py);
@@ -182,7 +188,9 @@ impl PyEngine {
             max_size,
             ..GcOptions::default()
         };
-        let report = py.detach(|| engine.gc(options)).map_err(|e| to_pyerr(py, &e))?;
+        let report = py
+            .detach(|| engine.gc(options))
+            .map_err(|e| to_pyerr(py, &e))?;
         let removals = PyList::empty(py);
         for r in &report.removals {
             let d = PyDict::new(py);
@@ -263,20 +271,28 @@ impl PyRecipe {
     /// What a call would do: `would hit memory`, `would build: ...`.
     fn explain(&self, py: Python<'_>, text: String) -> PyResult<String> {
         let (engine, recipe) = (&self.state.engine, &self.recipe);
-        let p = py.detach(|| engine.explain(recipe, &text)).map_err(|e| to_pyerr(py, &e))?;
+        let p = py
+            .detach(|| engine.explain(recipe, &text))
+            .map_err(|e| to_pyerr(py, &e))?;
         Ok(p.to_string())
     }
 
     /// `absent`, `on_disk`, `in_memory` or `stale: why`.
     fn residency(&self, py: Python<'_>, text: String) -> PyResult<String> {
         let (engine, recipe) = (&self.state.engine, &self.recipe);
-        let r = py.detach(|| engine.residency(recipe, &text)).map_err(|e| to_pyerr(py, &e))?;
+        let r = py
+            .detach(|| engine.residency(recipe, &text))
+            .map_err(|e| to_pyerr(py, &e))?;
         Ok(residency_text(&r))
     }
 
     /// The key, hex.
     fn key(&self, py: Python<'_>, text: String) -> PyResult<String> {
-        let key = self.state.engine.key(&self.recipe, &text).map_err(|e| to_pyerr(py, &e))?;
+        let key = self
+            .state
+            .engine
+            .key(&self.recipe, &text)
+            .map_err(|e| to_pyerr(py, &e))?;
         Ok(key.hex())
     }
 }

@@ -11,7 +11,8 @@ use pyo3::ffi::PyObject;
 pub(crate) type Frame = c_void;
 
 /// `Py_tracefunc`.
-pub(crate) type TraceFunc = unsafe extern "C" fn(*mut PyObject, *mut Frame, c_int, *mut PyObject) -> c_int;
+pub(crate) type TraceFunc =
+    unsafe extern "C" fn(*mut PyObject, *mut Frame, c_int, *mut PyObject) -> c_int;
 
 /// `PyTrace_CALL`: a Python function (or generator) starts or resumes.
 pub(crate) const TRACE_CALL: c_int = 0;

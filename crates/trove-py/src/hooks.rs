@@ -85,10 +85,19 @@ fn cx_note(_cx: &mut trove::Cx, message: &str) {
 /// The audit hook. Returns at once when no build runs on any thread.
 #[pyfunction]
 pub(crate) fn audit(py: Python<'_>, event: &Bound<'_, PyString>, args: &Bound<'_, PyTuple>) {
-    let Some(ctx) = tracking::current() else {
+    let Ok(event) = event.to_cow() else {
         return;
     };
-    let Ok(event) = event.to_cow() else {
+    if event == "import"
+        && let Ok(Ok(name)) = args.get_item(0).map(|n| n.extract::<String>())
+    {
+        // When each module was loaded, build or not: a source file modified after its
+        // module was loaded is not the code that runs (`trove._code`).
+        lock(&LOADED)
+            .get_or_insert_with(Default::default)
+            .insert(name, trove_fingerprint::now_ns());
+    }
+    let Some(ctx) = tracking::current() else {
         return;
     };
     let arg = |i: usize| args.get_item(i).ok();
@@ -175,6 +184,16 @@ fn executable(program: &Bound<'_, PyAny>) -> Option<PathBuf> {
     }
 }
 
+static LOADED: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> =
+    std::sync::Mutex::new(None);
+
+/// When the import of `module` began (ns since the epoch), if it began after trove was
+/// imported.
+#[pyfunction]
+pub(crate) fn loaded_at(module: &str) -> Option<i64> {
+    lock(&LOADED).as_ref()?.get(module).copied()
+}
+
 static NETWORK_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// A network connection: the object depends on something trove cannot see.
@@ -190,7 +209,10 @@ fn network(py: Python<'_>, ctx: &Arc<BuildContext>, address: Option<Bound<'_, Py
              so the object expires; warned once per process."
         );
         if let Ok(warnings) = py.import("warnings") {
-            let _ = warnings.call_method1("warn", (warning, py.get_type::<pyo3::exceptions::PyUserWarning>(), 2));
+            let _ = warnings.call_method1(
+                "warn",
+                (warning, py.get_type::<pyo3::exceptions::PyUserWarning>(), 2),
+            );
         }
     }
     ctx.with_cx(py, |cx| cx.volatile(&format!("network {name}"), ttl));
@@ -241,9 +263,8 @@ pub(crate) fn track(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pyfunction]
 pub(crate) fn volatile(py: Python<'_>, name: &str, ttl_seconds: f64) -> PyResult<()> {
     let ctx = tracking::required("trove.volatile()")?;
-    let ttl = Duration::try_from_secs_f64(ttl_seconds).map_err(|e| {
-        pyo3::exceptions::PyValueError::new_err(format!("ttl {ttl_seconds}: {e}"))
-    })?;
+    let ttl = Duration::try_from_secs_f64(ttl_seconds)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("ttl {ttl_seconds}: {e}")))?;
     ctx.with_cx(py, |cx| cx.volatile(name, ttl));
     Ok(())
 }

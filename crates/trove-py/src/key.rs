@@ -33,7 +33,10 @@ static FIELDS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The canonical text of a call: `(name=value, ...)` in parameter order.
 #[pyfunction]
-pub(crate) fn call_text(names: &Bound<'_, PyTuple>, values: &Bound<'_, PyTuple>) -> PyResult<String> {
+pub(crate) fn call_text(
+    names: &Bound<'_, PyTuple>,
+    values: &Bound<'_, PyTuple>,
+) -> PyResult<String> {
     let mut out = String::from("(");
     for (i, (name, value)) in names.iter().zip(values.iter()).enumerate() {
         if i > 0 {
@@ -61,7 +64,11 @@ fn shorten(text: String) -> String {
     }
     let digest = blake3::hash(text.as_bytes());
     let head = &text[..text.floor_char_boundary(160)];
-    format!("{head}... ({} chars, blake3 {})", text.len(), digest.to_hex())
+    format!(
+        "{head}... ({} chars, blake3 {})",
+        text.len(),
+        digest.to_hex()
+    )
 }
 
 fn qualified(ty: &Bound<'_, PyType>) -> PyResult<String> {
@@ -143,10 +150,19 @@ fn canonical(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyResult
         return Ok(());
     }
     let enum_type = ENUM.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("enum")?.getattr("Enum")?.cast_into::<PyType>()?.unbind())
+        Ok(py
+            .import("enum")?
+            .getattr("Enum")?
+            .cast_into::<PyType>()?
+            .unbind())
     })?;
     if obj.is_instance(enum_type.bind(py))? {
-        let _ = write!(out, "{}.{}", qualified(&ty)?, obj.getattr("name")?.str()?.to_cow()?);
+        let _ = write!(
+            out,
+            "{}.{}",
+            qualified(&ty)?,
+            obj.getattr("name")?.str()?.to_cow()?
+        );
         return Ok(());
     }
     if ty.hasattr("__dataclass_fields__")? {
@@ -181,7 +197,11 @@ fn canonical(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyResult
         return Ok(());
     }
     let pure_path = PURE_PATH.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py.import("pathlib")?.getattr("PurePath")?.cast_into::<PyType>()?.unbind())
+        Ok(py
+            .import("pathlib")?
+            .getattr("PurePath")?
+            .cast_into::<PyType>()?
+            .unbind())
     })?;
     if obj.is_instance(pure_path.bind(py))? {
         let _ = write!(out, "Path({})", obj.str()?.repr()?.to_cow()?);

@@ -44,5 +44,6 @@ fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hooks::track, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::volatile, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::parse_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::loaded_at, m)?)?;
     Ok(())
 }

@@ -64,7 +64,11 @@ impl BuildContext {
     }
 
     /// Runs `f` on the build's `Cx` with the GIL released; `None` once the build ended.
-    pub(crate) fn with_cx<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Cx) -> T + Send) -> Option<T> {
+    pub(crate) fn with_cx<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Cx) -> T + Send,
+    ) -> Option<T> {
         py.detach(|| {
             let guard = lock(&self.cx);
             let ptr = guard.as_ref()?.0;

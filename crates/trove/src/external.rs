@@ -204,6 +204,13 @@ impl Cx {
         value
     }
 
+    /// Marks the result as not to be stored (it is still returned): something the build
+    /// depended on changed while it ran, or the code that ran is not the code on disk
+    /// (a source file edited after its module was loaded). `what` is named in the log.
+    pub fn mark_unstable(&mut self, what: &str) {
+        self.unstable.get_or_insert_with(|| what.to_owned());
+    }
+
     /// The engine this build runs in.
     pub fn engine(&self) -> &Engine {
         &self.engine

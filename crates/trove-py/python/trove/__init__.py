@@ -33,7 +33,7 @@ import os
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from . import _code, _hooks, _objects, _trove
+from . import _args, _code, _hooks, _objects, _trove
 from ._trove import CycleError, TroveError
 
 __all__ = [
@@ -144,6 +144,9 @@ class Engine:
         self._store = os.fspath(store) if store is not None else None
         self._memory_limit = memory_limit
         self._lock = threading.Lock()
+        # Every recipe of the engine is registered with it as soon as both exist, so a
+        # stored object that depends on another recipe validates in a fresh process.
+        self._recipes: List[Recipe] = []
         self._open()
         _engines.append(self)
         _ignore_paths()
@@ -153,6 +156,13 @@ class Engine:
             self._config, self._root, self._store, self._memory_limit
         )
         self._generation = _generation
+        for r in self._recipes:
+            r._handle_for(self._rust_engine)
+
+    def _adopt(self, r: "Recipe") -> "Recipe":
+        self._recipes.append(r)
+        r._handle_for(self._rust())
+        return r
 
     def _rust(self) -> Any:
         if self._generation != _generation:
@@ -190,8 +200,8 @@ class Engine:
         """
 
         def make(f: Callable[..., Any]) -> Recipe:
-            return Recipe(
-                lambda: self, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore
+            return self._adopt(
+                Recipe(lambda: self, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore)
             )
 
         return make(func) if func is not None else make
@@ -241,6 +251,7 @@ def _find_config(start: str) -> Optional[str]:
 
 _default: Optional[Engine] = None
 _default_lock = threading.Lock()
+_default_recipes: "List[Recipe]" = []
 
 
 def default_engine() -> Engine:
@@ -249,7 +260,10 @@ def default_engine() -> Engine:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Engine()
+                engine = Engine()
+                for r in _default_recipes:
+                    engine._adopt(r)
+                _default = engine
     return _default
 
 
@@ -265,7 +279,13 @@ def recipe(
     """:meth:`Engine.recipe` on the default engine."""
 
     def make(f: Callable[..., Any]) -> "Recipe":
-        return Recipe(default_engine, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore)
+        r = Recipe(default_engine, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore)
+        with _default_lock:
+            _default_recipes.append(r)
+            engine = _default
+        if engine is not None:
+            engine._adopt(r)
+        return r
 
     return make(func) if func is not None else make
 
@@ -311,8 +331,9 @@ class Recipe:
 
     # The handle is made on first use: the default engine opens then.
     def _rust(self) -> Any:
-        engine = self._engine()
-        rust = engine._rust()
+        return self._handle_for(self._engine()._rust())
+
+    def _handle_for(self, rust: Any) -> Any:
         if self._handle_of is not rust:
             self._handle = rust.recipe(
                 self.name, self._version, self, self._max_age, self._check is not None, None
@@ -391,6 +412,8 @@ class Recipe:
     def _trove_build(self, text: str) -> Tuple[bytes, Any]:
         inflight = getattr(_local, "inflight", None) or {}
         call = inflight.get((self.name, text))
+        if call is None:
+            call = _args.call_from_text(text, self._func, self._ignore)
         if call is None:
             raise ArgumentsUnknown(
                 self.name,

@@ -14,13 +14,19 @@ trove's own package is none of the recipe's code and is left out.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import site
 import sys
 import sysconfig
+import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from . import _trove
+
 STDLIB = "(stdlib)"
+# Modules imported before trove were loaded before this moment.
+IMPORTED_NS = time.time_ns()
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -101,10 +107,37 @@ def classify(file: str, externals: Set[Tuple[str, str]], contents: Set[str]) -> 
         contents.add(path)
 
 
+def _not_what_ran(path: str, module: Optional[str]) -> bool:
+    """Whether the code that ran may not be this source file's: the file was modified
+    after its module was loaded (an edit in a running process), or Python may have run a
+    cached bytecode file that it cannot tell from the source (same size, and an edit in
+    the same second as the one the cache was made from: pyc files keep whole seconds)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    loaded = _trove.loaded_at(module) if module else None
+    if st.st_mtime_ns >= (loaded or IMPORTED_NS) - 10_000_000:
+        return True
+    try:
+        pyc = importlib.util.cache_from_source(path)
+        with open(pyc, "rb") as f:
+            header = f.read(16)
+        pyc_written = os.stat(pyc).st_mtime_ns
+    except (OSError, ValueError, NotImplementedError):
+        return False
+    if len(header) < 16 or int.from_bytes(header[4:8], "little") != 0:
+        return False  # a hash-based pyc is checked against the source's content
+    same_second = int.from_bytes(header[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+    same_size = int.from_bytes(header[12:16], "little") == st.st_size & 0xFFFFFFFF
+    return same_second and same_size and st.st_mtime_ns > pyc_written
+
+
 def code_inputs(
     files: List[str], modules: List[str], target: Any, profiled: bool
-) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """The inputs of the code a build ran (``files``) and imported (``modules``)."""
+) -> Tuple[List[Tuple[str, str]], List[str], Optional[str]]:
+    """The inputs of the code a build ran (``files``) and imported (``modules``), and a
+    source file whose code may not be what ran (then the object is not stored)."""
     externals: Set[Tuple[str, str]] = set()
     contents: Set[str] = set()
     func = getattr(target, "__wrapped__", None)
@@ -118,7 +151,19 @@ def code_inputs(
         file = getattr(module, "__file__", None)
         if file:
             classify(file, externals, contents)
-    return sorted(externals), sorted(contents)
+    sources = [name for kind, name in externals if kind == "py-ast"]
+    unstable = None
+    if sources:
+        by_file = {}
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str):
+                by_file[os.path.realpath(file)] = name
+        for path in sources:
+            if _not_what_ran(path, by_file.get(path)):
+                unstable = path
+                break
+    return sorted(externals), sorted(contents), unstable
 
 
 def ast_text(source: bytes, path: str) -> Optional[str]:
