@@ -186,7 +186,6 @@ impl PyEngine {
             dry_run,
             stale,
             max_size,
-            ..GcOptions::default()
         };
         let report = py
             .detach(|| engine.gc(options))
@@ -405,7 +404,7 @@ fn build(
 
 /// The check callback: unpickles, runs the recipe's check; the object is kept for the
 /// caller, so a disk hit unpickles once.
-fn check(bytes: &Vec<u8>, target: &Py<PyAny>) -> Result<(), String> {
+fn check(bytes: &[u8], target: &Py<PyAny>) -> Result<(), String> {
     Python::attach(|py| {
         let object = objects::loads(py, bytes).map_err(|e| format!("cannot unpickle: {e}"))?;
         let verdict = target

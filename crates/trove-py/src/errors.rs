@@ -50,7 +50,7 @@ impl std::fmt::Display for PyBuildError {
 impl std::error::Error for PyBuildError {}
 
 /// The Python exception a recipe raised, somewhere in an engine error.
-fn raised<'e>(e: &'e Error) -> Option<&'e PyBuildError> {
+fn raised(e: &Error) -> Option<&PyBuildError> {
     match e {
         Error::Shared(inner) => raised(inner),
         Error::Build { source, .. } => raised_in_build(source),

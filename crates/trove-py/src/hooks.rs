@@ -69,17 +69,11 @@ fn file_input(py: Python<'_>, ctx: &BuildContext, path: PathBuf) {
     if ignored(&path) || ctx.was_written(&path) {
         return;
     }
+    // A file that cannot be fingerprinted (no permission) is left out: the build's own
+    // read of it fails and says why.
     ctx.with_cx(py, |cx| {
-        if let Err(e) = cx.track_file(&path) {
-            cx_note(cx, &e.to_string());
-        }
+        let _ = cx.track_file(&path);
     });
-}
-
-fn cx_note(_cx: &mut trove::Cx, message: &str) {
-    // An input that cannot be fingerprinted (no permission) is left out, as an
-    // untracked read would be; the build itself reports what it could not read.
-    let _ = message;
 }
 
 /// The audit hook. Returns at once when no build runs on any thread.

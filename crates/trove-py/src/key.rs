@@ -262,7 +262,7 @@ fn set_text<'py>(
 /// numpy, if the program imported it (trove never imports it itself).
 fn loaded_numpy(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     let modules = py.import("sys")?.getattr("modules")?;
-    Ok(modules.cast_into::<PyDict>()?.get_item("numpy")?)
+    modules.cast_into::<PyDict>()?.get_item("numpy")
 }
 
 fn ndarray(numpy: &Bound<'_, PyAny>, obj: &Bound<'_, PyAny>, out: &mut String) -> PyResult<()> {

@@ -314,3 +314,19 @@ def test_stats_status_and_gc(project, engine):
     assert report["removals"] == [] and report["kept"] == 1
     with engine.watch():
         assert s(1) == 1
+
+
+def test_ctrl_c_in_a_build_leaves_no_lock_and_no_object(engine):
+    calls = []
+
+    @engine.recipe
+    def interrupted():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return "done"
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert interrupted.residency() == "absent"
+    assert interrupted.get_explained() == ("done", "built: no entry")  # the key's lock is free

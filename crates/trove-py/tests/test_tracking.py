@@ -7,6 +7,7 @@ asserts which builds ran (the build log) and the reason given.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +304,90 @@ def test_track_outside_a_build_says_where_to_call_it():
 
     with pytest.raises(RuntimeError, match="outside a build"):
         trove.track("x")
+
+
+def test_the_executable_a_build_runs_is_an_input(project):
+    tool = project.write("bin/tool", "#!/bin/sh\necho 1\n")
+    tool.chmod(0o755)
+    project.write("recipes.py", """
+        import subprocess, trove
+        from buildlog import log
+
+        @trove.recipe
+        def version():
+            log("version")
+            return subprocess.run(["bin/tool"], capture_output=True, text=True).stdout.strip()
+    """)
+    assert project.call("version")["value"] == "1"
+    assert project.call("version")["reason"] == "hit disk"
+    project.write("bin/tool", "#!/bin/sh\necho 2\n")
+    served = project.call("version")
+    assert served["value"] == "2"
+    assert served["reason"].startswith("built: bin/tool changed")
+    assert project.builds() == ["version", "version"]
+
+
+def test_a_network_connection_without_max_age_warns_once(project):
+    project.write("recipes.py", """
+        import socket, trove
+
+        @trove.recipe
+        def fetch():
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            client = socket.create_connection(server.getsockname())
+            client.close(); server.close()
+            return "fetched"
+    """)
+    out = project.run("""
+        import warnings, recipes
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            recipes.fetch()
+        print([str(w.message) for w in caught])
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "connected to" in out.stdout and "max_age" in out.stdout
+
+
+def test_a_distribution_upgrade_rebuilds(project):
+    import shutil
+    import sysconfig
+
+    # An installed distribution as pip leaves one: the package and its .dist-info.
+    site = Path(sysconfig.get_paths()["purelib"])
+    package = site / "tinydist_trove_test"
+
+    def install(version):
+        for old in site.glob("tinydist_trove_test-*.dist-info"):
+            shutil.rmtree(old)
+        package.mkdir(exist_ok=True)
+        (package / "__init__.py").write_text("def value():\n    return 1\n")
+        info = site / f"tinydist_trove_test-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tinydist-trove-test\nVersion: {version}\n")
+        (info / "top_level.txt").write_text("tinydist_trove_test\n")
+        (info / "RECORD").write_text("tinydist_trove_test/__init__.py,,\n")
+
+    install("1.0")
+    try:
+        project.write("recipes.py", """
+            import trove, tinydist_trove_test
+            from buildlog import log
+
+            @trove.recipe
+            def uses():
+                log("uses")
+                return tinydist_trove_test.value()
+        """)
+        assert project.call("uses")["value"] == 1
+        assert project.call("uses")["reason"] == "hit disk"
+        install("2.0")
+        served = project.call("uses")
+        assert served["reason"] == "built: tinydist-trove-test (py-dist) changed (1.0 -> 2.0)"
+        assert project.builds() == ["uses", "uses"]
+    finally:
+        shutil.rmtree(package, ignore_errors=True)
+        for old in site.glob("tinydist_trove_test-*.dist-info"):
+            shutil.rmtree(old)
