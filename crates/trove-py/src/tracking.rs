@@ -94,11 +94,32 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[pyclass(frozen, name = "BuildContext", module = "trove._trove")]
 pub(crate) struct PyContext(pub(crate) Arc<BuildContext>);
 
+/// Hashes a code object's address: the profile function looks one up on every call, and
+/// addresses need no protection against collisions chosen by an attacker.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Addresses = HashSet<usize, std::hash::BuildHasherDefault<AddressHasher>>;
+
 struct Frame {
     ctx: Arc<BuildContext>,
     /// Code objects already recorded for this build on this thread (held, so an address
     /// is never reused by another code object while it is in the set).
-    seen: HashSet<usize>,
+    seen: Addresses,
     held: Vec<Py<PyAny>>,
 }
 
@@ -151,7 +172,7 @@ pub(crate) fn push(py: Python<'_>, ctx: Arc<BuildContext>) {
     STACK.with(|s| {
         s.borrow_mut().push(Frame {
             ctx,
-            seen: HashSet::new(),
+            seen: Addresses::default(),
             held: Vec::new(),
         })
     });

@@ -330,3 +330,28 @@ def test_ctrl_c_in_a_build_leaves_no_lock_and_no_object(engine):
         interrupted()
     assert interrupted.residency() == "absent"
     assert interrupted.get_explained() == ("done", "built: no entry")  # the key's lock is free
+
+
+def test_a_module_edited_after_it_was_loaded_is_not_what_ran_so_nothing_is_stored(project, engine, monkeypatch):
+    import importlib
+    import os
+    import sys
+
+    path = project.write("live_helper.py", "def f():\n    return 1\n")
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    monkeypatch.syspath_prepend(str(project.root))
+    live_helper = importlib.import_module("live_helper")
+    try:
+
+        @engine.recipe
+        def uses():
+            return live_helper.f()
+
+        assert uses.get_explained() == (1, "built: no entry")
+        project.write("live_helper.py", "def f():\n    return 2\n")  # the process still runs f() -> 1
+        with pytest.warns(RuntimeWarning, match="changed after its module was loaded"):
+            value, reason = uses.get_explained()
+        assert value == 1 and reason.startswith("built: live_helper.py (py-ast) changed")
+        assert uses.residency().startswith("stale: live_helper.py (py-ast) changed")
+    finally:
+        sys.modules.pop("live_helper", None)

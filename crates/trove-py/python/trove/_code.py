@@ -20,6 +20,7 @@ import site
 import sys
 import sysconfig
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import _trove
@@ -162,6 +163,13 @@ def code_inputs(
         for path in sources:
             if _not_what_ran(path, by_file.get(path)):
                 unstable = path
+                warnings.warn(
+                    f"trove: {path} changed after its module was loaded, so the code that ran "
+                    "is not the file's: the object is returned but not stored. Restart the "
+                    "process (or importlib.reload the module) to build with the edited code.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 break
     return sorted(externals), sorted(contents), unstable
 
