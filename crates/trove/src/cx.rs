@@ -279,6 +279,15 @@ impl Cx {
         recipe: &R,
         args: &R::Args,
     ) -> Result<Arc<R::Output>, BuildError> {
+        self.get_explained(recipe, args).map(|served| served.value)
+    }
+
+    /// [`Cx::get`], with how the dependency was served (its reason, key and digest).
+    pub fn get_explained<R: Recipe>(
+        &mut self,
+        recipe: &R,
+        args: &R::Args,
+    ) -> Result<crate::Served<R::Output>, BuildError> {
         let served = self
             .engine
             .serve(recipe, args)
@@ -297,7 +306,7 @@ impl Cx {
             key: served.key,
             output: served.digest,
         });
-        Ok(served.value)
+        Ok(served)
     }
 
     /// Declares a volatile source (a URL, a clock): the object expires `ttl` after it was

@@ -130,6 +130,8 @@ pub(crate) struct Inner {
     pub(crate) graph: Mutex<trove_graph::Graph>,
     /// Shared libraries that appeared while a recipe built, by recipe name.
     loaded_libraries: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    /// How `Input::External` inputs are fingerprinted, by kind (`external.rs`).
+    pub(crate) fingerprinters: crate::external::Fingerprinters,
 }
 
 /// The engine: serves objects from memory, from disk, or by building them. Cheap to clone
@@ -198,6 +200,7 @@ impl Engine {
                 watching: AtomicBool::new(false),
                 graph: Mutex::new(trove_graph::Graph::new()),
                 loaded_libraries: Mutex::new(HashMap::new()),
+                fingerprinters: Default::default(),
                 config,
             }),
         };

@@ -41,6 +41,7 @@ mod cx;
 mod depfile;
 mod engine;
 mod error;
+mod external;
 mod flight;
 mod memory;
 mod modules;
@@ -104,6 +105,7 @@ pub use command::{
 pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Served, Stats};
 pub use error::Error;
+pub use external::{DynRecipe, Fingerprinter};
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{BuildError, Definition, Recipe, Sources};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};

@@ -241,6 +241,11 @@ pub enum BuildError {
     /// The build was interrupted (SIGINT or SIGTERM): its command was stopped.
     #[error("interrupted")]
     Interrupted,
+    /// The recipe's own error, kept whole so that its caller (and every caller that
+    /// waited for the build) can downcast it: the Python package carries the exception
+    /// a Python recipe raised this way.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A module could not be loaded.
     #[error("cannot load module {}: {message}", path.display())]
     Module {

@@ -61,6 +61,15 @@ pub(crate) enum Input {
     Volatile { name: String, ttl_ms: u64 },
     /// The compile-time digest of a recipe's sources (when they were not on disk).
     Code { digest: Digest },
+    /// An input only a registered fingerprinter can fingerprint (`external.rs`): a
+    /// Python module's AST, an installed distribution's version. Appended last, so
+    /// traces without one encode as before; an older reader fails to decode a trace
+    /// with one and treats the variant as a miss, as it would another format.
+    External {
+        kind: String,
+        name: String,
+        value: Option<String>,
+    },
 }
 
 /// Everything one build depended on.

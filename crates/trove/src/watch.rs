@@ -61,6 +61,9 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
                 inputs.push((InputKind::Source, format!("embedded:{}", digest.short())))
             }
             Input::Object { key, .. } => objects.push(key.0),
+            Input::External { kind, name, .. } => {
+                inputs.push((InputKind::Module, format!("{kind}:{name}")))
+            }
         }
     }
     for name in trace.counters.keys() {

@@ -185,6 +185,7 @@ impl Engine {
                         to: now.map_or("unknown".into(), |d| format!("blake3 {}", d.short())),
                     })
                 }
+                Input::External { kind, name, value } => self.check_external(kind, name, value),
                 _ => None,
             };
             if let Some(why) = outcome {
@@ -373,7 +374,7 @@ impl Engine {
 }
 
 /// The inputs of a trace no watcher can vouch for (env vars, volatile sources, embedded
-/// source digests): a watched memory hit checks only these.
+/// source digests, external inputs): a watched memory hit checks only these.
 pub(crate) fn cheap_inputs(trace: &Trace) -> Vec<u32> {
     trace
         .inputs
@@ -382,7 +383,10 @@ pub(crate) fn cheap_inputs(trace: &Trace) -> Vec<u32> {
         .filter(|(_, i)| {
             matches!(
                 i,
-                Input::Env { .. } | Input::Volatile { .. } | Input::Code { .. }
+                Input::Env { .. }
+                    | Input::Volatile { .. }
+                    | Input::Code { .. }
+                    | Input::External { .. }
             )
         })
         .map(|(index, _)| index as u32)

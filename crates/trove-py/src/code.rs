@@ -1,0 +1,132 @@
+//! Code as an input: the source files whose functions ran and the modules imported during
+//! a build, recorded when it ends as `py-ast` inputs (the blake3 of the file's `ast.dump`,
+//! so comments and formatting do not count), `py-dist` inputs (an installed
+//! distribution's version, or the interpreter's for the standard library), or files by
+//! content (extension modules). Which is which is decided by `trove._code.code_inputs`.
+//!
+//! Validation calls the fingerprinters on every request, so they are cheap: a `py-ast`
+//! digest is cached by the file's `stat` (re-parsed only when the stat changes or is
+//! racy, as file hashes are), a distribution's version once per process (the process
+//! runs the code it imported, whatever is installed since).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyList;
+use trove_fingerprint::{Stat, now_ns};
+
+use crate::tracking::{BuildContext, lock};
+
+struct Parsed {
+    stat: Stat,
+    taken_ns: i64,
+    digest: Option<String>,
+}
+
+static AST: Mutex<Option<HashMap<String, Parsed>>> = Mutex::new(None);
+static DISTS: Mutex<Option<HashMap<String, Option<String>>>> = Mutex::new(None);
+static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    HELPERS
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("trove._code")?.unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+/// The `py-ast` fingerprinter: the AST digest of a source file, `None` when it is gone.
+pub(crate) fn ast_fingerprint(path: &str) -> Option<String> {
+    let stat = Stat::of(Path::new(path)).ok()??;
+    if let Some(parsed) = lock(&AST).get_or_insert_with(HashMap::new).get(path)
+        && parsed.stat == stat
+        && !stat.is_racy(parsed.taken_ns)
+    {
+        return parsed.digest.clone();
+    }
+    let taken_ns = now_ns();
+    // Read here, not in Python: a read by trove's own code is no build's input.
+    let source = std::fs::read(path).ok()?;
+    let digest = Python::attach(|py| {
+        let text = crate::tracking::suspended(|| {
+            helpers(py)
+                .and_then(|h| {
+                    h.call_method1("ast_text", (pyo3::types::PyBytes::new(py, &source), path))
+                })
+                .and_then(|t| t.extract::<Option<String>>())
+        });
+        match text {
+            Ok(Some(t)) => Some(blake3::hash(t.as_bytes()).to_hex().to_string()),
+            // Source that does not parse: its bytes stand in (any edit is a change).
+            _ => Some(format!("unparsable {}", blake3::hash(&source).to_hex())),
+        }
+    });
+    lock(&AST).get_or_insert_with(HashMap::new).insert(
+        path.to_owned(),
+        Parsed {
+            stat,
+            taken_ns,
+            digest: digest.clone(),
+        },
+    );
+    digest
+}
+
+/// The `py-dist` fingerprinter: an installed distribution's version (`(stdlib)`: the
+/// interpreter's), `None` when it is not installed.
+pub(crate) fn dist_fingerprint(name: &str) -> Option<String> {
+    if let Some(known) = lock(&DISTS).get_or_insert_with(HashMap::new).get(name) {
+        return known.clone();
+    }
+    let version = Python::attach(|py| {
+        crate::tracking::suspended(|| {
+            helpers(py)
+                .and_then(|h| h.call_method1("dist_version", (name,)))
+                .and_then(|v| v.extract::<Option<String>>())
+                .ok()
+                .flatten()
+        })
+    });
+    lock(&DISTS)
+        .get_or_insert_with(HashMap::new)
+        .insert(name.to_owned(), version.clone());
+    version
+}
+
+/// Records the code a build ran and the modules it imported into its `Cx`.
+pub(crate) fn record(
+    py: Python<'_>,
+    ctx: &BuildContext,
+    cx: &mut trove::Cx,
+    target: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let files: Vec<String> = lock(&ctx.code).iter().cloned().collect();
+    let modules: Vec<String> = lock(&ctx.modules).iter().cloned().collect();
+    let profiled = ctx.profiled.load(std::sync::atomic::Ordering::Relaxed);
+    let inputs = crate::tracking::suspended(|| {
+        helpers(py)?.call_method1(
+            "code_inputs",
+            (
+                PyList::new(py, files)?,
+                PyList::new(py, modules)?,
+                target,
+                profiled,
+            ),
+        )
+    })?;
+    let (externals, contents, unstable): (Vec<(String, String)>, Vec<String>, Option<String>) =
+        inputs.extract()?;
+    if let Some(what) = unstable {
+        cx.mark_unstable(&what);
+    }
+    for (kind, name) in externals {
+        cx.track_external(&kind, &name);
+    }
+    for path in contents {
+        let _ = py.detach(|| cx.track_file(&path));
+    }
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! `trove._trove.Engine` and its recipes: a `trove::Engine` serving `DynRecipe`s whose
+//! arguments are canonical text and whose objects are pickles, and the identity map that
+//! hands every caller the same Python object while the engine's memory tier holds it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use trove::{BuildError, Config, Definition, Digest, DynRecipe, Engine, GcOptions, Served};
+
+use crate::errors::{PyBuildError, to_pyerr};
+use crate::tracking::{self, BuildContext, lock};
+use crate::{code, objects};
+
+static NEXT_ENGINE: AtomicUsize = AtomicUsize::new(1);
+
+/// One object of the identity map: the Python object made from the bytes with `digest`.
+struct Known {
+    digest: Digest,
+    bytes: Weak<Vec<u8>>,
+    object: Py<PyAny>,
+}
+
+/// The engine's state shared by its recipes.
+pub(crate) struct State {
+    engine: Engine,
+    id: usize,
+    /// key -> the Python object served for it. An entry goes when the engine's memory
+    /// tier lets go of the bytes it was made from (checked as entries are added).
+    known: Mutex<HashMap<Digest, Known>>,
+    pruned_at: AtomicUsize,
+}
+
+/// An engine over one store.
+#[pyclass(frozen, name = "Engine", module = "trove._trove")]
+pub(crate) struct PyEngine {
+    state: Arc<State>,
+    watch: Mutex<Option<trove::WatchGuard>>,
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Opens the engine: `config` is a `trove.ron` path (or `None`: the embedded default
+    /// in `root`), `store` overrides the store's directory.
+    #[new]
+    #[pyo3(signature = (config=None, root=None, store=None, memory_limit=None))]
+    fn new(
+        py: Python<'_>,
+        config: Option<PathBuf>,
+        root: Option<PathBuf>,
+        store: Option<PathBuf>,
+        memory_limit: Option<u64>,
+    ) -> PyResult<PyEngine> {
+        let root = match root {
+            Some(r) => r,
+            None => std::env::current_dir()?,
+        };
+        let mut config = match config {
+            Some(path) => Config::load(&path).map_err(|e| to_pyerr(py, &e.into()))?,
+            None => Config::default_in(&root),
+        };
+        if let Some(store) = store {
+            config.store.path = if store.is_absolute() {
+                store
+            } else {
+                root.join(store)
+            };
+        }
+        let mut options = trove::Options::default();
+        if let Some(limit) = memory_limit {
+            options.memory_limit = limit;
+        }
+        let engine = py
+            .detach(|| Engine::open_with(config, options))
+            .map_err(|e| to_pyerr(py, &e))?;
+        engine.register_fingerprinter("py-ast", code::ast_fingerprint);
+        engine.register_fingerprinter("py-dist", code::dist_fingerprint);
+        Ok(PyEngine {
+            state: Arc::new(State {
+                engine,
+                id: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
+                known: Mutex::default(),
+                pruned_at: AtomicUsize::new(64),
+            }),
+            watch: Mutex::new(None),
+        })
+    }
+
+    /// A recipe of this engine; `target` is the Python recipe object, whose
+    /// `_trove_build(text)` builds and whose `_trove_check(obj)` checks.
+    #[pyo3(signature = (name, version, target, max_age=None, has_check=false, definition=None))]
+    fn recipe(
+        &self,
+        name: &str,
+        version: u32,
+        target: Py<PyAny>,
+        max_age: Option<f64>,
+        has_check: bool,
+        definition: Option<HashMap<String, String>>,
+    ) -> PyResult<PyRecipe> {
+        let max_age = max_age
+            .map(Duration::try_from_secs_f64)
+            .transpose()
+            .map_err(|e| PyValueError::new_err(format!("max_age: {e}")))?;
+        let mut def = Definition::default();
+        for (part, value) in definition.unwrap_or_default() {
+            def = def.with(&part, &value);
+        }
+        let engine_id = self.state.id;
+        let builder = target.clone_ref_unattached();
+        let mut recipe = DynRecipe::new(name, version, move |cx, text| {
+            build(cx, text, &builder, engine_id, max_age)
+        })
+        .with_max_age(max_age)
+        .with_definition(def);
+        if has_check {
+            let checker = target.clone_ref_unattached();
+            recipe = recipe.with_check(move |bytes| check(bytes, &checker));
+        }
+        self.state.engine.register(recipe.clone());
+        Ok(PyRecipe {
+            state: self.state.clone(),
+            recipe,
+        })
+    }
+
+    /// Sets a version counter (`versions` in trove.ron); `recipe` makes it per recipe.
+    #[pyo3(signature = (name, value, recipe=None))]
+    fn set_counter(&self, name: &str, value: u64, recipe: Option<&str>) {
+        match recipe {
+            Some(r) => self.state.engine.set_recipe_counter(r, name, value),
+            None => self.state.engine.set_counter(name, value),
+        }
+    }
+
+    /// What the engine did since it was opened.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.state.engine.stats();
+        let d = PyDict::new(py);
+        d.set_item("memory_hits", s.memory_hits)?;
+        d.set_item("watched_hits", s.watched_hits)?;
+        d.set_item("disk_hits", s.disk_hits)?;
+        d.set_item("builds", s.builds)?;
+        d.set_item("files_checked", s.files_checked)?;
+        Ok(d)
+    }
+
+    /// The stored entries, as dicts.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let engine = &self.state.engine;
+        let entries = py
+            .detach(|| engine.status())
+            .map_err(|e| to_pyerr(py, &e))?;
+        let out = PyList::empty(py);
+        for e in entries {
+            let d = PyDict::new(py);
+            d.set_item("recipe", &e.recipe)?;
+            d.set_item("args", args_text(&e.args))?;
+            d.set_item("key", e.key.hex())?;
+            d.set_item("residency", residency_text(&e.residency))?;
+            d.set_item("size", e.size)?;
+            d.set_item("age", e.age.as_secs_f64())?;
+            d.set_item("hits", e.hits)?;
+            d.set_item("reason", &e.reason)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Removes what can never be served again; returns what was (or would be) removed.
+    #[pyo3(signature = (dry_run=false, stale=false, max_size=None))]
+    fn gc<'py>(
+        &self,
+        py: Python<'py>,
+        dry_run: bool,
+        stale: bool,
+        max_size: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let engine = &self.state.engine;
+        let options = GcOptions {
+            dry_run,
+            stale,
+            max_size,
+        };
+        let report = py
+            .detach(|| engine.gc(options))
+            .map_err(|e| to_pyerr(py, &e))?;
+        let removals = PyList::empty(py);
+        for r in &report.removals {
+            let d = PyDict::new(py);
+            d.set_item("what", &r.what)?;
+            d.set_item("bytes", r.bytes)?;
+            d.set_item("reason", &r.reason)?;
+            removals.append(d)?;
+        }
+        let d = PyDict::new(py);
+        d.set_item("removals", removals)?;
+        d.set_item("bytes", report.bytes)?;
+        d.set_item("kept", report.kept)?;
+        d.set_item("dry_run", report.dry_run)?;
+        Ok(d)
+    }
+
+    /// Starts the watcher (memory hits without system calls while nothing changes).
+    fn start_watch(&self, py: Python<'_>) -> PyResult<()> {
+        let engine = &self.state.engine;
+        let guard = py.detach(|| engine.watch()).map_err(|e| to_pyerr(py, &e))?;
+        *lock(&self.watch) = Some(guard);
+        Ok(())
+    }
+
+    /// Stops the watcher.
+    fn stop_watch(&self, py: Python<'_>) {
+        let guard = lock(&self.watch).take();
+        py.detach(|| drop(guard));
+    }
+
+    /// The store's directory.
+    #[getter]
+    fn store_path(&self) -> PathBuf {
+        self.state.engine.config().store.path.clone()
+    }
+
+    /// The directory relative paths are resolved against.
+    #[getter]
+    fn root(&self) -> PathBuf {
+        self.state.engine.root().to_path_buf()
+    }
+}
+
+/// A recipe handle: serves the objects of one Python recipe by argument text.
+#[pyclass(frozen, name = "RecipeHandle", module = "trove._trove")]
+pub(crate) struct PyRecipe {
+    state: Arc<State>,
+    recipe: DynRecipe,
+}
+
+#[pymethods]
+impl PyRecipe {
+    /// Serves or builds; returns `(object, reason)`.
+    fn get(&self, py: Python<'_>, text: String) -> PyResult<(Py<PyAny>, String)> {
+        let served = match tracking::current() {
+            // A recipe called by a build of this engine is that build's dependency.
+            Some(ctx) if ctx.engine == self.state.id => nested(py, &ctx, &self.recipe, &text)?,
+            _ => {
+                let (engine, recipe) = (&self.state.engine, &self.recipe);
+                py.detach(|| engine.get_explained(recipe, &text))
+                    .map_err(|e| to_pyerr(py, &e))?
+            }
+        };
+        let reason = served.reason.to_string();
+        Ok((self.object(py, served)?, reason))
+    }
+
+    /// Builds anew and replaces what is stored; returns `(object, reason)`.
+    fn refresh(&self, py: Python<'_>, text: String) -> PyResult<(Py<PyAny>, String)> {
+        let (engine, recipe) = (&self.state.engine, &self.recipe);
+        let served = py
+            .detach(|| engine.refresh(recipe, &text))
+            .map_err(|e| to_pyerr(py, &e))?;
+        let reason = served.reason.to_string();
+        Ok((self.object(py, served)?, reason))
+    }
+
+    /// What a call would do: `would hit memory`, `would build: ...`.
+    fn explain(&self, py: Python<'_>, text: String) -> PyResult<String> {
+        let (engine, recipe) = (&self.state.engine, &self.recipe);
+        let p = py
+            .detach(|| engine.explain(recipe, &text))
+            .map_err(|e| to_pyerr(py, &e))?;
+        Ok(p.to_string())
+    }
+
+    /// `absent`, `on_disk`, `in_memory` or `stale: why`.
+    fn residency(&self, py: Python<'_>, text: String) -> PyResult<String> {
+        let (engine, recipe) = (&self.state.engine, &self.recipe);
+        let r = py
+            .detach(|| engine.residency(recipe, &text))
+            .map_err(|e| to_pyerr(py, &e))?;
+        Ok(residency_text(&r))
+    }
+
+    /// The key, hex.
+    fn key(&self, py: Python<'_>, text: String) -> PyResult<String> {
+        let key = self
+            .state
+            .engine
+            .key(&self.recipe, &text)
+            .map_err(|e| to_pyerr(py, &e))?;
+        Ok(key.hex())
+    }
+}
+
+impl PyRecipe {
+    /// The Python object for a served pickle: the one already handed out for the same key
+    /// and bytes, the one the build (or the check) made, or a new one unpickled now.
+    fn object(&self, py: Python<'_>, served: Served<Vec<u8>>) -> PyResult<Py<PyAny>> {
+        let Served {
+            value, key, digest, ..
+        } = served;
+        if let Some(known) = lock(&self.state.known).get_mut(&key)
+            && known.digest == digest
+        {
+            known.bytes = Arc::downgrade(&value);
+            return Ok(known.object.clone_ref(py));
+        }
+        let object = match objects::take_made(&digest) {
+            Some(o) => o,
+            None => objects::loads(py, &value)?,
+        };
+        let mut dropped = Vec::new();
+        let object = {
+            let mut known = lock(&self.state.known);
+            let entry = known.entry(key).or_insert_with(|| Known {
+                digest,
+                bytes: Arc::downgrade(&value),
+                object: object.clone_ref(py),
+            });
+            if entry.digest != digest {
+                let old = std::mem::replace(
+                    entry,
+                    Known {
+                        digest,
+                        bytes: Arc::downgrade(&value),
+                        object: object.clone_ref(py),
+                    },
+                );
+                dropped.push(old);
+            }
+            let chosen = entry.object.clone_ref(py);
+            let limit = self.state.pruned_at.load(Ordering::Relaxed);
+            if known.len() > limit {
+                let dead: Vec<Digest> = known
+                    .iter()
+                    .filter(|(_, k)| k.bytes.strong_count() == 0)
+                    .map(|(key, _)| *key)
+                    .collect();
+                dropped.extend(dead.iter().filter_map(|k| known.remove(k)));
+                self.state
+                    .pruned_at
+                    .store((known.len() * 2).max(64), Ordering::Relaxed);
+            }
+            chosen
+        };
+        // Objects are released outside the lock: a `__del__` may call trove.
+        drop(dropped);
+        Ok(object)
+    }
+}
+
+/// A dependency served through the build's `Cx`, so it joins the build's trace.
+fn nested(
+    py: Python<'_>,
+    ctx: &BuildContext,
+    recipe: &DynRecipe,
+    text: &str,
+) -> PyResult<Served<Vec<u8>>> {
+    let text = text.to_owned();
+    match ctx.with_cx(py, |cx| cx.get_explained(recipe, &text)) {
+        Some(Ok(served)) => Ok(served),
+        Some(Err(e)) => Err(crate::errors::build_error_to_pyerr(py, &e)),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "a trove recipe was called from a thread of a build that has already finished",
+        )),
+    }
+}
+
+/// The build callback: runs the Python recipe under tracking, records the code that ran,
+/// and returns the pickle.
+fn build(
+    cx: &mut trove::Cx,
+    text: &String,
+    target: &Py<PyAny>,
+    engine: usize,
+    max_age: Option<Duration>,
+) -> Result<Vec<u8>, BuildError> {
+    Python::attach(|py| {
+        let ctx = Arc::new(BuildContext::new(cx, engine, max_age));
+        tracking::push(py, ctx.clone());
+        let outcome = target.bind(py).call_method1("_trove_build", (text,));
+        tracking::pop(py);
+        ctx.release();
+        let recorded = code::record(py, &ctx, cx, target.bind(py));
+        let (data, object) = match outcome.and_then(|r| {
+            let (data, object): (Bound<'_, PyBytes>, Bound<'_, PyAny>) = r.extract()?;
+            Ok((data, object))
+        }) {
+            Ok(made) => made,
+            Err(e) => return Err(BuildError::Other(Box::new(PyBuildError::new(py, e)))),
+        };
+        if let Err(e) = recorded {
+            return Err(BuildError::Other(Box::new(PyBuildError::new(py, e))));
+        }
+        let bytes = data.as_bytes().to_vec();
+        objects::made(py, &bytes, object.unbind());
+        Ok(bytes)
+    })
+}
+
+/// The check callback: unpickles, runs the recipe's check; the object is kept for the
+/// caller, so a disk hit unpickles once.
+fn check(bytes: &[u8], target: &Py<PyAny>) -> Result<(), String> {
+    Python::attach(|py| {
+        let object = objects::loads(py, bytes).map_err(|e| format!("cannot unpickle: {e}"))?;
+        let verdict = target
+            .bind(py)
+            .call_method1("_trove_check", (object.bind(py),))
+            .map_err(|e| e.to_string())?;
+        if verdict.is_none() {
+            objects::made(py, bytes, object);
+            Ok(())
+        } else {
+            Err(verdict.str().map(|s| s.to_string()).unwrap_or_default())
+        }
+    })
+}
+
+fn residency_text(r: &trove::Residency) -> String {
+    match r {
+        trove::Residency::Absent => "absent".into(),
+        trove::Residency::OnDisk => "on_disk".into(),
+        trove::Residency::InMemory => "in_memory".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Stored arguments (JSON of the argument text) back to the text.
+fn args_text(json: &str) -> String {
+    serde_json::from_str::<String>(json).unwrap_or_else(|_| json.to_owned())
+}
+
+trait CloneUnattached {
+    fn clone_ref_unattached(&self) -> Self;
+}
+
+impl CloneUnattached for Py<PyAny> {
+    fn clone_ref_unattached(&self) -> Self {
+        Python::attach(|py| self.clone_ref(py))
+    }
+}

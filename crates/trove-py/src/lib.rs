@@ -1,0 +1,49 @@
+//! `trove._trove`: the Rust half of the Python package. The engine, store, locks and
+//! fingerprints are the `trove` crate's; this crate adds what Python needs around them:
+//!
+//! - `engine`: `Engine` and its recipe handles (run-time recipes keyed by canonical
+//!   argument text, objects as pickles), the identity map;
+//! - `key`: canonical argument text, numpy arrays hashed through the buffer protocol;
+//! - `tracking`: which build an event belongs to, per thread, and the C-level profile
+//!   function that records the code that ran;
+//! - `hooks`: the audit hook and the calls of the Python layer's wrappers;
+//! - `code`: code as an input (`py-ast`, `py-dist` fingerprinters);
+//! - `objects`, `errors`: objects and exceptions across the boundary;
+//! - `ffi`: the few CPython functions the abi3 declarations lack.
+
+mod code;
+mod engine;
+mod errors;
+mod ffi;
+mod hooks;
+mod key;
+mod objects;
+mod tracking;
+
+use pyo3::prelude::*;
+
+/// The Rust half of `trove`; use the `trove` package.
+#[pymodule]
+fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<engine::PyRecipe>()?;
+    m.add_class::<tracking::PyContext>()?;
+    m.add("TroveError", py.get_type::<errors::TroveError>())?;
+    m.add("CycleError", py.get_type::<errors::CycleError>())?;
+    m.add_function(wrap_pyfunction!(key::call_text, m)?)?;
+    m.add_function(wrap_pyfunction!(key::canonical_text, m)?)?;
+    m.add_function(wrap_pyfunction!(tracking::current_context, m)?)?;
+    m.add_function(wrap_pyfunction!(tracking::building, m)?)?;
+    m.add_function(wrap_pyfunction!(tracking::enter_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(tracking::exit_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::audit, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::set_ignored, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::probe, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::env_read, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::track, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::volatile, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::parse_duration, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::loaded_at, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The Python package's test suite: a virtualenv under target/py-venv, the test
+# dependencies from PyPI (pinned), the package built and installed by maturin, then pytest.
+# Exits non-zero on any failure, and when pytest collects no test (its exit code 5).
+#
+#   bash crates/trove-py/test.sh [pytest args...]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$root/target/py-venv"
+python="${PYTHON:-python3}"
+start=$(date +%s)
+
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
+
+# The CLI binary the shared-store test runs (cargo builds it once, incrementally after).
+cargo build --quiet --manifest-path "$root/Cargo.toml" -p trove-cli
+export TROVE_CLI="$root/target/debug/trove"
+
+# maturin develop builds the extension (abi3, CPython 3.9+) and installs the package
+# into the virtualenv; the pure-Python part is installed from python/.
+(cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
+    "$venv/bin/maturin" develop --quiet --manifest-path "$here/Cargo.toml")
+
+set +e
+(cd "$here" && "$venv/bin/python" -m pytest -q "$@")
+status=$?
+set -e
+echo "test.sh: pytest exited with $status after $(( $(date +%s) - start ))s"
+if [ "$status" -eq 5 ]; then
+    echo "test.sh: no test was collected" >&2
+    exit 1
+fi
+exit "$status"
