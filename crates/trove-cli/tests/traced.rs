@@ -22,7 +22,10 @@ fn one_recipe(command: &str) -> Project {
 #[test]
 fn gcc_headers_are_discovered_an_edit_or_an_earlier_header_rebuilds_an_unrelated_one_does_not() {
     let p = one_recipe("gcc -E -P -Iinc1 -Iinc2 main.c");
-    p.write("main.c", "#include \"a.h\"\n#include \"b.h\"\nint x = A + B;\n");
+    p.write(
+        "main.c",
+        "#include \"a.h\"\n#include \"b.h\"\nint x = A + B;\n",
+    );
     p.write("inc2/a.h", "#define A 1\n");
     p.write("inc2/b.h", "#define B 2\n");
     p.write("inc2/unused.h", "#define U 0\n");
@@ -40,7 +43,10 @@ fn gcc_headers_are_discovered_an_edit_or_an_earlier_header_rebuilds_an_unrelated
     p.write("inc1/b.h", "#define B 7\n");
     let (out, why) = p.run_explained(&["r"]);
     assert!(out.contains("int x = 5 + 7;"), "{out}");
-    assert!(why.starts_with("built: inc1/b.h changed (absent -> "), "{why}");
+    assert!(
+        why.starts_with("built: inc1/b.h changed (absent -> "),
+        "{why}"
+    );
     assert_eq!(reason(&p, &["r"]), "hit disk");
     assert_eq!(p.lines("log"), 3);
 }
@@ -113,7 +119,10 @@ fn a_statically_linked_program_is_traced_like_any_other() {
 fn another_tool_first_on_path_rebuilds() {
     let p = Project::new(r#"(recipes: { "r": (command: ["mytool"]) })"#);
     for (dir, text) in [("bin1", "one"), ("bin2", "two")] {
-        p.write(&format!("{dir}/mytool"), &format!("#!/bin/sh\necho {text}\n"));
+        p.write(
+            &format!("{dir}/mytool"),
+            &format!("#!/bin/sh\necho {text}\n"),
+        );
         std::fs::set_permissions(
             p.path(&format!("{dir}/mytool")),
             std::fs::Permissions::from_mode(0o755),
@@ -142,18 +151,29 @@ fn another_tool_first_on_path_rebuilds() {
 
 #[test]
 fn unrelated_edits_touches_and_the_builds_own_temp_files_rebuild_nothing() {
-    let p = one_recipe("t=$(mktemp); sort in.txt > \\\"$t\\\"; cat \\\"$t\\\"; rm \\\"$t\\\"; echo made > out.tmp; cat out.tmp");
+    let p = one_recipe(
+        "t=$(mktemp); sort in.txt > \\\"$t\\\"; cat \\\"$t\\\"; rm \\\"$t\\\"; echo made > out.tmp; cat out.tmp",
+    );
     p.write("in.txt", "2\n1\n");
     p.write("unrelated.txt", "x");
     assert_eq!(p.ok(&["run", "r"]), "1\n2\nmade\n");
-    assert_eq!(reason(&p, &["r"]), "hit disk", "its own temp and output files");
+    assert_eq!(
+        reason(&p, &["r"]),
+        "hit disk",
+        "its own temp and output files"
+    );
     p.write("unrelated.txt", "y");
     let file = std::fs::File::options()
         .append(true)
         .open(p.path("in.txt"))
         .expect("open");
-    file.set_modified(std::time::SystemTime::now()).expect("touch");
-    assert_eq!(reason(&p, &["r"]), "hit disk", "an unrelated edit and a touch");
+    file.set_modified(std::time::SystemTime::now())
+        .expect("touch");
+    assert_eq!(
+        reason(&p, &["r"]),
+        "hit disk",
+        "an unrelated edit and a touch"
+    );
     assert_eq!(reason(&p, &["r"]), "hit disk");
     assert_eq!(p.lines("log"), 1);
 }
@@ -164,7 +184,11 @@ fn a_command_that_writes_into_what_it_read_is_returned_but_not_stored() {
     p.write("in.txt", "x\n");
     let out = p.trove(&["run", "r"]);
     assert!(out.status.success());
-    assert!(stderr(&out).contains("wrote into in.txt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrote into in.txt"),
+        "{}",
+        stderr(&out)
+    );
     let again = p.reason(&["r"]);
     assert_eq!(again.lines().last(), Some("built: no entry"), "{again}");
 }
@@ -237,6 +261,9 @@ fn sigint_stops_the_command_and_its_children_and_leaves_nothing_locked() {
     });
     assert!(gone, "the command's background child outlived trove");
     // Nothing stored, nothing locked: the next run builds at once.
-    p.write("trove.ron", r#"(recipes: { "r": (command: ["printf", "ok"]) })"#);
+    p.write(
+        "trove.ron",
+        r#"(recipes: { "r": (command: ["printf", "ok"]) })"#,
+    );
     assert_eq!(p.ok(&["run", "r"]), "ok");
 }
