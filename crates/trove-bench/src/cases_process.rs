@@ -16,7 +16,7 @@ use crate::recipes::{Bytes, Cold};
 const MIB: u64 = 1 << 20;
 
 /// `target/<profile>/`, where this binary and the release `trove` live.
-fn exe_dir() -> Result<PathBuf> {
+pub(crate) fn exe_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe
         .parent()
@@ -24,7 +24,7 @@ fn exe_dir() -> Result<PathBuf> {
         .to_owned())
 }
 
-fn run_ok(cmd: &mut Command) -> Result<Output> {
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<Output> {
     let out = cmd.stdin(Stdio::null()).output()?;
     ensure!(
         out.status.success(),
@@ -322,6 +322,9 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
             let t = wall_ns();
             println!("recv {t}");
             println!("reason {}", served.reason);
+        }
+        "trace-hit" => {
+            crate::cases_trace::profile_hit(Path::new(arg(1)?), arg(2)?, arg(3)?.parse()?)?;
         }
         "profile" => {
             crate::cases_memory::profile(arg(1)?, arg(2)?.parse()?)?;

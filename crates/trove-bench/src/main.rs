@@ -14,6 +14,7 @@
 mod cases_disk;
 mod cases_memory;
 mod cases_process;
+mod cases_trace;
 mod measure;
 mod recipes;
 
@@ -94,9 +95,17 @@ const CASES: &[Case] = &[
         about: "64 threads and 8 processes on one cold key",
         run: cases_process::cold_key,
     },
+    Case {
+        name: "trace",
+        about: "command recipes under the syscall tracer: gcc and python3 builds, a traced hit",
+        run: cases_trace::trace,
+    },
 ];
 
 fn main() -> Result<()> {
+    if let Some(code) = without_cargo_library_path()? {
+        std::process::exit(code);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         return cases_process::child(&args[1..]);
@@ -159,6 +168,47 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `cargo run` puts the build's library directories (under `target/` and the rustup
+/// toolchain) on `LD_LIBRARY_PATH` for the binary it starts. trove-bench needs none of
+/// them, but every program a case starts (trove, gcc, python3, cat, bkt) would search them
+/// for each library it loads, and a traced command would record each miss as an input. So
+/// trove-bench runs itself again once without them, and the cases see the environment a
+/// shell gives: `cargo run` and `target/release/trove-bench` measure the same thing.
+/// Returns the exit code of that run, or `None` when this process is the one to measure.
+fn without_cargo_library_path() -> Result<Option<i32>> {
+    const AGAIN: &str = "TROVE_BENCH_LIBRARY_PATH_CLEARED";
+    let (Some(_), Some(paths), None) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("LD_LIBRARY_PATH"),
+        std::env::var_os(AGAIN),
+    ) else {
+        return Ok(None);
+    };
+    let exe = std::env::current_exe()?;
+    // target/<profile>/trove-bench: cargo's entries are under target/.
+    let target = exe.parent().and_then(std::path::Path::parent);
+    let toolchains = std::env::var_os("RUSTUP_HOME")
+        .map(|home| std::path::PathBuf::from(home).join("toolchains"));
+    let all: Vec<std::path::PathBuf> = std::env::split_paths(&paths).collect();
+    let kept: Vec<&std::path::PathBuf> = all
+        .iter()
+        .filter(|p| !target.is_some_and(|t| p.starts_with(t)))
+        .filter(|p| !toolchains.as_ref().is_some_and(|t| p.starts_with(t)))
+        .collect();
+    if kept.len() == all.len() {
+        return Ok(None);
+    }
+    let mut again = std::process::Command::new(exe);
+    again.args(std::env::args_os().skip(1)).env(AGAIN, "1");
+    if kept.is_empty() {
+        again.env_remove("LD_LIBRARY_PATH");
+    } else {
+        again.env("LD_LIBRARY_PATH", std::env::join_paths(kept)?);
+    }
+    let status = again.status()?;
+    Ok(Some(status.code().unwrap_or(1)))
 }
 
 /// Prints the rows as a Markdown table (readable in a terminal, pasteable into

@@ -34,9 +34,9 @@ impl Row {
             baseline: fmt_secs(base),
             ratio: Some(ratio),
             goal: if max < 1.0 {
-                format!("< {max:.1}")
+                format!("< {}", fmt_goal(max))
             } else {
-                format!("<= {max:.1}")
+                format!("<= {}", fmt_goal(max))
             },
             met: if (max < 1.0 && ratio < max) || (max >= 1.0 && ratio <= max) {
                 Met::Yes
@@ -58,6 +58,16 @@ impl Row {
             met: Met::NotApplicable,
             note: format!("not run: {reason}"),
         }
+    }
+}
+
+/// A goal's ratio with one decimal, or two when it has them (1.25 is not 1.2).
+fn fmt_goal(max: f64) -> String {
+    let one = format!("{max:.1}");
+    if one.parse::<f64>().is_ok_and(|x| (x - max).abs() < 1e-9) {
+        one
+    } else {
+        format!("{max:.2}")
     }
 }
 

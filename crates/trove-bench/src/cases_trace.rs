@@ -1,0 +1,670 @@
+//! Tracing command recipes (issue 10): what the syscall tracer costs a build, and what a
+//! traced object's many inputs cost a hit.
+//!
+//! One generated project holds a C file including twelve headers (in two `-I`
+//! directories, each header including a system header) and a python3 script importing
+//! thirty modules; its `trove.ron` defines each command twice, `trace: true` and
+//! `trace: false` with the project files declared as `inputs` (what one writes without a
+//! tracer). The build rows time whole `trove run --force` processes of the two in
+//! alternation (the bare command joins the rotation, for the note), wall time and the CPU
+//! time of each process tree; the hit row times `Engine::get_explained` on a freshly
+//! opened engine, so every repetition is a disk hit that validates the whole trace. The
+//! hit row runs first, while the index's write-ahead log is short (every `trove run`
+//! process reads it whole when it opens the index; the builds grow it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use trove::{CommandRecipe, Config, Engine, Reason};
+
+use crate::Scale;
+use crate::cases_process::{exe_dir, run_ok};
+use crate::measure::{Row, fmt_bytes, fmt_secs, median, wait_until};
+
+/// Headers the C file includes, half in each `-I` directory.
+const HEADERS: usize = 12;
+/// Modules the python3 script imports.
+const MODULES: usize = 30;
+
+/// Set, the generated project is kept (and named on stderr), to profile its commands.
+const KEEP_VAR: &str = "TROVE_BENCH_KEEP";
+
+/// The compile: optimised, to an object on stdout (the blob file trove hands the command).
+const GCC: &[&str] = &[
+    "gcc",
+    "-O2",
+    "-Iinc1",
+    "-Iinc2",
+    "-c",
+    "main.c",
+    "-o",
+    "/dev/stdout",
+];
+
+/// The system header each generated header includes, in turn: what real headers do, and
+/// what makes gcc search both `-I` directories before the system ones.
+const SYSTEM_HEADERS: &[&str] = &[
+    "stdint.h", "string.h", "stdlib.h", "math.h", "ctype.h", "limits.h",
+];
+
+/// The standard-library module each generated module imports, in turn.
+const STDLIB_MODULES: &[&str] = &["os", "re", "json", "collections", "functools", "itertools"];
+
+/// The generated project: its directory, the trove binary, and the python3 interpreter.
+struct Project {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    trove: PathBuf,
+    python: String,
+}
+
+impl Project {
+    fn make() -> Result<Project> {
+        let trove = exe_dir()?.join("trove");
+        if !trove.is_file() {
+            bail!(
+                "{} not found: build it first with `cargo build --release -p trove-cli`",
+                trove.display()
+            );
+        }
+        // The interpreter itself, not a version manager's shim (pyenv's `python3` is a
+        // shell script running `pyenv exec`): the row is about python3's imports.
+        let out = run_ok(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]))
+            .context("python3 is needed for the python row")?;
+        let python = String::from_utf8(out.stdout)?.trim().to_owned();
+        ensure!(!python.is_empty(), "python3 did not name its executable");
+        let mut dir = tempfile::tempdir()?;
+        if std::env::var_os(KEEP_VAR).is_some() {
+            dir.disable_cleanup(true);
+            eprintln!(
+                "   {KEEP_VAR}: the project stays in {}",
+                dir.path().display()
+            );
+        }
+        let root = dir.path().canonicalize()?;
+        write_c(&root)?;
+        write_python(&root)?;
+        std::fs::write(root.join("trove.ron"), config(&python))?;
+        Ok(Project {
+            _dir: dir,
+            root,
+            trove,
+            python,
+        })
+    }
+
+    /// `trove run [--force] RECIPE` in the project, stdout and stderr captured.
+    fn trove_run(&self, recipe: &str, force: bool) -> Command {
+        let mut c = Command::new(&self.trove);
+        c.arg("run");
+        if force {
+            c.arg("--force");
+        }
+        c.arg(recipe)
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        command_env(&mut c);
+        c
+    }
+
+    /// The bare command, stdout into a file (the assembler seeks in its output).
+    fn bare(&self, argv: &[String], out: &Path) -> Result<Command> {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..])
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(File::create(out)?);
+        command_env(&mut c);
+        Ok(c)
+    }
+}
+
+/// Python as installed behaves: it caches the modules' bytecode in `__pycache__` (an
+/// environment may turn that off with `PYTHONDONTWRITEBYTECODE`; this machine's does).
+fn command_env(c: &mut Command) {
+    c.env_remove("PYTHONDONTWRITEBYTECODE");
+}
+
+fn header_name(i: usize) -> String {
+    format!("h{:02}.h", i + 1)
+}
+
+/// `main.c` and twelve headers, six in `inc1/` and six in `inc2/`; each header declares a
+/// struct and a few inline functions the main file calls.
+fn write_c(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root.join("inc1"))?;
+    std::fs::create_dir_all(root.join("inc2"))?;
+    let mut main = String::from("#include <stdio.h>\n");
+    for i in 0..HEADERS {
+        let n = i + 1;
+        let guard = format!("H{n:02}_H");
+        let sys = SYSTEM_HEADERS[i % SYSTEM_HEADERS.len()];
+        let mut h = format!("#ifndef {guard}\n#define {guard}\n#include <{sys}>\n\n");
+        let _ = writeln!(
+            h,
+            "struct rec{n:02} {{ unsigned long key; double weight; int tags[{}]; }};\n",
+            8 + n
+        );
+        let _ = writeln!(
+            h,
+            "static inline unsigned long mix{n:02}(unsigned long x) {{\n    \
+                 unsigned long h = 1469598103934665603ul ^ {n}ul;\n    \
+                 for (int i = 0; i < 64; i++) {{ h ^= x + (unsigned long)i; h *= 1099511628211ul; }}\n    \
+                 return h;\n}}\n"
+        );
+        let _ = writeln!(
+            h,
+            "static inline double score{n:02}(const struct rec{n:02} *r, int len) {{\n    \
+                 double s = 0.0;\n    \
+                 for (int i = 0; i < len; i++) {{\n        \
+                     s += r[i].weight * (double)(r[i].tags[i % {t}] + {n});\n        \
+                     s -= (double)(mix{n:02}(r[i].key) & 0xff) / 256.0;\n    \
+                 }}\n    \
+                 return s;\n}}\n",
+            t = 8 + n
+        );
+        let _ = writeln!(
+            h,
+            "static inline void fill{n:02}(struct rec{n:02} *r, int len, unsigned long seed) {{\n    \
+                 for (int i = 0; i < len; i++) {{\n        \
+                     r[i].key = mix{n:02}(seed + (unsigned long)i);\n        \
+                     r[i].weight = (double)(r[i].key % 1000u) / 1000.0;\n        \
+                     for (int j = 0; j < {t}; j++) r[i].tags[j] = (int)((r[i].key >> (j % 48)) & 0x7f);\n    \
+                 }}\n}}\n\n#endif\n",
+            t = 8 + n
+        );
+        let dir = if i < HEADERS / 2 { "inc1" } else { "inc2" };
+        std::fs::write(root.join(dir).join(header_name(i)), h)?;
+        let _ = writeln!(main, "#include \"{}\"", header_name(i));
+    }
+    main.push_str(
+        "\nint main(int argc, char **argv) {\n    double total = 0.0;\n    (void)argv;\n",
+    );
+    for i in 0..HEADERS {
+        let n = i + 1;
+        let _ = writeln!(
+            main,
+            "    {{\n        struct rec{n:02} r[32];\n        \
+                 fill{n:02}(r, 32, (unsigned long)argc * {n}ul);\n        \
+                 total += score{n:02}(r, 32);\n    }}"
+        );
+    }
+    main.push_str("    printf(\"%f\\n\", total);\n    return 0;\n}\n");
+    std::fs::write(root.join("main.c"), main)?;
+    Ok(())
+}
+
+fn module_name(i: usize) -> String {
+    format!("m{i:02}")
+}
+
+/// `py/main.py` importing thirty modules `py/m00.py` .. `py/m29.py`; each module imports
+/// one standard-library module and defines a class and two functions.
+fn write_python(root: &Path) -> Result<()> {
+    let py = root.join("py");
+    std::fs::create_dir_all(&py)?;
+    let mut main =
+        String::from("\"\"\"Imports thirty modules and prints what they compute.\"\"\"\n\n");
+    for i in 0..MODULES {
+        let _ = writeln!(main, "import {}", module_name(i));
+        let lib = STDLIB_MODULES[i % STDLIB_MODULES.len()];
+        let module = format!(
+            "\"\"\"Generated module {i}.\"\"\"\n\nimport {lib}\n\nSCALE = {i}\n\n\n\
+             class Rec{i}:\n    def __init__(self, key):\n        self.key = key\n\n    \
+             def weight(self):\n        return (self.key * SCALE + {i}) % 97\n\n\n\
+             def score(n):\n    return sum(Rec{i}(k).weight() for k in range(n))\n\n\n\
+             def name():\n    return {lib}.__name__\n"
+        );
+        std::fs::write(py.join(format!("{}.py", module_name(i))), module)?;
+    }
+    main.push_str("\ntotal = 0\n");
+    for i in 0..MODULES {
+        let _ = writeln!(main, "total += {}.score(10)", module_name(i));
+    }
+    main.push_str("print(total)\n");
+    std::fs::write(py.join("main.py"), main)?;
+    Ok(())
+}
+
+/// Four recipes: the compile and the script, each traced and untraced with the project
+/// files declared.
+fn config(python: &str) -> String {
+    let words = |argv: &[String]| {
+        argv.iter()
+            .map(|w| format!("{w:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let gcc: Vec<String> = GCC.iter().map(|w| (*w).to_owned()).collect();
+    let mut c_inputs = vec!["main.c".to_owned()];
+    for i in 0..HEADERS {
+        let dir = if i < HEADERS / 2 { "inc1" } else { "inc2" };
+        c_inputs.push(format!("{dir}/{}", header_name(i)));
+    }
+    let py = vec![python.to_owned(), "py/main.py".to_owned()];
+    let mut py_inputs = vec!["py/main.py".to_owned()];
+    for i in 0..MODULES {
+        py_inputs.push(format!("py/{}.py", module_name(i)));
+    }
+    format!(
+        "(recipes: {{\n  \
+           \"cc-traced\": (command: [{gcc}], trace: true),\n  \
+           \"cc-untraced\": (command: [{gcc}], trace: false, inputs: [{c_inputs}]),\n  \
+           \"py-traced\": (command: [{py}], trace: true),\n  \
+           \"py-untraced\": (command: [{py}], trace: false, inputs: [{py_inputs}]),\n\
+         }})\n",
+        gcc = words(&gcc),
+        c_inputs = words(&c_inputs),
+        py = words(&py),
+        py_inputs = words(&py_inputs),
+    )
+}
+
+/// One timed run: wall seconds, and the CPU seconds (user + system) of the process and
+/// the descendants it waited for (NaN for what runs in this process).
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Times a command that must succeed. Its stdout, when piped, is drained; its CPU time
+/// comes from `wait4`, which counts the whole tree (trove, the tracer thread, gcc, cc1,
+/// as): the figure the other builds on this machine disturb least.
+// The child is reaped by `wait4`, which `Child::wait` cannot replace: it gives no usage.
+#[allow(clippy::zombie_processes)]
+fn time(mut c: Command) -> Sample {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    let mut child = c
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let mut sink = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut sink)
+            .expect("read the command's stdout");
+    }
+    let mut err = Vec::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_end(&mut err).expect("read the command's stderr");
+    }
+    let pid = i32::try_from(child.id()).expect("a pid fits an i32");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value, which wait4 overwrites.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child` is our child, not waited for yet (`Child::wait` is never called on
+    // it); wait4 writes the status and the usage it is given.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let status = std::process::ExitStatus::from_raw(status);
+    assert!(
+        status.success(),
+        "{c:?} failed ({status}): {}",
+        String::from_utf8_lossy(&err).trim()
+    );
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Sample {
+        wall,
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+    }
+}
+
+/// A run in this process: wall seconds only.
+fn here(wall: f64) -> Sample {
+    Sample {
+        wall,
+        cpu: f64::NAN,
+    }
+}
+
+/// Runs each contender once per repetition, the first one a step later each time (so none
+/// always runs first, on a colder or warmer machine), and returns each one's median
+/// wall and CPU seconds.
+fn rotate(reps: usize, runs: &mut [&mut dyn FnMut() -> Sample]) -> Vec<Sample> {
+    let n = runs.len();
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::with_capacity(reps); n];
+    for rep in 0..reps {
+        for step in 0..n {
+            let i = (rep + step) % n;
+            samples[i].push(runs[i]());
+        }
+    }
+    samples
+        .iter()
+        .map(|s| Sample {
+            wall: median(&mut s.iter().map(|x| x.wall).collect::<Vec<_>>()),
+            cpu: median(&mut s.iter().map(|x| x.cpu).collect::<Vec<_>>()),
+        })
+        .collect()
+}
+
+/// What a stored object's trace holds, counted from the engine's dependency graph.
+#[derive(Default)]
+struct Inputs {
+    total: usize,
+    /// Paths (files, programs, directories stat'ed) that exist, under the project and
+    /// elsewhere.
+    project: usize,
+    system: usize,
+    /// Paths looked up and not found.
+    absent: usize,
+    /// Programs executed (counted in `project` or `system` too).
+    programs: usize,
+    listings: usize,
+    env: usize,
+    /// Every path input (present or absent): what a hit stats and a build fingerprints.
+    paths: Vec<PathBuf>,
+    /// The size of the regular files among them: what a traced build hashes.
+    bytes: u64,
+}
+
+impl Inputs {
+    fn of(engine: &Engine, recipe: &str, root: &Path) -> Result<Inputs> {
+        let graph = engine.graph()?.to_json();
+        let nodes = graph["nodes"].as_array().context("graph nodes")?;
+        let edges = graph["edges"].as_array().context("graph edges")?;
+        let object = nodes
+            .iter()
+            .find(|n| n["type"] == "object" && n["recipe"] == recipe)
+            .with_context(|| format!("no stored object of `{recipe}`"))?;
+        let id = object["id"].as_u64().context("node id")?;
+        let by_id: BTreeMap<u64, _> = nodes
+            .iter()
+            .filter_map(|n| Some((n["id"].as_u64()?, n)))
+            .collect();
+        let mut counts = Inputs::default();
+        for edge in edges.iter().filter(|e| e["from"].as_u64() == Some(id)) {
+            let Some(node) = edge["to"].as_u64().and_then(|to| by_id.get(&to)) else {
+                continue;
+            };
+            counts.total += 1;
+            let name = node["name"].as_str().unwrap_or_default();
+            match node["kind"].as_str().unwrap_or_default() {
+                "env" => counts.env += 1,
+                "dir" => counts.listings += 1,
+                kind => {
+                    let path = Path::new(name);
+                    counts.paths.push(path.to_owned());
+                    if let Ok(meta) = std::fs::metadata(path)
+                        && meta.is_file()
+                    {
+                        counts.bytes += meta.len();
+                    }
+                    if std::fs::symlink_metadata(path).is_err() {
+                        counts.absent += 1;
+                    } else if path.starts_with(root) {
+                        counts.project += 1;
+                    } else {
+                        counts.system += 1;
+                    }
+                    if kind == "module" {
+                        counts.programs += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} inputs: {} project paths, {} system paths ({} programs), {} absent paths, {} listings, {} env",
+            self.total,
+            self.project,
+            self.system,
+            self.programs,
+            self.absent,
+            self.listings,
+            self.env
+        )
+    }
+}
+
+/// Seconds to fingerprint every path of a trace, as a traced build does once its command
+/// has exited (each file hashed with blake3, absences and directories by their lookup).
+fn fingerprint_all(paths: &[PathBuf]) -> f64 {
+    let start = Instant::now();
+    for p in paths {
+        let _ = std::hint::black_box(trove_fingerprint::fingerprint_file(p));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The size of the store's SQLite write-ahead logs (`*-wal` files) under `root/.trove`.
+fn wal_bytes(root: &Path) -> u64 {
+    fn walk(dir: &Path, depth: u32) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| {
+                let path = e.path();
+                match e.file_type() {
+                    Ok(t) if t.is_dir() && depth > 0 => walk(&path, depth - 1),
+                    Ok(t) if t.is_file() && path.to_string_lossy().ends_with("-wal") => {
+                        e.metadata().map_or(0, |m| m.len())
+                    }
+                    _ => 0,
+                }
+            })
+            .sum()
+    }
+    walk(&root.join(".trove"), 2)
+}
+
+/// A build row: `trove run --force` traced against untraced; the bare command and the
+/// fingerprinting of the traced paths join the rotation, for the note.
+fn build_row(
+    project: &Project,
+    case: &str,
+    (traced, untraced): (&str, &str),
+    argv: &[String],
+    inputs: &Inputs,
+    reps: usize,
+    goal: f64,
+) -> Result<Row> {
+    let out = project.root.join(".bare-out");
+    let mut t = || time(project.trove_run(traced, true));
+    let mut u = || time(project.trove_run(untraced, true));
+    let mut b = || time(project.bare(argv, &out).expect("bare command"));
+    let mut f = || here(fingerprint_all(&inputs.paths));
+    let wal_before = wal_bytes(&project.root);
+    let m = rotate(reps, &mut [&mut t, &mut u, &mut b, &mut f]);
+    let wal_after = wal_bytes(&project.root);
+    Ok(Row::ratio_at_most(
+        case,
+        m[0].wall,
+        m[1].wall,
+        goal,
+        &format!(
+            "median of {reps}, whole `trove run --force` processes, alternated; CPU time of the \
+             process tree: {} traced, {} untraced ({:.2}); the bare command: {} (CPU {}); \
+             fingerprinting the trace's {} paths, {} of files hashed (the traced build does it \
+             after the command): {}; the index's write-ahead log, which every `trove run` \
+             reads when it opens the index, went from {} to {} over the row; traced object: {}",
+            fmt_secs(m[0].cpu),
+            fmt_secs(m[1].cpu),
+            m[0].cpu / m[1].cpu,
+            fmt_secs(m[2].wall),
+            fmt_secs(m[2].cpu),
+            inputs.paths.len(),
+            fmt_bytes(inputs.bytes),
+            fmt_secs(m[3].wall),
+            mib(wal_before),
+            mib(wal_after),
+            inputs.describe()
+        ),
+    ))
+}
+
+pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
+    let project = Project::make()?;
+    let root = &project.root;
+    // Past the racy window, so a hit is a stat per file, not a re-hash (as for a real
+    // project whose files were not saved in the last two seconds).
+    wait_until(
+        Instant::now(),
+        Duration::from_nanos(trove_fingerprint::RACY_WINDOW_NS as u64) + Duration::from_millis(200),
+    );
+    // First builds: python writes its __pycache__ (untraced first, so the traced build
+    // reads the bytecode as every later run does), gcc warms the page cache.
+    for recipe in ["py-untraced", "py-traced", "cc-untraced", "cc-traced"] {
+        run_ok(&mut project.trove_run(recipe, true))?;
+    }
+    // The bytecode just written must leave the racy window too before objects are stored.
+    wait_until(
+        Instant::now(),
+        Duration::from_nanos(trove_fingerprint::RACY_WINDOW_NS as u64) + Duration::from_millis(200),
+    );
+    for recipe in ["py-untraced", "py-traced", "cc-untraced", "cc-traced"] {
+        run_ok(&mut project.trove_run(recipe, true))?;
+        let hit = run_ok(project.trove_run(recipe, false).arg("--explain"))?;
+        let reason = String::from_utf8_lossy(&hit.stderr).trim().to_owned();
+        ensure!(
+            reason.starts_with("hit"),
+            "`trove run {recipe}` after a build was not a hit: {reason}"
+        );
+    }
+    let config = Config::load(&root.join("trove.ron"))?;
+    let engine = Engine::open(config.clone())?;
+    let cc_inputs = Inputs::of(&engine, "cc-traced", root)?;
+    let cc_declared = Inputs::of(&engine, "cc-untraced", root)?;
+    let py_inputs = Inputs::of(&engine, "py-traced", root)?;
+    drop(engine);
+    ensure!(
+        cc_inputs.system > 0 && py_inputs.system > 0,
+        "the traced objects hold no system files: the tracer did not run (see `trove run cc-traced` on stderr)"
+    );
+    eprintln!("   cc-traced: {}", cc_inputs.describe());
+    eprintln!("   cc-untraced: {}", cc_declared.describe());
+    eprintln!("   py-traced: {}", py_inputs.describe());
+
+    // The hit: the engine in-process, a new one per repetition (opened outside the
+    // timing), so each get is a disk hit that decodes and validates the whole trace and
+    // reads the blob; only the get is timed.
+    let recipe = |name: &str| -> Result<CommandRecipe> {
+        let rc = config
+            .recipes
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no recipe `{name}`"))?;
+        Ok(CommandRecipe::new(name, rc))
+    };
+    let (traced, declared) = (recipe("cc-traced")?, recipe("cc-untraced")?);
+    let files_checked = std::cell::Cell::new((0u64, 0u64));
+    let hit = |recipe: &CommandRecipe, traced: bool| -> Sample {
+        let engine = Engine::open(config.clone()).expect("open the engine");
+        let start = Instant::now();
+        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+        let t = start.elapsed().as_secs_f64();
+        assert!(
+            matches!(served.reason, Reason::HitDisk),
+            "expected a disk hit, got `{}`",
+            served.reason
+        );
+        let checked = engine.stats().files_checked;
+        let (a, b) = files_checked.get();
+        files_checked.set(if traced { (checked, b) } else { (a, checked) });
+        here(t)
+    };
+    let reps = scale.pick(41, 15);
+    let mut t = || hit(&traced, true);
+    let mut d = || hit(&declared, false);
+    // The floor of validating a trace: one lookup per path, on this thread.
+    let mut s = || {
+        let start = Instant::now();
+        for p in &cc_inputs.paths {
+            let _ = std::hint::black_box(trove_fingerprint::Stat::of(p));
+        }
+        here(start.elapsed().as_secs_f64())
+    };
+    let m = rotate(reps, &mut [&mut t, &mut d, &mut s]);
+    // The same comparison as whole `trove run` processes (what a user waits for).
+    let mut pt = || time(project.trove_run("cc-traced", false));
+    let mut pd = || time(project.trove_run("cc-untraced", false));
+    let p = rotate(reps, &mut [&mut pt, &mut pd]);
+    let (ft, fd) = files_checked.get();
+    let hit_row = Row::ratio_at_most(
+        "gcc object: disk hit of the traced one (vs declared inputs)",
+        m[0].wall,
+        m[1].wall,
+        1.2,
+        &format!(
+            "median of {reps} Engine::get_explained disk hits, a new engine each (open not timed); \
+             files checked per hit: {ft} traced, {fd} declared; a serial stat of the traced \
+             paths alone: {}; declared object: {}; as whole `trove run` processes: {} vs {} ({:.2})",
+            fmt_secs(m[2].wall),
+            cc_declared.describe(),
+            fmt_secs(p[0].wall),
+            fmt_secs(p[1].wall),
+            p[0].wall / p[1].wall
+        ),
+    );
+
+    // The builds come after the hits: each forced build grows the index's write-ahead
+    // log, and every `trove run` process reads all of it when it opens the index.
+    let gcc: Vec<String> = GCC.iter().map(|w| (*w).to_owned()).collect();
+    let python = vec![project.python.clone(), "py/main.py".to_owned()];
+    let gcc_row = build_row(
+        &project,
+        "gcc -O2 -c with 12 headers: build traced (vs `trace: false`)",
+        ("cc-traced", "cc-untraced"),
+        &gcc,
+        &cc_inputs,
+        scale.pick(31, 7),
+        1.10,
+    )?;
+    let py_row = build_row(
+        &project,
+        "python3 importing 30 modules: build traced (vs `trace: false`)",
+        ("py-traced", "py-untraced"),
+        &python,
+        &py_inputs,
+        scale.pick(41, 9),
+        1.25,
+    )?;
+    Ok(vec![gcc_row, py_row, hit_row])
+}
+
+/// Disk hits of `recipe`, one per engine, all opened beforehand: the loop callgrind
+/// collects (`--toggle-collect='*hot_loop*'`). Returns the seconds per hit.
+fn hot_loop_trace_hit(engines: &[Engine], recipe: &CommandRecipe) -> f64 {
+    let start = Instant::now();
+    for engine in engines {
+        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+        assert!(matches!(served.reason, Reason::HitDisk));
+    }
+    start.elapsed().as_secs_f64() / engines.len().max(1) as f64
+}
+
+/// `--child trace-hit PROJECT RECIPE ITERS`: the hit row's loop on a project kept with
+/// `TROVE_BENCH_KEEP=1`, for a profiler.
+pub(crate) fn profile_hit(project: &Path, recipe: &str, iters: usize) -> Result<()> {
+    let config = Config::load(&project.join("trove.ron"))?;
+    let rc = config
+        .recipes
+        .get(recipe)
+        .cloned()
+        .with_context(|| format!("no recipe `{recipe}`"))?;
+    let recipe = CommandRecipe::new(recipe, rc);
+    let engines = (0..iters)
+        .map(|_| Engine::open(config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secs = hot_loop_trace_hit(&engines, &recipe);
+    println!("trace-hit: {} per hit", fmt_secs(secs));
+    Ok(())
+}
