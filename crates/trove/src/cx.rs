@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use trove_fingerprint::{FileState, GlobMode, read_file};
+use trove_fingerprint::{FileCheck, FileState, GlobMode, read_file};
 
 use crate::engine::Engine;
 use crate::trace::{Input, Role, Trace};
@@ -30,6 +30,8 @@ pub struct Cx {
     /// traced command's): their fingerprint vouches for what the build saw only if they
     /// were not modified after the build started.
     pub(crate) late: Vec<String>,
+    /// Fingerprints a previous build of this key recorded (see `track_file_as`).
+    hints: std::collections::HashMap<String, FileState>,
 }
 
 /// A module loaded by [`Cx::load_module`].
@@ -49,6 +51,7 @@ impl Cx {
             trace: Trace::default(),
             unstable: None,
             late: Vec::new(),
+            hints: std::collections::HashMap::new(),
         }
     }
 
@@ -146,6 +149,16 @@ impl Cx {
         role: Role,
         abs: &Path,
     ) -> Result<FileState, BuildError> {
+        // A file the previous build of this key recorded and that provably did not
+        // change since (same stat fields, not racy: the rule validation uses) keeps its
+        // fingerprint: a compiler a traced command ran is not hashed again per build.
+        if let Some(hint) = self.hints.get(abs.to_string_lossy().as_ref())
+            && let Ok(FileCheck::Unchanged) = trove_fingerprint::check_file(hint, abs)
+        {
+            let state = hint.clone();
+            self.record_file(role, abs, state.clone(), true);
+            return Ok(state);
+        }
         let (state, stable) =
             trove_fingerprint::fingerprint_file(abs).map_err(|source| BuildError::Io {
                 path: abs.to_path_buf(),
@@ -153,6 +166,21 @@ impl Cx {
             })?;
         self.record_file(role, abs, state.clone(), stable);
         Ok(state)
+    }
+
+    /// Gives the build the file fingerprints a previous build of the same key recorded,
+    /// to reuse where the files provably did not change.
+    pub(crate) fn hint_from(&mut self, trace: &Trace) {
+        for input in &trace.inputs {
+            if let Input::File {
+                path,
+                state: state @ FileState::Present { .. },
+                ..
+            } = input
+            {
+                self.hints.insert(path.clone(), state.clone());
+            }
+        }
     }
 
     /// Lists a directory, tracked: a name appearing or disappearing invalidates. Returns

@@ -72,6 +72,9 @@ impl Engine {
         let created_ms = now_ms();
         let started = crate::clock::BuildStart::now(self.store_root());
         let mut cx = Cx::new(self.clone(), self.inner.root.clone());
+        if let Some(previous) = self.newest_trace(key) {
+            cx.hint_from(&previous);
+        }
         cx.trace.counters = (*self.counters_for(recipe.name())).clone();
         cx.trace.definition = self
             .definition_of(recipe.name(), &recipe.definition())

@@ -75,6 +75,12 @@ impl Engine {
         variants.first().map(VariantId::of)
     }
 
+    /// The trace of the newest stored variant of a key, if one decodes.
+    pub(crate) fn newest_trace(&self, key: Digest) -> Option<Trace> {
+        let variants = self.inner.store.as_ref()?.variants(&key.0).ok()?;
+        Trace::decode(&variants.first()?.trace)
+    }
+
     /// Tries the stored variants of a key, newest first; `seen` gets the identity of the
     /// newest one this look read (one query serves both).
     pub(crate) fn lookup_disk<R: Recipe>(
