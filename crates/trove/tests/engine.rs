@@ -1714,13 +1714,3 @@ fn a_configuration_error_converts_into_trove_error_and_keeps_its_place() {
         Ok(_) => panic!("a bad configuration was accepted"),
     }
 }
-
-#[test]
-fn the_readme_shows_the_embed_example_verbatim() {
-    let readme = include_str!("../../../README.md");
-    let example = include_str!("../examples/embed.rs");
-    assert!(
-        readme.contains(example),
-        "README.md's \"Embedding the engine\" must hold crates/trove/examples/embed.rs verbatim"
-    );
-}

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use trove::{BuildError, Cx, Engine, Reason, Recipe};
+use trove::{Engine, Reason};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_trove-probe");
+use crate::recipes::{Large, large_of};
+use crate::util::{PROBE, log_lines, poll, temp_files, wait_for};
 
 fn spawn_get(dir: &Path, key: &str, sleep_ms: u64) -> Child {
     Command::new(PROBE)
@@ -21,39 +22,6 @@ fn spawn_get(dir: &Path, key: &str, sleep_ms: u64) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("trove-probe starts")
-}
-
-fn log_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("builds.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits for the child to exit, for at most `limit`; `None` if it did not.
-fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn poll(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 #[test]
@@ -92,29 +60,6 @@ fn a_builder_killed_mid_build_leaves_the_next_caller_unblocked() {
     );
 }
 
-/// The same recipe as trove-probe's `large`, so this process can check what it stored.
-#[derive(Clone)]
-struct Large;
-
-fn large_of(key: &str) -> Vec<u8> {
-    let seed = key
-        .bytes()
-        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
-    (0..4 << 20)
-        .map(|i: u32| seed.wrapping_add((i % 251) as u8))
-        .collect()
-}
-
-impl Recipe for Large {
-    const NAME: &'static str = "large";
-    const VERSION: u32 = 1;
-    type Args = String;
-    type Output = Vec<u8>;
-    fn build(&self, _cx: &mut Cx, key: &String) -> Result<Vec<u8>, BuildError> {
-        Ok(large_of(key))
-    }
-}
-
 /// A small deterministic generator (xorshift64*), seeded from the clock unless
 /// `TROVE_SEED` replays a run; the seed is printed with the figures.
 struct Rng(u64);
@@ -139,27 +84,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
-}
-
-/// Temp files in the blob directory of the store under `dir`.
-fn temp_files(dir: &Path) -> usize {
-    let mut n = 0;
-    for shard in std::fs::read_dir(dir.join(".trove/v1/blobs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for f in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if f.file_name().to_string_lossy().starts_with(".tmp-") {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 /// The keys of the live records of the store under `dir`, opening it as a new process
