@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{ConfigError, line_column};
 use crate::schema::Reader;
 use crate::syntax;
-use crate::units::human_size;
+use crate::units::format_size;
 
 /// The configuration file trove looks for: `trove.ron`.
 pub const FILE_NAME: &str = "trove.ron";
@@ -464,7 +464,7 @@ fn check_size(len: u64, file: &Path) -> Result<(), ConfigError> {
     if len <= MAX_FILE_SIZE {
         return Ok(());
     }
-    let size = human_size(len);
+    let size = format_size(len);
     let size = if len.is_multiple_of(1 << 20) {
         size
     } else {
@@ -474,7 +474,7 @@ fn check_size(len: u64, file: &Path) -> Result<(), ConfigError> {
         file,
         format!(
             "config file is {size}; the limit is {}",
-            human_size(MAX_FILE_SIZE)
+            format_size(MAX_FILE_SIZE)
         ),
         Some("a configuration is a few kilobytes; is this the right file?".to_owned()),
     ))

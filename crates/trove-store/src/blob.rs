@@ -5,8 +5,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use trove_fingerprint::{hex, now_ms};
+
 use crate::faults::fail_point;
-use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX, hex, unix_ms};
+use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX};
 use crate::{BlobId, StoreError};
 
 /// Above this size hashing is spread over rayon's threads. Below it, waking the pool costs
@@ -316,7 +318,7 @@ pub(crate) fn quarantine_file(
 }
 
 fn quarantine_target(layout: &Layout, name: &str) -> PathBuf {
-    let stamp = unix_ms();
+    let stamp = now_ms();
     let mut to = layout.quarantine.join(format!("{name}.{stamp}"));
     let mut n = 1;
     while to.exists() {
