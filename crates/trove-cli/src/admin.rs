@@ -64,7 +64,7 @@ pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure
             [
                 trove::object_label(&e.recipe, &e.args),
                 e.residency.to_string(),
-                human::size(e.size),
+                trove::format_size(e.size),
                 human::age(e.age),
                 e.hits.to_string(),
                 e.reason.clone(),
@@ -159,7 +159,7 @@ pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure
             "checked {} records and {} blobs ({})",
             report.records,
             report.blobs,
-            human::size(report.bytes)
+            trove::format_size(report.bytes)
         )?;
         if report.is_clean() {
             writeln!(out, "ok: nothing corrupt")?;
@@ -180,7 +180,7 @@ pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failur
     // The size is checked before the store is looked for: a typo is an error anywhere.
     let max_size = match &args.max_size {
         None => None,
-        Some(text) => Some(trove_config::parse_size(text).map_err(|e| {
+        Some(text) => Some(trove::parse_size(text).map_err(|e| {
             Failure::usage(format!(
                 "error: --max-size {text}: {e}\nhint: sizes look like 500MiB, 20GiB or 1000000"
             ))
@@ -246,7 +246,7 @@ fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failur
             "{verb}  {}  ({})  {}",
             human::relative(Path::new(&r.what), bases),
             r.reason,
-            human::size(r.bytes)
+            trove::format_size(r.bytes)
         )?;
     }
     let total_verb = if report.dry_run {
@@ -258,7 +258,7 @@ fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failur
         out,
         "total: {} items, {total_verb} {}; {} variant{} kept",
         report.removals.len(),
-        human::size(report.bytes),
+        trove::format_size(report.bytes),
         report.kept,
         if report.kept == 1 { "" } else { "s" }
     )?;

@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use trove::{CommandRecipe, Engine};
-use trove_config::Config;
+use trove::{CommandRecipe, Config, Engine};
 
 use crate::failure::Failure;
 
@@ -75,7 +74,7 @@ impl Search {
         format!(
             "hint: looked for {} in {}\n\
              hint: run trove inside a project, or name its configuration with --config PATH (or TROVE_CONFIG)",
-            trove_config::FILE_NAME,
+            trove::FILE_NAME,
             searched.join(", ")
         )
     }
@@ -101,7 +100,7 @@ pub(crate) fn require_config(flag: Option<&Path>, command: &str) -> Result<Confi
     if search.file.is_none() {
         return Err(Failure::usage(format!(
             "error: `trove {command}` needs a configuration, and no {} was found\n{}",
-            trove_config::FILE_NAME,
+            trove::FILE_NAME,
             search.hints()
         )));
     }
@@ -129,7 +128,7 @@ pub(crate) fn open_existing(flag: Option<&Path>) -> Result<Option<Project>, Fail
     if search.file.is_none() {
         eprintln!(
             "note: no {} here and no store at {}: nothing to show\n{}",
-            trove_config::FILE_NAME,
+            trove::FILE_NAME,
             config.store.path.display(),
             search.hints()
         );
@@ -169,7 +168,7 @@ pub(crate) fn command_recipe(config: &Config, name: &str) -> Result<CommandRecip
                 "\nhint: no recipes are configured; add one under `recipes: { ... }` in trove.ron",
             );
         } else {
-            if let Some(best) = closest(name, &known) {
+            if let Some(best) = trove::did_you_mean(name, known.iter().copied()) {
                 message.push_str(&format!("\nhint: did you mean `{best}`?"));
             }
             message.push_str(&format!("\nhint: known recipes: {}", known.join(", ")));
@@ -184,46 +183,4 @@ pub(crate) fn command_recipe(config: &Config, name: &str) -> Result<CommandRecip
         )));
     }
     Ok(CommandRecipe::new(name, rc.clone()))
-}
-
-/// The known name closest to `name`, if close enough to be a typo.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= (k.chars().count().max(name.chars().count()) / 3).max(1))
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{closest, edit_distance};
-
-    #[test]
-    fn a_typo_suggests_the_nearest_recipe() {
-        assert_eq!(edit_distance("prcies", "prices"), 2);
-        assert_eq!(closest("price", &["calendar", "prices"]), Some("prices"));
-        assert_eq!(closest("zzz", &["calendar", "prices"]), None);
-    }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
-use trove_config::RecipeConfig;
+use trove::RecipeConfig;
 
 use crate::failure::Failure;
 use crate::human;
@@ -44,7 +44,7 @@ impl RecipeInfo {
             needs: need_names(rc),
             version: rc.version,
             versions: rc.versions.clone(),
-            max_age: rc.max_age.map(trove_config::format_duration),
+            max_age: rc.max_age.map(trove::format_duration),
             check: rc.check.clone(),
         }
     }

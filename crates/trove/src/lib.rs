@@ -92,8 +92,16 @@ pub use error::Error;
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{BuildError, Definition, Recipe, Sources};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
-pub use trove_config::{Config, ConfigError};
-pub use trove_fingerprint::Digest;
-pub use trove_graph::Graph;
-pub use trove_store::VerifyReport;
 pub use watch::WatchGuard;
+
+// Every type trove's public signatures mention, from the crates behind it, so a program
+// (the command line included) depends on `trove` alone. Third-party errors (SQLite's,
+// notify's) stay reachable as `std::error::Error::source` only.
+pub use trove_config::{
+    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, Need, RecipeConfig, StoreConfig, WatchConfig,
+    did_you_mean, format_duration, format_size, parse_duration, parse_size,
+};
+pub use trove_fingerprint::{Digest, EncodeError, GlobError};
+pub use trove_graph::{Graph, InputKind, Node, NodeId};
+pub use trove_store::{StoreError, VerifyReport};
+pub use trove_watch::WatchError;
