@@ -78,7 +78,6 @@ impl From<Error> for Failure {
         }
         let mut message = format!("error: {e}");
         let code = match innermost(&e) {
-            Error::Config(_) => 2,
             Error::Watch(_) => {
                 message.push_str(
                     "\nhint: check `watch: (roots: [...])` in trove.ron; every root must be an existing directory",

@@ -312,8 +312,8 @@ impl Engine {
         args: R::Args,
     ) -> Result<Arc<R::Output>, Error> {
         let engine = self.clone();
-        let recipe = recipe.clone();
-        tokio::task::spawn_blocking(move || engine.get(&recipe, &args))
+        let task = recipe.clone();
+        tokio::task::spawn_blocking(move || engine.get(&task, &args))
             .await
             .map_err(|e| {
                 if e.is_panic() {
@@ -321,7 +321,9 @@ impl Engine {
                         key: "(async)".into(),
                     }
                 } else {
-                    Error::Config(format!("the blocking task was cancelled: {e}"))
+                    Error::Cancelled {
+                        recipe: recipe.name().to_owned(),
+                    }
                 }
             })?
     }

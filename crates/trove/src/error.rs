@@ -70,25 +70,41 @@ pub enum Error {
         /// Why it could not be opened.
         reason: String,
     },
-    /// A configuration problem found by the engine (e.g. an unknown recipe).
-    #[error("{0}")]
-    Config(String),
     /// The configuration file (or its `trove.local.ron`) could not be read or is invalid:
     /// the error names the file, line and column, with a hint. Its display already starts
     /// with `error: `.
     #[error(transparent)]
     ConfigFile(#[from] trove_config::ConfigError),
-    /// IO outside the store.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The watcher could not start.
     #[error(transparent)]
     Watch(#[from] trove_watch::WatchError),
+    /// The arguments stored with an object cannot be used: they do not decode into the
+    /// recipe's arguments, or they do not make the object's key again (a damaged
+    /// record, or one written by another version of the recipe's argument type).
+    #[error("{object}: the stored arguments {problem}")]
+    StoredArgs {
+        /// The object, for people: `recipe `x``, or its recipe and arguments.
+        object: String,
+        /// What is wrong with them.
+        problem: String,
+    },
+    /// A recipe was given to rebuild an object another recipe made.
+    #[error("{object}: recipe `{given}` cannot rebuild an object of recipe `{recipe}`")]
+    WrongRecipe {
+        /// The object, for people.
+        object: String,
+        /// The recipe that made it.
+        recipe: String,
+        /// The recipe given.
+        given: String,
+    },
+    /// An async request's task was cancelled before it answered (its runtime is
+    /// shutting down).
+    #[error("recipe `{recipe}`: the request was cancelled")]
+    Cancelled {
+        /// The recipe.
+        recipe: String,
+    },
     /// A failure another caller met while this one waited for it.
     #[error("{0}")]
     Shared(Arc<Error>),

@@ -1318,6 +1318,80 @@ fn a_corrupt_trace_in_the_index_is_rebuilt_without_a_panic() {
     );
 }
 
+/// Stores a copy of the key's variant whose object is in a codec this trove does not
+/// know (as a newer trove would write it), one millisecond newer so it is tried first.
+fn store_unknown_codec_variant(p: &Project) -> trove_store::Store {
+    let store = trove_store::Store::open(&p.path(".trove")).unwrap();
+    let rec = store.records().unwrap().remove(0);
+    store
+        .insert(&trove_store::NewRecord {
+            key: rec.key,
+            recipe: rec.recipe,
+            args: rec.args,
+            recipe_version: rec.recipe_version,
+            created_ms: rec.created_ms + 1,
+            blob: rec.blob,
+            codec: 99,
+            trace: rec.trace,
+            reason: rec.reason,
+        })
+        .unwrap();
+    store
+}
+
+#[test]
+fn a_variant_in_an_unknown_codec_is_a_miss_left_in_the_store_never_quarantined() {
+    let p = Project::new();
+    let (log, r) = stored_text(&p, "precious data");
+    let store = store_unknown_codec_variant(&p);
+    assert_eq!(log.take(), ["text a.txt"]);
+
+    // The known variant beside it is served; the unknown one is skipped, not judged.
+    let e = p.engine();
+    assert_eq!(
+        e.get_explained(&r, &arg("a.txt")).unwrap().reason,
+        Reason::HitDisk
+    );
+    let live = |store: &trove_store::Store| -> Vec<u8> {
+        let mut codecs: Vec<u8> = store
+            .records()
+            .unwrap()
+            .iter()
+            .filter(|rec| rec.quarantined.is_none())
+            .map(|rec| rec.codec)
+            .collect();
+        codecs.sort();
+        codecs
+    };
+    assert_eq!(live(&store), [1, 99], "both variants are live");
+
+    // Alone, it is a miss that says why: the object is built, and the variant stays.
+    let known = store
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|rec| rec.codec != 99)
+        .unwrap();
+    store.remove(known.id).unwrap();
+    let e = p.engine();
+    assert_eq!(
+        e.explain(&r, &arg("a.txt")).unwrap().to_string(),
+        "would build: cannot verify the stored object: its object is in an unknown format (codec 99)"
+    );
+    let s = e.get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "precious data");
+    assert_eq!(
+        built(&s.reason),
+        "built: cannot verify the stored object: its object is in an unknown format (codec 99)"
+    );
+    assert_eq!(log.take(), ["text a.txt"]);
+    assert_eq!(
+        live(&store),
+        [1, 99],
+        "the unknown variant was not quarantined"
+    );
+}
+
 #[test]
 fn an_object_reading_hundreds_of_files_rebuilds_when_any_one_changes() {
     // Past a few hundred inputs the files are checked on several threads; the answer

@@ -40,24 +40,22 @@ impl<R: Recipe> Erased for Typed<R> {
         self.0.definition()
     }
     fn resolve(&self, engine: &Engine, args: &[u8]) -> Result<(Digest, Reason), Error> {
-        let args: R::Args = postcard::from_bytes(args).map_err(|e| {
-            Error::Config(format!(
-                "recipe `{}`: stored arguments do not decode: {e}",
-                R::NAME
-            ))
-        })?;
+        let args = decode_args::<R>(args)?;
         let served = engine.serve(&self.0, &args)?;
         Ok((served.digest, served.reason))
     }
     fn peek(&self, engine: &Engine, args: &[u8]) -> Result<(Residency, Option<Digest>), Error> {
-        let args: R::Args = postcard::from_bytes(args).map_err(|e| {
-            Error::Config(format!(
-                "recipe `{}`: stored arguments do not decode: {e}",
-                R::NAME
-            ))
-        })?;
+        let args = decode_args::<R>(args)?;
         engine.peek(&self.0, &args)
     }
+}
+
+/// A dependency's arguments as its dependent's trace stored them (postcard).
+fn decode_args<R: Recipe>(bytes: &[u8]) -> Result<R::Args, Error> {
+    postcard::from_bytes(bytes).map_err(|e| Error::StoredArgs {
+        object: format!("recipe `{}`", R::NAME),
+        problem: format!("do not decode: {e}"),
+    })
 }
 
 /// The part of every recipe's definition that the configuration holds: its declared
