@@ -89,6 +89,9 @@ pub struct Stats {
     pub disk_hits: u64,
     /// Builds run.
     pub builds: u64,
+    /// Requests that joined another caller's flight for the same key in this process
+    /// (single flight), counted as they start waiting.
+    pub waits: u64,
     /// File inputs checked against the file system (a `stat`, and a hash when in doubt).
     pub files_checked: u64,
 }
@@ -99,6 +102,7 @@ struct StatCounters {
     watched_hits: AtomicU64,
     disk_hits: AtomicU64,
     builds: AtomicU64,
+    waits: AtomicU64,
     files_checked: AtomicU64,
 }
 
@@ -218,6 +222,7 @@ impl Engine {
             watched_hits: get(&s.watched_hits),
             disk_hits: get(&s.disk_hits),
             builds: get(&s.builds),
+            waits: get(&s.waits),
             files_checked: get(&s.files_checked),
         }
     }

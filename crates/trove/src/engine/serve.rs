@@ -85,6 +85,7 @@ impl Engine {
                 recipe: recipe.name().to_owned(),
             }),
             FlightRole::Waiter(flight) => {
+                bump(&self.inner.stats.waits, 1);
                 let ((object, reason, digest, args_json), ask_again) =
                     flight.wait().map_err(Error::Shared)?;
                 let built = matches!(reason, Reason::Built(_) | Reason::Waited(_));
