@@ -806,7 +806,7 @@ fn watch_reloads_a_changed_configuration_and_keeps_the_last_good_one() {
         "trove.ron",
         "(\n    recipes: { \"cat\": (command: [\"cat\" }\n)\n",
     );
-    let seen = w.stderr_until("notice: still running with the previous configuration");
+    let seen = w.stderr_until("note: still running with the previous configuration");
     assert!(
         seen.iter().any(|l| l.starts_with("warning: trove.ron:2:")),
         "the place of the error: {seen:?}"
