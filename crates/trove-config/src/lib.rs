@@ -22,6 +22,8 @@
 
 mod config;
 mod error;
+mod load;
+mod paths;
 mod schema;
 mod suggest;
 mod syntax;

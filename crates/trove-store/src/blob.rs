@@ -3,7 +3,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use trove_fingerprint::{hex, now_ms};
 
@@ -19,13 +18,6 @@ const RAYON_THRESHOLD: usize = 1024 * 1024;
 /// How many times a publish is retried when its temp file vanished under it (a concurrent
 /// cleanup can take the temp file for dead in the instant between its creation and lock).
 const PUBLISH_ATTEMPTS: usize = 3;
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A process-wide counter for unique temp names.
-pub(crate) fn next_counter() -> u64 {
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
 
 /// blake3 of `bytes`, multi-threaded for large inputs.
 pub(crate) fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
@@ -130,7 +122,7 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
         "{TEMP_PREFIX}{}-{}-{}",
         hex(hash),
         std::process::id(),
-        next_counter()
+        paths::next_counter()
     ));
     fail_point!("store::blob-create", |e| Err(Retry::Fatal(StoreError::io(
         &tmp, e

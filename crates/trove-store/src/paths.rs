@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use trove_fingerprint::{from_hex, hex};
 
 use crate::StoreError;
@@ -41,13 +42,20 @@ fn write_if_missing(dir: &Path, name: &str, content: &str) -> Result<(), StoreEr
         ".{}.tmp-{}-{}",
         name.trim_start_matches('.'),
         std::process::id(),
-        crate::blob::next_counter()
+        next_counter()
     ));
     fs::write(&tmp, content).map_err(|e| StoreError::io(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         StoreError::io(&path, e)
     })
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A process-wide counter for unique temp names.
+pub(crate) fn next_counter() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Parses 64 lowercase hex digits (the only spelling the store writes: a name in any

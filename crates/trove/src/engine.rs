@@ -7,7 +7,8 @@
 //! - `build`: the tracked build and its stability check (salsa's `execute`);
 //! - `publish`: blob, then record, then the key's lock released;
 //! - `registry` and `counters`: what validation needs to know about recipes;
-//! - `explain`: predictions without building, and support for status and gc.
+//! - `explain`: predictions without building, and support for status and gc;
+//! - `watch`: the watcher attached to an engine, which lets memory hits skip every check.
 
 mod build;
 mod counters;
@@ -17,6 +18,7 @@ mod publish;
 mod registry;
 mod serve;
 mod verify;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,9 +34,9 @@ use crate::memory::{Memory, Object};
 use crate::reason::{Prediction, Reason, Residency, Why};
 use crate::{Error, Recipe};
 
-pub(crate) use build::BUILDING;
+pub(crate) use registry::Erased;
 pub use registry::Registration;
-pub(crate) use registry::{Erased, declared_definition};
+pub use watch::WatchGuard;
 
 /// What a flight hands its waiters: the object, why, its digest and its arguments for
 /// people.
@@ -128,7 +130,7 @@ pub(crate) struct Inner {
     stats: StatCounters,
     /// Disk hits not yet counted in the index: `(variant, when)`, written in batches.
     touches: Mutex<Vec<(i64, i64)>>,
-    pub(crate) watch: Mutex<Option<crate::watch::Active>>,
+    pub(crate) watch: Mutex<Option<watch::Active>>,
     pub(crate) watching: AtomicBool,
     pub(crate) graph: Mutex<trove_graph::Graph>,
     /// Shared libraries that appeared while a recipe built, by recipe name.

@@ -1,9 +1,8 @@
-//! The engine's error type.
+//! The engine's error types: [`Error`] for a request, [`BuildError`] for a build (one
+//! nests the other: a build fails when a dependency's request does).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use crate::BuildError;
 
 /// Why a request could not be answered.
 ///
@@ -108,4 +107,60 @@ pub enum Error {
     /// A failure another caller met while this one waited for it.
     #[error("{0}")]
     Shared(Arc<Error>),
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Reading a tracked input failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The input.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A glob was malformed or its walk failed.
+    #[error(transparent)]
+    Glob(#[from] trove_fingerprint::GlobError),
+    /// A dependency could not be served.
+    #[error("dependency failed: {0}")]
+    Dependency(Box<Error>),
+    /// The recipe's own failure.
+    #[error("{0}")]
+    Failed(String),
+    /// A command recipe's command could not be started.
+    #[error("cannot run `{program}` (in {}): {source}", dir.display())]
+    Spawn {
+        /// The program, as the configuration names it.
+        program: String,
+        /// The working directory it was to run in.
+        dir: PathBuf,
+        /// Why it could not start.
+        source: std::io::Error,
+    },
+    /// A command recipe's command exited unsuccessfully (nothing is cached).
+    #[error("`{command}` exited with {}", code.map_or("a signal".to_owned(), |c| format!("code {c}")))]
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// Its exit code, `None` when a signal ended it.
+        code: Option<i32>,
+    },
+    /// A module could not be loaded.
+    #[error("cannot load module {}: {message}", path.display())]
+    Module {
+        /// The module.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl BuildError {
+    /// A recipe's own failure with a message.
+    pub fn msg(message: impl std::fmt::Display) -> BuildError {
+        BuildError::Failed(message.to_string())
+    }
 }

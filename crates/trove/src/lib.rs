@@ -49,7 +49,6 @@ mod reason;
 mod recipe;
 mod stale;
 mod trace;
-mod watch;
 mod words;
 
 /// What [`register!`] expands to; not a stable API.
@@ -83,16 +82,16 @@ pub mod fuzzing {
     }
 }
 
-pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
+pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use blob::{Blob, BlobReader, BlobWriter};
 pub use command::CommandRecipe;
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served, Stats};
-pub use error::Error;
+pub use engine::{Engine, Options, Served, Stats, WatchGuard};
+pub use error::{BuildError, Error};
 pub use reason::{Prediction, Reason, Residency, Why};
-pub use recipe::{BuildError, Definition, Recipe, Sources};
+pub use recipe::{Definition, Recipe, Sources};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
-pub use watch::WatchGuard;
+pub use words::object_label;
 
 // Every type trove's public signatures mention, from the crates behind it, so a program
 // (the command line included) depends on `trove` alone. Third-party errors (SQLite's,

@@ -96,7 +96,7 @@ pub struct StaleEvent {
 impl StaleEvent {
     /// The object for people: `prices eu 2024`.
     pub fn label(&self) -> String {
-        crate::admin::object_label(&self.recipe, self.args.json())
+        crate::words::object_label(&self.recipe, self.args.json())
     }
 
     /// The typed arguments to ask `recipe` for this object again (to rebuild it), checked

@@ -193,7 +193,7 @@ impl Engine {
     pub(crate) fn remember(&self, key: Digest, object: Object, meta: Meta) -> Arc<Meta> {
         let trace = meta.trace();
         let meta = Arc::new(meta);
-        crate::watch::on_remember(self, key, &meta, &trace);
+        super::watch::on_remember(self, key, &meta, &trace);
         self.inner.memory.insert(key, object, meta.clone());
         meta
     }

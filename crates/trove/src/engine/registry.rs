@@ -65,26 +65,8 @@ pub(crate) fn config_definitions(config: &trove_config::Config) -> HashMap<Strin
     config
         .recipes
         .iter()
-        .map(|(name, rc)| (name.clone(), declared_definition(rc)))
+        .map(|(name, rc)| (name.clone(), Definition::declared(rc)))
         .collect()
-}
-
-/// The declared inputs and env of a configuration entry, as definition parts.
-pub(crate) fn declared_definition(rc: &trove_config::RecipeConfig) -> Definition {
-    let mut d = Definition::default();
-    if !rc.inputs.is_empty() {
-        let mut inputs = rc.inputs.clone();
-        inputs.sort();
-        inputs.dedup();
-        d = d.with("inputs", &inputs);
-    }
-    if !rc.env.is_empty() {
-        let mut env = rc.env.clone();
-        env.sort();
-        env.dedup();
-        d = d.with("env", &env);
-    }
-    d
 }
 
 /// A recipe registered at link time by [`register!`](crate::register): every engine this

@@ -8,9 +8,10 @@ use trove_fingerprint::Digest;
 
 use crate::engine::build::Built;
 use crate::engine::verify::{Mode, Validity};
-use crate::engine::{BUILDING, Engine, bump};
+use crate::engine::{Engine, bump};
 use crate::flight::Role as FlightRole;
 use crate::memory::{Meta, Object};
+use crate::nested::BUILDING;
 use crate::reason::{Reason, Why};
 use crate::trace::Trace;
 use crate::words::describe_args;
