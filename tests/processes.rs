@@ -100,7 +100,8 @@ fn live_keys(dir: &Path) -> BTreeSet<String> {
 }
 
 /// 20 SIGKILLs at random moments of a process that builds and publishes 4 MiB objects in
-/// a loop (`TROVE_LONG=1`: 200); before each round a few stored objects are deleted on
+/// a loop (`TROVE_LONG=1`: 200), 5 to 400 ms after it starts or, every other round, after
+/// its first object is served; before each round a few stored objects are deleted on
 /// purpose so that each child publishes. After each kill the store is opened as a new process
 /// would: the dead writer's temp files are gone, every entry the child had served before
 /// the kill is still there (lost = 0), and the entries it served are served again with
@@ -116,7 +117,7 @@ fn processes_killed_while_publishing_never_leave_a_corrupt_or_wrong_object() {
     // slowly).
     let mut expected: std::collections::HashMap<String, blake3::Hash> = Default::default();
     let (mut kills, mut lost, mut corrupt, mut temps_left, mut checked) = (0, 0, 0, 0, 0);
-    for _ in 0..rounds {
+    for round in 0..rounds {
         // Forget up to 4 stored keys (records, then their blobs through gc), so that
         // every child has objects to build and publish, not only stored ones to serve.
         {
@@ -137,19 +138,30 @@ fn processes_killed_while_publishing_never_leave_a_corrupt_or_wrong_object() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (lines, served) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
         });
         // The moment of the kill: anywhere from 5 to 400 ms into the run (start-up, the
-        // index open, builds, blob writes, fsyncs, renames and commits all fall in it).
+        // index open, builds, blob writes, fsyncs, renames and commits all fall in it) in
+        // even rounds; in odd rounds as long after the child's first published object, so
+        // that some objects are published whatever the machine's speed (a loaded machine
+        // may not get one published in 400 ms), with a deadline against a hang.
+        let mut served_before_kill = Vec::new();
+        if round % 2 == 1 {
+            let first = served
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the child published an object");
+            served_before_kill.push(first);
+        }
         std::thread::sleep(Duration::from_millis(5 + rng.below(396)));
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        let served_before_kill = reader.join().unwrap();
+        reader.join().unwrap();
+        served_before_kill.extend(served.try_iter());
         temps_left += temp_files(dir.path());
 
         let live = live_keys(dir.path());
