@@ -11,7 +11,7 @@ use trove::{Config, Engine, Options, Reason};
 use trove_store::{BlobId, NewRecord, Store};
 
 use crate::Scale;
-use crate::measure::{Met, Row, alternate, fmt_bytes, fmt_secs, median, once, per_op, quantile};
+use crate::measure::{Met, Row, alternate, fmt_secs, median, once, per_op, quantile};
 use crate::recipes::Bytes;
 
 const KIB: u64 = 1 << 10;
@@ -36,8 +36,8 @@ fn reduced(full: u64, ran: u64) -> String {
     } else {
         format!(
             "reduced by --quick: {} -> {}; ",
-            fmt_bytes(full),
-            fmt_bytes(ran)
+            trove::format_size(full),
+            trove::format_size(ran)
         )
     }
 }
@@ -67,7 +67,7 @@ pub(crate) fn disk_hit(scale: Scale) -> Result<Vec<Row>> {
             ensure!(
                 matches!(served.reason, Reason::HitDisk),
                 "expected a disk hit for {}, got `{}`",
-                fmt_bytes(size),
+                trove::format_size(size),
                 served.reason
             );
         }
@@ -98,7 +98,7 @@ pub(crate) fn disk_hit(scale: Scale) -> Result<Vec<Row>> {
         );
         let parts = breakdown(dir.path(), &engine, size, nonces[0], iters.max(20))?;
         rows.push(Row::ratio_at_most(
-            &format!("disk hit, Vec<u8> {} (vs fs::read)", fmt_bytes(full)),
+            &format!("disk hit, Vec<u8> {} (vs fs::read)", trove::format_size(full)),
             t,
             b,
             goal,
@@ -163,18 +163,18 @@ fn peak_rss_row(dir: &Path, engine: &Engine, size: u64, full: u64) -> Result<Row
     Ok(Row {
         case: format!(
             "peak RSS, disk hit of {} in a child (vs object size)",
-            fmt_bytes(full)
+            trove::format_size(full)
         ),
-        trove: fmt_bytes(trove),
-        baseline: fmt_bytes(size),
+        trove: trove::format_size(trove),
+        baseline: trove::format_size(size),
         ratio: Some(ratio),
         goal: "<= 1.2".to_owned(),
         met: if ratio <= 1.2 { Met::Yes } else { Met::No },
         note: format!(
             "{}VmHWM; a child doing fs::read of the same file peaks at {}, one that only opens the engine at {}",
             reduced(full, size),
-            fmt_bytes(plain),
-            fmt_bytes(idle)
+            trove::format_size(plain),
+            trove::format_size(idle)
         ),
     })
 }
@@ -257,7 +257,7 @@ pub(crate) fn publish(scale: Scale) -> Result<Vec<Row>> {
         let make = median(&mut make);
         let note = reduced(full, size);
         rows.push(Row::ratio_at_most(
-            &format!("publish {} via a cold get (vs temp+fsync+rename+dir fsync)", fmt_bytes(full)),
+            &format!("publish {} via a cold get (vs temp+fsync+rename+dir fsync)", trove::format_size(full)),
             t,
             b,
             1.3,
@@ -269,7 +269,7 @@ pub(crate) fn publish(scale: Scale) -> Result<Vec<Row>> {
         rows.push(Row::ratio_at_most(
             &format!(
                 "publish {}: Store::put_blob + insert (same baseline)",
-                fmt_bytes(full)
+                trove::format_size(full)
             ),
             s,
             b2,
@@ -312,7 +312,7 @@ pub(crate) fn fingerprint(scale: Scale) -> Result<Vec<Row>> {
     Ok(vec![Row {
         case: format!(
             "fingerprint a {} file (vs blake3 update_mmap_rayon)",
-            fmt_bytes(GIB)
+            trove::format_size(GIB)
         ),
         trove: gibs(t),
         baseline: gibs(b),
@@ -364,7 +364,7 @@ pub(crate) fn cacache(scale: Scale) -> Result<Vec<Row>> {
         };
         let (t, b) = alternate(reps, &mut put_trove, &mut put_cacache);
         rows.push(Row::ratio_at_most(
-            &format!("put {} (vs cacache::write_sync)", fmt_bytes(size)),
+            &format!("put {} (vs cacache::write_sync)", trove::format_size(size)),
             t,
             b,
             1.0,
@@ -396,7 +396,7 @@ pub(crate) fn cacache(scale: Scale) -> Result<Vec<Row>> {
         rows.push(Row::ratio_at_most(
             &format!(
                 "get {}: variants + read_blob (vs cacache::read_sync)",
-                fmt_bytes(size)
+                trove::format_size(size)
             ),
             t,
             b,
@@ -517,7 +517,7 @@ pub(crate) fn index(scale: Scale) -> Result<Vec<Row>> {
             met: if open <= 0.050 { Met::Yes } else { Met::No },
             note: format!(
                 "{entries}median of {reps} opens, page cache warm; index file {}; filled in {:.1} s",
-                fmt_bytes(file_size),
+                trove::format_size(file_size),
                 fill
             ),
         },

@@ -24,7 +24,7 @@ use trove::{CommandRecipe, Config, Engine, Reason};
 
 use crate::Scale;
 use crate::cases_process::{exe_dir, run_ok};
-use crate::measure::{Row, fmt_bytes, fmt_secs, median, wait_until};
+use crate::measure::{Row, fmt_secs, median, wait_until};
 
 /// Headers the C file includes, half in each `-I` directory.
 const HEADERS: usize = 12;
@@ -502,7 +502,7 @@ fn build_row(
             fmt_secs(m[2].wall),
             fmt_secs(m[2].cpu),
             inputs.paths.len(),
-            fmt_bytes(inputs.bytes),
+            trove::format_size(inputs.bytes),
             fmt_secs(m[3].wall),
             mib(wal_before),
             mib(wal_after),

@@ -157,23 +157,6 @@ pub(crate) fn fmt_secs(s: f64) -> String {
 }
 
 /// Bytes for people: B, KiB, MiB or GiB.
-pub(crate) fn fmt_bytes(n: u64) -> String {
-    const KIB: u64 = 1 << 10;
-    const MIB: u64 = 1 << 20;
-    const GIB: u64 = 1 << 30;
-    if n >= GIB && n.is_multiple_of(GIB) {
-        format!("{} GiB", n / GIB)
-    } else if n >= MIB && n.is_multiple_of(MIB) {
-        format!("{} MiB", n / MIB)
-    } else if n >= MIB {
-        format!("{:.1} MiB", n as f64 / MIB as f64)
-    } else if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{} KiB", n / KIB)
-    } else {
-        format!("{n} B")
-    }
-}
-
 /// This process's peak resident set (`VmHWM` of `/proc/self/status`), in bytes.
 pub(crate) fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

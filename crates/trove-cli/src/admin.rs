@@ -7,8 +7,9 @@ use std::path::Path;
 use trove::{GcOptions, GcReport, Residency};
 
 use crate::cli::{GcArgs, GraphFormat};
-use crate::failure::Failure;
+use crate::failure::{Diagnostic, Failure};
 use crate::human::{self, Spinner};
+use crate::output;
 use crate::project::{self, Project};
 
 /// Lists every stored variant (none when there is no store).
@@ -18,27 +19,25 @@ pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure
         None => Vec::new(),
     };
     if json {
-        let rows: Vec<serde_json::Value> = entries
+        let rows: Vec<output::Status> = entries
             .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "recipe": e.recipe,
-                    "args": human::args_value(&e.args),
-                    "key": e.key.hex(),
-                    "variant": e.variant,
-                    "residency": residency_word(&e.residency),
-                    "stale_because": match &e.residency {
-                        Residency::Stale(why) => Some(why.to_string()),
-                        _ => None,
-                    },
-                    "size": e.size,
-                    "age_secs": e.age.as_secs(),
-                    "hits": e.hits,
-                    "reason": e.reason,
-                })
+            .map(|e| output::Status {
+                recipe: &e.recipe,
+                args: human::args_value(&e.args),
+                key: e.key.hex(),
+                variant: e.variant,
+                residency: residency_word(&e.residency),
+                stale_because: match &e.residency {
+                    Residency::Stale(why) => Some(why.to_string()),
+                    _ => None,
+                },
+                size: e.size,
+                age_secs: e.age.as_secs(),
+                hits: e.hits,
+                reason: &e.reason,
             })
             .collect();
-        human::emit(&serde_json::Value::Array(rows).to_string())?;
+        output::emit_json(&rows)?;
         return Ok(0);
     }
     if entries.is_empty() {
@@ -64,7 +63,7 @@ pub(crate) fn status(project: Option<Project>, json: bool) -> Result<u8, Failure
             [
                 trove::object_label(&e.recipe, &e.args),
                 e.residency.to_string(),
-                human::size(e.size),
+                trove::format_size(e.size),
                 human::age(e.age),
                 e.hits.to_string(),
                 e.reason.clone(),
@@ -139,16 +138,15 @@ pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure
     drop(spinner);
     let report = report?;
     if json {
-        let value = serde_json::json!({
-            "clean": report.is_clean(),
-            "records": report.records,
-            "blobs": report.blobs,
-            "bytes": report.bytes,
-            "quarantined_records": report.quarantined_records,
-            "quarantined_blobs": report.quarantined_blobs,
-            "corrupt": report.corrupt,
-        });
-        human::emit(&value.to_string())?;
+        output::emit_json(&output::Verify {
+            clean: report.is_clean(),
+            records: report.records,
+            blobs: report.blobs,
+            bytes: report.bytes,
+            quarantined_records: report.quarantined_records,
+            quarantined_blobs: report.quarantined_blobs,
+            corrupt: &report.corrupt,
+        })?;
     } else {
         let mut out = std::io::stdout().lock();
         for problem in &report.corrupt {
@@ -159,7 +157,7 @@ pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure
             "checked {} records and {} blobs ({})",
             report.records,
             report.blobs,
-            human::size(report.bytes)
+            trove::format_size(report.bytes)
         )?;
         if report.is_clean() {
             writeln!(out, "ok: nothing corrupt")?;
@@ -180,10 +178,11 @@ pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failur
     // The size is checked before the store is looked for: a typo is an error anywhere.
     let max_size = match &args.max_size {
         None => None,
-        Some(text) => Some(trove_config::parse_size(text).map_err(|e| {
-            Failure::usage(format!(
-                "error: --max-size {text}: {e}\nhint: sizes look like 500MiB, 20GiB or 1000000"
-            ))
+        Some(text) => Some(trove::parse_size(text).map_err(|e| {
+            Failure::usage(
+                Diagnostic::error(format!("--max-size {text}: {e}"))
+                    .hint("sizes look like 500MiB, 20GiB or 1000000"),
+            )
         })?),
     };
     let Some(project) = project::open_existing(config_flag)? else {
@@ -214,24 +213,20 @@ pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failur
 /// Prints what gc removed, paths relative to the first of `bases` they are under.
 fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failure> {
     if json {
-        let removals: Vec<serde_json::Value> = report
-            .removals
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "what": human::relative(Path::new(&r.what), bases),
-                    "reason": r.reason,
-                    "bytes": r.bytes,
+        output::emit_json(&output::Gc {
+            dry_run: report.dry_run,
+            bytes: report.bytes,
+            removals: report
+                .removals
+                .iter()
+                .map(|r| output::Removal {
+                    what: human::relative(Path::new(&r.what), bases),
+                    reason: &r.reason,
+                    bytes: r.bytes,
                 })
-            })
-            .collect();
-        let value = serde_json::json!({
-            "dry_run": report.dry_run,
-            "bytes": report.bytes,
-            "removals": removals,
-            "kept": report.kept,
-        });
-        human::emit(&value.to_string())?;
+                .collect(),
+            kept: report.kept,
+        })?;
         return Ok(0);
     }
     let verb = if report.dry_run {
@@ -246,7 +241,7 @@ fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failur
             "{verb}  {}  ({})  {}",
             human::relative(Path::new(&r.what), bases),
             r.reason,
-            human::size(r.bytes)
+            trove::format_size(r.bytes)
         )?;
     }
     let total_verb = if report.dry_run {
@@ -258,7 +253,7 @@ fn print_gc(report: &GcReport, bases: &[&Path], json: bool) -> Result<u8, Failur
         out,
         "total: {} items, {total_verb} {}; {} variant{} kept",
         report.removals.len(),
-        human::size(report.bytes),
+        trove::format_size(report.bytes),
         report.kept,
         if report.kept == 1 { "" } else { "s" }
     )?;
@@ -273,10 +268,10 @@ pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
     for (name, rc) in &config.recipes {
         for need in &rc.needs {
             if config.recipe(&need.recipe).is_none() {
-                return Err(Failure::usage(format!(
-                    "error: {}: recipe `{name}` needs `{need}`, which is not configured",
+                return Err(Failure::usage(Diagnostic::error(format!(
+                    "{}: recipe `{name}` needs `{need}`, which is not configured",
                     project::config_label(&config)
-                )));
+                ))));
             }
         }
     }

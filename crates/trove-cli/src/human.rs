@@ -12,21 +12,6 @@ pub(crate) fn color_on_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
-/// `1.5 KiB`, `20.0 MiB`, `12 B`.
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// The largest whole unit: `42s`, `5m`, `3h`, `12d`.
 pub(crate) fn age(d: Duration) -> String {
     let s = d.as_secs();
@@ -113,10 +98,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn sizes_and_ages_read_like_people_write_them() {
-        assert_eq!(super::size(12), "12 B");
-        assert_eq!(super::size(1536), "1.5 KiB");
-        assert_eq!(super::size(20 << 20), "20.0 MiB");
+    fn ages_read_like_people_write_them() {
         assert_eq!(super::age(Duration::from_secs(42)), "42s");
         assert_eq!(super::age(Duration::from_secs(7_200)), "2h");
     }

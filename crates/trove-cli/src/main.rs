@@ -1,9 +1,9 @@
 //! `trove`, the command line: serve and build command recipes, explain, watch, and look
 //! after the store.
 //!
-//! The binary is a thin shell over the engine (`trove`), the configuration
-//! (`trove-config`), the graph (`trove-graph`) and the watcher (`trove-watch`). Data goes to
-//! stdout, diagnostics to stderr; every failure becomes a [`Failure`] with its exit code.
+//! The binary is a thin shell over the engine, `trove`, its one trove dependency. Data
+//! goes to stdout, diagnostics to stderr (`failure.rs` renders them); every failure
+//! becomes a [`Failure`] with its exit code.
 
 mod admin;
 mod cli;
@@ -11,6 +11,7 @@ mod failure;
 mod human;
 mod interrupt;
 mod lint;
+mod output;
 mod project;
 mod recipes;
 mod run;

@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use trove::{CommandRecipe, Engine};
-use trove_config::Config;
+use trove::{CommandRecipe, Config, Engine};
 
-use crate::failure::Failure;
+use crate::failure::{Diagnostic, Failure};
 
 /// The configuration and the engine opened on it.
 pub(crate) struct Project {
@@ -65,19 +64,18 @@ impl Search {
         }
     }
 
-    /// `hint:` lines saying where trove looked, for when it found no configuration.
-    fn hints(&self) -> String {
+    /// Hints saying where trove looked, for when it found no configuration.
+    fn hints(&self) -> [String; 2] {
         let searched: Vec<String> = std::path::absolute(&self.cwd)
             .unwrap_or_else(|_| self.cwd.clone())
             .ancestors()
             .map(|dir| dir.display().to_string())
             .collect();
-        format!(
-            "hint: looked for {} in {}\n\
-             hint: run trove inside a project, or name its configuration with --config PATH (or TROVE_CONFIG)",
-            trove_config::FILE_NAME,
-            searched.join(", ")
-        )
+        [
+            format!("looked for {} in {}", trove::FILE_NAME, searched.join(", ")),
+            "run trove inside a project, or name its configuration with --config PATH (or TROVE_CONFIG)"
+                .to_owned(),
+        ]
     }
 }
 
@@ -99,11 +97,13 @@ pub(crate) fn open(flag: Option<&Path>) -> Result<Project, Failure> {
 pub(crate) fn require_config(flag: Option<&Path>, command: &str) -> Result<Config, Failure> {
     let search = Search::run(flag)?;
     if search.file.is_none() {
-        return Err(Failure::usage(format!(
-            "error: `trove {command}` needs a configuration, and no {} was found\n{}",
-            trove_config::FILE_NAME,
-            search.hints()
-        )));
+        return Err(Failure::usage(
+            Diagnostic::error(format!(
+                "`trove {command}` needs a configuration, and no {} was found",
+                trove::FILE_NAME
+            ))
+            .hints(search.hints()),
+        ));
     }
     search.load()
 }
@@ -127,25 +127,30 @@ pub(crate) fn open_existing(flag: Option<&Path>) -> Result<Option<Project>, Fail
         return Ok(Some(Project { config, engine }));
     }
     if search.file.is_none() {
-        eprintln!(
-            "note: no {} here and no store at {}: nothing to show\n{}",
-            trove_config::FILE_NAME,
-            config.store.path.display(),
-            search.hints()
-        );
+        Diagnostic::note(format!(
+            "no {} here and no store at {}: nothing to show",
+            trove::FILE_NAME,
+            config.store.path.display()
+        ))
+        .hints(search.hints())
+        .eprint();
     } else {
-        eprintln!(
-            "note: nothing has been stored yet: the store {} does not exist ({})",
+        Diagnostic::note(format!(
+            "nothing has been stored yet: the store {} does not exist ({})",
             crate::human::in_project(&config.store.path, &config.dir),
             config_label(&config)
-        );
+        ))
+        .eprint();
     }
     Ok(None)
 }
 
 fn working_dir() -> Result<PathBuf, Failure> {
-    std::env::current_dir()
-        .map_err(|e| Failure::other(format!("error: cannot read the working directory: {e}")))
+    std::env::current_dir().map_err(|e| {
+        Failure::other(Diagnostic::error(format!(
+            "cannot read the working directory: {e}"
+        )))
+    })
 }
 
 /// How to name the configuration in messages: its file relative to the project.
@@ -163,67 +168,29 @@ pub(crate) fn config_label(config: &Config) -> String {
 pub(crate) fn command_recipe(config: &Config, name: &str) -> Result<CommandRecipe, Failure> {
     let Some(rc) = config.recipe(name) else {
         let known: Vec<&str> = config.recipes.keys().map(String::as_str).collect();
-        let mut message = format!("error: no recipe `{name}` in {}", config_label(config));
+        let mut error =
+            Diagnostic::error(format!("no recipe `{name}` in {}", config_label(config)));
         if known.is_empty() {
-            message.push_str(
-                "\nhint: no recipes are configured; add one under `recipes: { ... }` in trove.ron",
-            );
+            error = error
+                .hint("no recipes are configured; add one under `recipes: { ... }` in trove.ron");
         } else {
-            if let Some(best) = closest(name, &known) {
-                message.push_str(&format!("\nhint: did you mean `{best}`?"));
+            if let Some(best) = trove::did_you_mean(name, known.iter().copied()) {
+                error = error.hint(format!("did you mean `{best}`?"));
             }
-            message.push_str(&format!("\nhint: known recipes: {}", known.join(", ")));
+            error = error.hint(format!("known recipes: {}", known.join(", ")));
         }
-        return Err(Failure::usage(message));
+        return Err(Failure::usage(error));
     };
     if rc.command.as_ref().is_none_or(|c| c.is_empty()) {
-        return Err(Failure::usage(format!(
-            "error: recipe `{name}` has no `command`: it is built by library code, not by the command line\n\
-             hint: ask for it through the Rust engine, or give it `command: [\"program\", \"arg\"]` in {}",
-            config_label(config)
-        )));
+        return Err(Failure::usage(
+            Diagnostic::error(format!(
+                "recipe `{name}` has no `command`: it is built by library code, not by the command line"
+            ))
+            .hint(format!(
+                "ask for it through the Rust engine, or give it `command: [\"program\", \"arg\"]` in {}",
+                config_label(config)
+            )),
+        ));
     }
     Ok(CommandRecipe::new(name, rc.clone()))
-}
-
-/// The known name closest to `name`, if close enough to be a typo.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= (k.chars().count().max(name.chars().count()) / 3).max(1))
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{closest, edit_distance};
-
-    #[test]
-    fn a_typo_suggests_the_nearest_recipe() {
-        assert_eq!(edit_distance("prcies", "prices"), 2);
-        assert_eq!(closest("price", &["calendar", "prices"]), Some("prices"));
-        assert_eq!(closest("zzz", &["calendar", "prices"]), None);
-    }
 }

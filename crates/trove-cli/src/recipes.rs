@@ -5,10 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
-use trove_config::RecipeConfig;
+use trove::RecipeConfig;
 
-use crate::failure::Failure;
-use crate::human;
+use crate::failure::{Diagnostic, Failure};
 use crate::project;
 
 /// One recipe as `trove recipes --json` prints it.
@@ -44,7 +43,7 @@ impl RecipeInfo {
             needs: need_names(rc),
             version: rc.version,
             versions: rc.versions.clone(),
-            max_age: rc.max_age.map(trove_config::format_duration),
+            max_age: rc.max_age.map(trove::format_duration),
             check: rc.check.clone(),
         }
     }
@@ -60,16 +59,13 @@ pub(crate) fn recipes(config_flag: Option<&Path>, json: bool) -> Result<u8, Fail
     let config = project::require_config(config_flag, "recipes")?;
     let infos: Vec<RecipeInfo> = config.recipes.values().map(RecipeInfo::of).collect();
     if json {
-        let text = serde_json::to_string(&infos)
-            .map_err(|e| Failure::other(format!("error: cannot encode the recipes: {e}")))?;
-        human::emit(&text)?;
+        crate::output::emit_json(&infos)?;
         return Ok(0);
     }
     if infos.is_empty() {
-        eprintln!(
-            "no recipes in {}\nhint: add one under `recipes: {{ ... }}`",
-            project::config_label(&config)
-        );
+        Diagnostic::note(format!("no recipes in {}", project::config_label(&config)))
+            .hint("add one under `recipes: { ... }`")
+            .eprint();
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();

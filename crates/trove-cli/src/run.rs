@@ -95,14 +95,13 @@ pub(crate) fn why(project: &Project, args: &WhyArgs) -> Result<u8, Failure> {
     let reason = project.engine.explain(&recipe, &args.args)?;
     if args.json {
         let key = project.engine.key(&recipe, &args.args)?;
-        let value = serde_json::json!({
-            "recipe": args.recipe,
-            "args": args.args,
-            "key": key.hex(),
-            "action": if reason.builds() { "build" } else { "serve" },
-            "reason": reason.to_string(),
-        });
-        human::emit(&value.to_string())?;
+        crate::output::emit_json(&crate::output::Why {
+            recipe: &args.recipe,
+            args: &args.args,
+            key: key.hex(),
+            action: if reason.builds() { "build" } else { "serve" },
+            reason: reason.to_string(),
+        })?;
     } else {
         human::emit(&reason.to_string())?;
     }

@@ -1,14 +1,14 @@
 //! `trove watch`: report (and optionally rebuild) the stored objects that really go stale,
 //! from the engine's stream of stale objects. Data (one line per object) on stdout,
-//! notices on stderr.
+//! diagnostics on stderr.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use trove::{CommandRecipe, ConfigError, Engine, Reason, StaleEvent, StoredArgs, WatchUpdate};
+use trove::{CommandRecipe, Engine, Reason, StaleEvent, StoredArgs, WatchUpdate};
 
 use crate::cli::WatchArgs;
-use crate::failure::Failure;
+use crate::failure::{Diagnostic, Failure, Level};
 use crate::human;
 use crate::project::Project;
 
@@ -39,7 +39,7 @@ pub(crate) fn watch(project: &Project, args: &WatchArgs) -> Result<u8, Failure> 
         let update = match stream.recv() {
             Ok(update) => update,
             Err(e) => {
-                eprintln!("error: {e}");
+                Diagnostic::error(e.to_string()).eprint();
                 continue;
             }
         };
@@ -51,13 +51,18 @@ pub(crate) fn watch(project: &Project, args: &WatchArgs) -> Result<u8, Failure> 
                 }
             }
             WatchUpdate::Rescan { reason } => {
-                eprintln!("notice: changes may have been missed ({reason}); checking every object");
+                Diagnostic::note(format!(
+                    "changes may have been missed ({reason}); checking every object"
+                ))
+                .eprint();
             }
             WatchUpdate::ConfigReloaded { path } => {
                 eprintln!("reloaded {}", show_path(stream.engine(), &path));
             }
             WatchUpdate::ConfigRejected { error } => {
-                eprintln!("{}", rejected(stream.engine(), &error));
+                let file = show_path(stream.engine(), &error.file);
+                Diagnostic::config(Level::Warning, &error, &file).eprint();
+                Diagnostic::note("still running with the previous configuration").eprint();
             }
             _ => {}
         }
@@ -75,9 +80,7 @@ fn report(args: &WatchArgs, event: &str, stale: &StaleEvent, reason: &str) -> Re
             key: stale.key.hex(),
             reason: reason.to_owned(),
         };
-        let text = serde_json::to_string(&line)
-            .map_err(|e| Failure::other(format!("error: cannot encode JSON: {e}")))?;
-        human::emit(&text)?;
+        crate::output::emit_json(&line)?;
     } else {
         let label = stale.label();
         match event {
@@ -131,11 +134,10 @@ fn warn_unwatched(engine: &Engine, unwatched: &[PathBuf]) {
         ("them", "their")
     };
     let mut message = if one {
-        "warning: 1 tracked input lies outside every watch root; changes to it are not reported:"
-            .to_owned()
+        "1 tracked input lies outside every watch root; changes to it are not reported:".to_owned()
     } else {
         format!(
-            "warning: {} tracked inputs lie outside every watch root; changes to them are not reported:",
+            "{} tracked inputs lie outside every watch root; changes to them are not reported:",
             unwatched.len()
         )
     };
@@ -159,26 +161,12 @@ fn warn_unwatched(engine: &Engine, unwatched: &[PathBuf]) {
         .file
         .as_deref()
         .map_or("trove.ron".to_owned(), |f| show_path(engine, f));
-    message.push_str(&format!(
-        "\nhint: to watch {them}, add {their} directory to the roots in {file}: `watch: (roots: [{}])`",
-        roots.join(", ")
-    ));
-    eprintln!("{message}");
-}
-
-/// A configuration that cannot be used while watching: a warning (the watch goes on
-/// with the previous one), with its place in the file.
-fn rejected(engine: &Engine, error: &ConfigError) -> String {
-    let mut place = show_path(engine, &error.file);
-    if error.line > 0 {
-        place.push_str(&format!(":{}:{}", error.line, error.column));
-    }
-    let mut message = format!("warning: {place}: {}", error.message);
-    if let Some(hint) = &error.hint {
-        message.push_str(&format!("\nhint: {hint}"));
-    }
-    message.push_str("\nnotice: still running with the previous configuration");
-    message
+    Diagnostic::warning(message)
+        .hint(format!(
+            "to watch {them}, add {their} directory to the roots in {file}: `watch: (roots: [{}])`",
+            roots.join(", ")
+        ))
+        .eprint();
 }
 
 /// A path relative to the project (`.` for the project itself), else as it is.

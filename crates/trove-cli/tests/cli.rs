@@ -373,10 +373,26 @@ fn a_recipe_without_a_command_cannot_be_run_from_the_command_line() {
     assert!(stderr(&out).contains("library code"), "{}", stderr(&out));
 }
 
+/// How many of `pids` wait for a lock (a `->` line of `/proc/locks`).
+fn blocked_on_a_lock(pids: &[u32]) -> usize {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    pids.iter()
+        .filter(|pid| {
+            locks
+                .lines()
+                .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid.to_string()))
+        })
+        .count()
+}
+
 #[test]
 fn eight_concurrent_runs_of_one_key_build_it_once_and_print_the_same_bytes() {
+    // The command that builds holds on until the test says `go`, which it says once the
+    // seven other runs wait on the key's lock: all eight are concurrent, by construction.
+    // Untraced: under the tracer, `go` (absent, then created while the build runs) would
+    // be an input saved during the build, and the object rightly not stored.
     let p = Project::new(
-        r#"(recipes: { "slow": (command: ["sh", "-c", "echo built >> log; sleep 1; printf 'same bytes'"]) })"#,
+        r#"(trace: false, recipes: { "slow": (command: ["sh", "-c", "echo built >> log; while [ ! -e go ]; do sleep 0.01; done; printf 'same bytes'"]) })"#,
     );
     let children: Vec<Child> = (0..8)
         .map(|_| {
@@ -387,11 +403,20 @@ fn eight_concurrent_runs_of_one_key_build_it_once_and_print_the_same_bytes() {
                 .expect("spawn")
         })
         .collect();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    // A deadline against a hang; the count, not the time, decides.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while blocked_on_a_lock(&pids) < 7 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let waiting = blocked_on_a_lock(&pids);
+    p.write("go", "");
     for child in children {
         let out = child.wait_with_output().expect("wait");
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(out.stdout, b"same bytes");
     }
+    assert_eq!(waiting, 7, "seven runs waited for the one that built");
     assert_eq!(p.lines("log"), 1, "one build");
 }
 
@@ -783,7 +808,7 @@ fn watch_reloads_a_changed_configuration_and_keeps_the_last_good_one() {
         "trove.ron",
         "(\n    recipes: { \"cat\": (command: [\"cat\" }\n)\n",
     );
-    let seen = w.stderr_until("notice: still running with the previous configuration");
+    let seen = w.stderr_until("note: still running with the previous configuration");
     assert!(
         seen.iter().any(|l| l.starts_with("warning: trove.ron:2:")),
         "the place of the error: {seen:?}"

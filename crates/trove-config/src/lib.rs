@@ -22,7 +22,10 @@
 
 mod config;
 mod error;
+mod load;
+mod paths;
 mod schema;
+mod suggest;
 mod syntax;
 mod units;
 
@@ -31,4 +34,5 @@ pub use config::{
 };
 pub use error::ConfigError;
 pub use schema::need_var;
-pub use units::{format_duration, parse_duration, parse_size};
+pub use suggest::did_you_mean;
+pub use units::{format_duration, format_size, parse_duration, parse_size};

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::config::{Config, RecipeConfig};
 use crate::error::ConfigError;
+pub(crate) use crate::suggest::did_you_mean as suggest;
 use crate::syntax::{Field, Kind, Node};
 
 const TOP_KEYS: &[&str] = &[
@@ -406,16 +407,6 @@ impl Reader<'_> {
         }
         Ok(recipe)
     }
-}
-
-/// The known word closest to `word`, if one is close enough to be a typo.
-pub(crate) fn suggest<'k>(word: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
-    known
-        .into_iter()
-        .map(|k| (strsim::jaro_winkler(word, k), k))
-        .filter(|&(score, _)| score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
 }
 
 pub(super) fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {

@@ -187,8 +187,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large; the limit is 16EiB"))
 }
 
-/// Formats a byte count for messages: `"9 MiB"`, `"4.5 KiB"`, `"12 bytes"`.
-pub(crate) fn human_size(n: u64) -> String {
+/// A byte count for people, in the units [`parse_size`] reads: a whole number of the
+/// largest unit that divides it (`4 MiB`), else one decimal (`1.5 KiB`), or bytes below
+/// 1 KiB (`12 B`). The one size formatter of trove and its command line.
+///
+/// ```
+/// use trove_config::format_size;
+/// assert_eq!(format_size(12), "12 B");
+/// assert_eq!(format_size(1536), "1.5 KiB");
+/// assert_eq!(format_size(4 << 20), "4 MiB");
+/// ```
+pub fn format_size(n: u64) -> String {
     const UNITS: &[(&str, u64)] = &[
         ("EiB", 1 << 60),
         ("PiB", 1 << 50),
@@ -209,5 +218,5 @@ pub(crate) fn human_size(n: u64) -> String {
             };
         }
     }
-    format!("{n} bytes")
+    format!("{n} B")
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use trove_config::{Config, ConfigError, format_duration, parse_duration, parse_size};
+use trove_config::{
+    Config, ConfigError, did_you_mean, format_duration, format_size, parse_duration, parse_size,
+};
 
 /// The 1-based line and character column of byte `offset`.
 fn line_column(src: &str, offset: usize) -> (usize, usize) {
@@ -959,4 +961,33 @@ fn sizes_may_be_plain_integers() {
         "`max_size` cannot be negative",
         "20GiB",
     );
+}
+
+#[test]
+fn sizes_are_written_in_the_units_they_are_read_in() {
+    assert_eq!(format_size(12), "12 B");
+    assert_eq!(format_size(1536), "1.5 KiB");
+    assert_eq!(format_size(20 << 20), "20 MiB");
+    assert_eq!(format_size(9 << 20), "9 MiB");
+    for n in [1u64 << 10, 20 << 20, 3 << 30] {
+        let text = format_size(n).replace(' ', "");
+        assert_eq!(parse_size(&text), Ok(n), "{text}");
+    }
+}
+
+#[test]
+fn a_typo_suggests_the_nearest_known_word_and_nonsense_suggests_nothing() {
+    assert_eq!(
+        did_you_mean("price", ["calendar", "prices"]),
+        Some("prices")
+    );
+    assert_eq!(
+        did_you_mean("prcies", ["calendar", "prices"]),
+        Some("prices")
+    );
+    assert_eq!(
+        did_you_mean("inptus", ["command", "inputs", "env"]),
+        Some("inputs")
+    );
+    assert_eq!(did_you_mean("zzz", ["calendar", "prices"]), None);
 }

@@ -14,11 +14,11 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Digest;
+use crate::clock::now_ns;
 
 /// How close (in nanoseconds) a file's mtime or ctime may come to the moment its
 /// fingerprint was taken before the fingerprint is treated as racy.
@@ -94,7 +94,9 @@ impl Stat {
         }
         #[cfg(not(unix))]
         {
-            let ns = |t: io::Result<SystemTime>| t.ok().map(system_time_ns).unwrap_or(0);
+            let ns = |t: io::Result<std::time::SystemTime>| {
+                t.ok().map(crate::clock::system_time_ns).unwrap_or(0)
+            };
             Stat {
                 dev: 0,
                 ino: 0,
@@ -175,18 +177,6 @@ pub enum FileCheck {
     Refreshed(FileState),
     /// Changed: the state now.
     Changed(FileState),
-}
-
-/// Nanoseconds since the Unix epoch, now.
-pub fn now_ns() -> i64 {
-    system_time_ns(SystemTime::now())
-}
-
-fn system_time_ns(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
 }
 
 /// Opens an input for reading without ever blocking on it: a FIFO opened for reading

@@ -212,3 +212,34 @@ pub(crate) fn walk(
     }
     Ok(entries)
 }
+
+/// The whole tree under the directory `dir`: what a directory named as an input covers.
+///
+/// Like a [literal](GlobMode::Literal) glob of `dir/**` that also lists `dir` itself (as
+/// `.`): the state covers every file, directory, symlink and special file below it (names,
+/// kinds and permission bits), and [`Listing::files`] holds the files, relative to `dir`,
+/// for the caller to fingerprint — together they cover names and contents. `.gitignore`
+/// is not read. The walk never enters a directory in `exclude` (the store) nor a `.git`
+/// directory inside the tree (a nested repository's internals change on every git
+/// command); `dir` itself may be one. Symlinks are listed, not followed.
+///
+/// `Absent` with no files when `dir` is not a directory.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::create_dir_all(dir.path().join("data/raw")).unwrap();
+/// std::fs::write(dir.path().join("data/raw/a.csv"), "1").unwrap();
+/// let before = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
+/// assert_eq!(before.files, ["raw/a.csv"]);
+///
+/// std::fs::create_dir(dir.path().join("data/empty")).unwrap();
+/// let after = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
+/// assert_ne!(before.state, after.state);
+/// ```
+pub fn tree(dir: &Path, exclude: &[PathBuf]) -> Result<Listing, GlobError> {
+    if !dir.is_dir() {
+        return Ok(Listing::absent());
+    }
+    let entries = walk(dir, dir, exclude, GlobMode::Literal, false, |_| true)?;
+    Ok(Listing::of_entries(entries))
+}

@@ -6,6 +6,7 @@
 //! whose state it fingerprints.
 
 mod canonical;
+mod clock;
 mod file;
 mod glob;
 mod listing;
@@ -16,12 +17,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use canonical::{ENCODING_VERSION, EncodeError, encode};
+pub use clock::{now_ms, now_ns};
 pub use file::{
-    FileCheck, FileKind, FileState, RACY_WINDOW_NS, Stat, check_file, fingerprint_file, now_ns,
-    read_file,
+    FileCheck, FileKind, FileState, RACY_WINDOW_NS, Stat, check_file, fingerprint_file, read_file,
 };
-pub use glob::{GlobError, GlobMode, compile_glob, glob, glob_base, glob_with};
-pub use listing::{Listing, ListingState, list_dir, tree};
+pub use glob::{GlobError, GlobMode, compile_glob, glob, glob_base, glob_with, tree};
+pub use listing::{Listing, ListingState, list_dir};
 pub use source::{emit_source_digest, source_digest};
 
 /// A blake3 digest: a key, a content hash, an output digest.

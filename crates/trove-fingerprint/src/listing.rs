@@ -9,12 +9,11 @@
 
 use std::fs::Metadata;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Digest;
-use crate::glob::{GlobError, GlobMode, walk};
 
 /// The purpose string of a listing's hash. Version 1 hashed the names alone; version 2
 /// adds each entry's kind and permission bits, so a state stored by version 1 simply
@@ -238,35 +237,4 @@ pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
     }
     let state = ListingState::of_entries(&mut entries);
     Ok((entries.into_iter().map(|e| e.name).collect(), state))
-}
-
-/// The whole tree under the directory `dir`: what a directory named as an input covers.
-///
-/// Like a [literal](GlobMode::Literal) glob of `dir/**` that also lists `dir` itself (as
-/// `.`): the state covers every file, directory, symlink and special file below it (names,
-/// kinds and permission bits), and [`Listing::files`] holds the files, relative to `dir`,
-/// for the caller to fingerprint — together they cover names and contents. `.gitignore`
-/// is not read. The walk never enters a directory in `exclude` (the store) nor a `.git`
-/// directory inside the tree (a nested repository's internals change on every git
-/// command); `dir` itself may be one. Symlinks are listed, not followed.
-///
-/// `Absent` with no files when `dir` is not a directory.
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// std::fs::create_dir_all(dir.path().join("data/raw")).unwrap();
-/// std::fs::write(dir.path().join("data/raw/a.csv"), "1").unwrap();
-/// let before = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
-/// assert_eq!(before.files, ["raw/a.csv"]);
-///
-/// std::fs::create_dir(dir.path().join("data/empty")).unwrap();
-/// let after = trove_fingerprint::tree(&dir.path().join("data"), &[]).unwrap();
-/// assert_ne!(before.state, after.state);
-/// ```
-pub fn tree(dir: &Path, exclude: &[PathBuf]) -> Result<Listing, GlobError> {
-    if !dir.is_dir() {
-        return Ok(Listing::absent());
-    }
-    let entries = walk(dir, dir, exclude, GlobMode::Literal, false, |_| true)?;
-    Ok(Listing::of_entries(entries))
 }

@@ -568,3 +568,12 @@ fn a_tree_skips_the_excluded_store_and_an_absent_directory_is_absent() {
     assert_eq!(t.tree("missing").state, ListingState::Absent);
     assert_eq!(t.tree("a.txt").state, ListingState::Absent);
 }
+
+#[test]
+fn hex_is_lowercase_and_reads_back_in_either_case() {
+    assert_eq!(trove_fingerprint::hex(&[0xAB, 0x01, 0xff]), "ab01ff");
+    assert_eq!(
+        trove_fingerprint::from_hex("AB01ff"),
+        Some(vec![0xab, 0x01, 0xff])
+    );
+}

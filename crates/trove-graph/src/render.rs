@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use serde_json::{Value, json};
+use trove_fingerprint::hex;
 
 use crate::graph::{Graph, InputKind, Node};
 use crate::names::{display_glob_name, split_glob_name};
@@ -37,14 +38,6 @@ fn layout(graph: &Graph) -> Layout<'_> {
         nodes: indices.iter().map(|&index| &graph.graph[index]).collect(),
         edges,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 /// An input's name as people read it (a glob as `root/pattern`).

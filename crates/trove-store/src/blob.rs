@@ -3,37 +3,26 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use trove_fingerprint::{hex, now_ms};
 
 use crate::faults::fail_point;
-use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX, hex, unix_ms};
+use crate::paths::{self, BlobFile, Layout, TEMP_PREFIX};
 use crate::{BlobId, StoreError};
 
-/// Above this size hashing is spread over rayon's threads. Below it, waking the pool costs
-/// more than a second core gains (2 cores: a 1 MiB disk hit took 260 us with 128 KiB here,
-/// 159 us with 4 MiB; see BENCHMARKS.md).
+/// Above this size a file is hashed on rayon's threads, as `Digest::of_bytes` hashes
+/// bytes. Below it, waking the pool costs more than a second core gains (2 cores: a 1 MiB
+/// disk hit took 260 us with 128 KiB here, 159 us with 4 MiB; see BENCHMARKS.md).
 const RAYON_THRESHOLD: usize = 1024 * 1024;
 
 /// How many times a publish is retried when its temp file vanished under it (a concurrent
 /// cleanup can take the temp file for dead in the instant between its creation and lock).
 const PUBLISH_ATTEMPTS: usize = 3;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A process-wide counter for unique temp names.
-pub(crate) fn next_counter() -> u64 {
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// blake3 of `bytes`, multi-threaded for large inputs.
+/// blake3 of `bytes`, multi-threaded for large inputs: `Digest::of_bytes`, the one
+/// home of hashing bytes (with the same threshold as `RAYON_THRESHOLD`).
 pub(crate) fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    if bytes.len() > RAYON_THRESHOLD {
-        h.update_rayon(bytes);
-    } else {
-        h.update(bytes);
-    }
-    *h.finalize().as_bytes()
+    trove_fingerprint::Digest::of_bytes(bytes).0
 }
 
 /// How much of a file is read at a time to hash it. Blobs are hashed by reading, never by
@@ -128,7 +117,7 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
         "{TEMP_PREFIX}{}-{}-{}",
         hex(hash),
         std::process::id(),
-        next_counter()
+        paths::next_counter()
     ));
     fail_point!("store::blob-create", |e| Err(Retry::Fatal(StoreError::io(
         &tmp, e
@@ -316,7 +305,7 @@ pub(crate) fn quarantine_file(
 }
 
 fn quarantine_target(layout: &Layout, name: &str) -> PathBuf {
-    let stamp = unix_ms();
+    let stamp = now_ms();
     let mut to = layout.quarantine.join(format!("{name}.{stamp}"));
     let mut n = 1;
     while to.exists() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, config::DbConfig};
 
 use crate::StoreError;
-use crate::paths::unix_ms;
+use trove_fingerprint::now_ms;
 
 /// The index schema version this code writes and reads (`PRAGMA user_version` of
 /// `index.sqlite`); a newer one is refused with [`StoreError::NewerFormat`].
@@ -135,7 +135,7 @@ pub(crate) fn open_or_recover(path: &Path, quarantine: &Path) -> Result<Connecti
 /// Moves the index and its WAL and shared-memory files into `quarantine`.
 pub(crate) fn quarantine_files(path: &Path, quarantine: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(quarantine).map_err(|e| StoreError::io(quarantine, e))?;
-    let stamp = unix_ms();
+    let stamp = now_ms();
     for suffix in ["", "-wal", "-shm"] {
         let mut from = path.as_os_str().to_owned();
         from.push(suffix);

@@ -61,7 +61,7 @@ pub use faults::hits as fault_hits;
 pub use index::SCHEMA_VERSION;
 pub use lock::KeyLock;
 pub use maint::{GcItem, GcStats, VerifyReport};
-pub use paths::{FORMAT_DIR, hex};
+pub use paths::FORMAT_DIR;
 pub use record::{BlobId, Key, NewRecord, Record};
 pub use store::{Store, StoreOptions};
 pub use stream::TempBlob;

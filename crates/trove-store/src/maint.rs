@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use crate::paths::{self, BlobFile, hex, parse_hex32};
+use trove_fingerprint::hex;
+
+use crate::paths::{self, BlobFile, parse_hex32};
 use crate::{Key, Store, StoreError, blob};
 
 /// What [`Store::verify`] checked and found.

@@ -3,7 +3,8 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use trove_fingerprint::{from_hex, hex};
 
 use crate::StoreError;
 
@@ -41,7 +42,7 @@ fn write_if_missing(dir: &Path, name: &str, content: &str) -> Result<(), StoreEr
         ".{}.tmp-{}-{}",
         name.trim_start_matches('.'),
         std::process::id(),
-        crate::blob::next_counter()
+        next_counter()
     ));
     fs::write(&tmp, content).map_err(|e| StoreError::io(&tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| {
@@ -50,47 +51,20 @@ fn write_if_missing(dir: &Path, name: &str, content: &str) -> Result<(), StoreEr
     })
 }
 
-/// Lowercase hexadecimal encoding of `bytes`.
-///
-/// ```
-/// assert_eq!(trove_store::hex(&[0x00, 0xab, 0x7f]), "00ab7f");
-/// ```
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A process-wide counter for unique temp names.
+pub(crate) fn next_counter() -> u64 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Parses 64 lowercase hex digits.
+/// Parses 64 lowercase hex digits (the only spelling the store writes: a name in any
+/// other is not one of its files).
 pub(crate) fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    from_hex(s)?.try_into().ok()
 }
 
 /// Every path of the store, derived from its root.

@@ -9,7 +9,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::faults::fail_point;
 use crate::index::{self, is_corruption};
 use crate::lock::KeyLock;
-use crate::paths::{Layout, hex};
+use trove_fingerprint::hex;
+
+use crate::paths::Layout;
 use crate::record::{Decoded, Signed, decode_row};
 use crate::{BlobId, Key, NewRecord, Record, StoreError, blob};
 

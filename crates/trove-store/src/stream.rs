@@ -56,7 +56,7 @@ impl TempBlob {
             let path = dir.join(format!(
                 "{TEMP_PREFIX}stream-{}-{}",
                 std::process::id(),
-                blob::next_counter()
+                paths::next_counter()
             ));
             match Self::create_at(path) {
                 Ok(Some(temp)) => return Ok(temp),

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use tempfile::TempDir;
-use trove_store::{BlobId, GcItem, Key, NewRecord, Record, Store, StoreError, StoreOptions, hex};
+use trove_fingerprint::hex;
+use trove_store::{BlobId, GcItem, Key, NewRecord, Record, Store, StoreError, StoreOptions};
 
 // ------------------------------------------------------------------ helpers
 
@@ -203,11 +204,6 @@ fn a_missing_gitignore_is_written_again_and_an_edited_one_is_kept() {
     fs::write(&ignore, "").unwrap();
     Store::open(&dir.path().join(".trove")).unwrap();
     assert_eq!(fs::read_to_string(&ignore).unwrap(), "");
-}
-
-#[test]
-fn hex_is_lowercase() {
-    assert_eq!(hex(&[0xAB, 0x01, 0xff]), "ab01ff");
 }
 
 /// Damages a published blob with `damage`, then checks the read is refused and the file

@@ -16,20 +16,6 @@ use crate::trace::{Input, Trace};
 /// publishes its blob before it inserts the record that points at it.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10 * 60);
 
-/// A stored object named for people, from its recipe and its stored (JSON) arguments:
-/// a command recipe's words joined by spaces, no arguments left out.
-///
-/// ```
-/// assert_eq!(trove::object_label("prices", r#"["eu","2024"]"#), "prices eu 2024");
-/// assert_eq!(trove::object_label("table", "null"), "table");
-/// ```
-pub fn object_label(recipe: &str, args_json: &str) -> String {
-    match crate::words::args_for_people(args_json) {
-        a if a.is_empty() => recipe.to_owned(),
-        a => format!("{recipe} {a}"),
-    }
-}
-
 /// One stored variant, for `trove status`.
 #[derive(Clone, Debug)]
 pub struct EntryStatus {
@@ -154,7 +140,7 @@ impl Engine {
                 if let Some(project) = project {
                     project.relativize(&mut trace);
                 }
-                let (inputs, objects) = crate::watch::graph_inputs(&trace);
+                let (inputs, objects) = crate::engine::watch::graph_inputs(&trace);
                 graph.set_object_inputs(rec.key, &rec.recipe, &rec.args, &inputs, &objects);
             }
         }
@@ -269,7 +255,10 @@ impl Engine {
         }
         for (rec, reason) in &remove {
             report.removals.push(Removal {
-                what: format!("variant {}", object_label(&rec.recipe, &rec.args)),
+                what: format!(
+                    "variant {}",
+                    crate::words::object_label(&rec.recipe, &rec.args)
+                ),
                 bytes: 0,
                 reason: reason.clone(),
             });
@@ -350,22 +339,5 @@ impl ProjectPaths {
                 _ => {}
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn command_arguments_are_shown_space_separated() {
-        assert_eq!(super::object_label("prices", "[]"), "prices");
-        assert_eq!(
-            super::object_label("prices", r#"["eu","2024"]"#),
-            "prices eu 2024"
-        );
-        assert_eq!(
-            super::object_label("table", r#"{"x":1}"#),
-            r#"table {"x":1}"#
-        );
-        assert_eq!(super::object_label("table", "null"), "table");
     }
 }

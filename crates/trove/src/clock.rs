@@ -1,14 +1,7 @@
-//! The wall clock, in the units the store records.
+//! The clocks a build is judged by: the wall clock (read in `trove_fingerprint`, its one
+//! home) and the clock file times are stamped with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use trove_fingerprint::now_ms;
 
 /// The moment a build started, on the clocks file times are stamped with.
 ///

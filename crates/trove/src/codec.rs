@@ -22,6 +22,12 @@ pub(crate) const POSTCARD: u8 = 1;
 /// The object's own bytes: a `Vec<u8>` in memory, or a [`Blob`] (a file).
 pub(crate) const RAW: u8 = 2;
 
+/// Whether this trove knows how to load objects stored with `codec`. An unknown id was
+/// written by another trove: its variant is a miss, never corruption.
+pub(crate) fn known(codec: u8) -> bool {
+    matches!(codec, POSTCARD | RAW)
+}
+
 /// What a [`Blob`] weighs in the memory tier. It is not resident bytes (its content stays
 /// in the file and the page cache), but each one holds a file descriptor open: this weight
 /// keeps the default 1 GiB tier to 256 open blobs, well under the usual limit of 1024

@@ -32,7 +32,7 @@ pub struct CommandRecipe {
 impl CommandRecipe {
     /// The recipe `name` as configured.
     pub fn new(name: &str, config: RecipeConfig) -> CommandRecipe {
-        let mut definition = crate::engine::declared_definition(&config);
+        let mut definition = Definition::declared(&config);
         if let Some(command) = &config.command {
             definition = definition.with("command", command);
         }

@@ -7,7 +7,8 @@
 //! - `build`: the tracked build and its stability check (salsa's `execute`);
 //! - `publish`: blob, then record, then the key's lock released;
 //! - `registry` and `counters`: what validation needs to know about recipes;
-//! - `explain`: predictions without building, and support for status and gc.
+//! - `explain`: predictions without building, and support for status and gc;
+//! - `watch`: the watcher attached to an engine, which lets memory hits skip every check.
 
 mod build;
 mod counters;
@@ -18,6 +19,7 @@ mod registry;
 mod serve;
 mod verify;
 mod waits;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,9 +35,9 @@ use crate::memory::{Memory, Object};
 use crate::reason::{Prediction, Reason, Residency, Why};
 use crate::{Error, Recipe};
 
-pub(crate) use build::BUILDING;
+pub(crate) use registry::Erased;
 pub use registry::Registration;
-pub(crate) use registry::{Erased, declared_definition};
+pub use watch::WatchGuard;
 
 /// What a flight hands its waiters: the object, why, its digest and its arguments for
 /// people.
@@ -90,6 +92,9 @@ pub struct Stats {
     pub disk_hits: u64,
     /// Builds run.
     pub builds: u64,
+    /// Requests that joined another caller's flight for the same key in this process
+    /// (single flight), counted as they start waiting.
+    pub waits: u64,
     /// File inputs checked against the file system (a `stat`, and a hash when in doubt).
     pub files_checked: u64,
 }
@@ -100,6 +105,7 @@ struct StatCounters {
     watched_hits: AtomicU64,
     disk_hits: AtomicU64,
     builds: AtomicU64,
+    waits: AtomicU64,
     files_checked: AtomicU64,
 }
 
@@ -125,7 +131,7 @@ pub(crate) struct Inner {
     stats: StatCounters,
     /// Disk hits not yet counted in the index: `(variant, when)`, written in batches.
     touches: Mutex<Vec<(i64, i64)>>,
-    pub(crate) watch: Mutex<Option<crate::watch::Active>>,
+    pub(crate) watch: Mutex<Option<watch::Active>>,
     pub(crate) watching: AtomicBool,
     pub(crate) graph: Mutex<trove_graph::Graph>,
     /// Shared libraries that appeared while a recipe built, by recipe name.
@@ -222,6 +228,7 @@ impl Engine {
             watched_hits: get(&s.watched_hits),
             disk_hits: get(&s.disk_hits),
             builds: get(&s.builds),
+            waits: get(&s.waits),
             files_checked: get(&s.files_checked),
         }
     }
@@ -316,8 +323,8 @@ impl Engine {
         args: R::Args,
     ) -> Result<Arc<R::Output>, Error> {
         let engine = self.clone();
-        let recipe = recipe.clone();
-        tokio::task::spawn_blocking(move || engine.get(&recipe, &args))
+        let task = recipe.clone();
+        tokio::task::spawn_blocking(move || engine.get(&task, &args))
             .await
             .map_err(|e| {
                 if e.is_panic() {
@@ -325,7 +332,9 @@ impl Engine {
                         key: "(async)".into(),
                     }
                 } else {
-                    Error::Config(format!("the blocking task was cancelled: {e}"))
+                    Error::Cancelled {
+                        recipe: recipe.name().to_owned(),
+                    }
                 }
             })?
     }

@@ -192,7 +192,16 @@ mod model {
     use trove_fingerprint::Digest;
 
     use super::{Flights, Role};
-    use crate::Error;
+    use crate::{BuildError, Error};
+
+    /// The error leader `n` fails its flight with.
+    fn failure(n: u32) -> Error {
+        Error::Build {
+            recipe: "model".to_owned(),
+            args: n.to_string(),
+            source: BuildError::msg("failed"),
+        }
+    }
 
     /// How a leader ends its flight in one model.
     #[derive(Clone, Copy)]
@@ -229,8 +238,7 @@ mod model {
                             seen.lock().unwrap().push(Seen::Led(n));
                             match ending {
                                 Ending::Succeeds => leader.finish(Ok(n)),
-                                Ending::Fails => leader
-                                    .finish(Err(Arc::new(Error::Config(format!("failed {n}"))))),
+                                Ending::Fails => leader.finish(Err(Arc::new(failure(n)))),
                                 // Shuttle fails any schedule in which a thread panics,
                                 // even a caught panic, so the model drops the leader
                                 // unfinished: exactly what unwinding through the build
@@ -273,7 +281,7 @@ mod model {
                 (Seen::Led(_), _) => {}
                 (Seen::GotValue(v), Ending::Succeeds) => assert!(leaders.contains(v), "{seen:?}"),
                 (Seen::GotError(e), Ending::Fails) => assert!(
-                    leaders.iter().any(|n| e == &format!("failed {n}")),
+                    leaders.iter().any(|n| *e == failure(*n).to_string()),
                     "{seen:?}"
                 ),
                 (Seen::GotError(e), Ending::Panics) => {

@@ -50,7 +50,6 @@ mod reason;
 mod recipe;
 mod stale;
 mod trace;
-mod watch;
 mod words;
 
 /// Stops every command this process's builds started (their whole process groups:
@@ -95,7 +94,7 @@ pub mod fuzzing {
     }
 }
 
-pub use admin::{EntryStatus, GcOptions, GcReport, Removal, object_label};
+pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use blob::{Blob, BlobReader, BlobWriter};
 pub use command::{CommandRecipe, Lint};
 #[cfg(unix)]
@@ -103,14 +102,22 @@ pub use command::{
     NestedAnswer, NestedRequest, SOCKET_VAR as NESTED_SOCKET_VAR, ask as ask_outer_build,
 };
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served, Stats};
-pub use error::Error;
+pub use engine::{Engine, Options, Served, Stats, WatchGuard};
+pub use error::{BuildError, Error};
 pub use external::{DynRecipe, Fingerprinter};
 pub use reason::{Prediction, Reason, Residency, Why};
-pub use recipe::{BuildError, Definition, Recipe, Sources};
+pub use recipe::{Definition, Recipe, Sources};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
-pub use trove_config::{Config, ConfigError};
-pub use trove_fingerprint::Digest;
-pub use trove_graph::Graph;
-pub use trove_store::VerifyReport;
-pub use watch::WatchGuard;
+pub use words::object_label;
+
+// Every type trove's public signatures mention, from the crates behind it, so a program
+// (the command line included) depends on `trove` alone. Third-party errors (SQLite's,
+// notify's) stay reachable as `std::error::Error::source` only.
+pub use trove_config::{
+    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, Need, RecipeConfig, StoreConfig, WatchConfig,
+    did_you_mean, format_duration, format_size, parse_duration, parse_size,
+};
+pub use trove_fingerprint::{Digest, EncodeError, GlobError};
+pub use trove_graph::{Graph, InputKind, Node, NodeId};
+pub use trove_store::{StoreError, VerifyReport};
+pub use trove_watch::WatchError;

@@ -11,6 +11,7 @@
 //!   exits, the outer build adds each as an object input of its own trace, so a nested
 //!   object is a tracked dependency with early cutoff, never an untracked one.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -18,13 +19,19 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use trove_fingerprint::Digest;
 
-use crate::engine::BUILDING;
 use crate::trace::Input;
 
 /// The variable naming the keys being built by the processes above this one.
 pub(crate) const BUILDING_VAR: &str = "TROVE_BUILDING";
 /// The variable naming the file nested requests are recorded in.
 pub(crate) const NESTED_VAR: &str = "TROVE_NESTED";
+
+thread_local! {
+    /// Keys being built on this thread, innermost last: a recipe asking for one of them
+    /// is a cycle. Together with [`inherited`] (the processes above), the chain of builds
+    /// a request is made inside.
+    pub(crate) static BUILDING: RefCell<Vec<Digest>> = const { RefCell::new(Vec::new()) };
+}
 
 /// One nested request, as recorded for the outer build.
 #[derive(Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! The `Recipe` trait: a named, versioned way to build one kind of object.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use trove_fingerprint::Digest;
 
-use crate::Cx;
+use crate::{BuildError, Cx};
 
 /// A named, versioned way to build one kind of object from arguments.
 ///
@@ -96,6 +95,25 @@ pub trait Recipe: Clone + Send + Sync + 'static {
 pub struct Definition(Arc<BTreeMap<String, Digest>>);
 
 impl Definition {
+    /// The declared inputs and env of a configuration entry, as definition parts
+    /// (sorted: their order means nothing).
+    pub(crate) fn declared(rc: &trove_config::RecipeConfig) -> Definition {
+        let mut d = Definition::default();
+        if !rc.inputs.is_empty() {
+            let mut inputs = rc.inputs.clone();
+            inputs.sort();
+            inputs.dedup();
+            d = d.with("inputs", &inputs);
+        }
+        if !rc.env.is_empty() {
+            let mut env = rc.env.clone();
+            env.sort();
+            env.dedup();
+            d = d.with("env", &env);
+        }
+        d
+    }
+
     /// Adds (or replaces) a part: the canonical encoding of `value`, hashed. A value that
     /// cannot be encoded canonically (a map with non-string keys that do not encode)
     /// is hashed from its JSON instead, so it still counts.
@@ -196,69 +214,5 @@ impl Sources {
 
     pub(crate) fn is_none(&self) -> bool {
         self.globs.is_empty()
-    }
-}
-
-/// Why a build failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// Reading a tracked input failed.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The input.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A glob was malformed or its walk failed.
-    #[error(transparent)]
-    Glob(#[from] trove_fingerprint::GlobError),
-    /// A dependency could not be served.
-    #[error("dependency failed: {0}")]
-    Dependency(Box<crate::Error>),
-    /// The recipe's own failure.
-    #[error("{0}")]
-    Failed(String),
-    /// A command recipe's command could not be started.
-    #[error("cannot run `{program}` (in {}): {source}", dir.display())]
-    Spawn {
-        /// The program, as the configuration names it.
-        program: String,
-        /// The working directory it was to run in.
-        dir: PathBuf,
-        /// Why it could not start.
-        source: std::io::Error,
-    },
-    /// A command recipe's command exited unsuccessfully (nothing is cached).
-    #[error("`{command}` exited with {}", code.map_or("a signal".to_owned(), |c| format!("code {c}")))]
-    CommandFailed {
-        /// The command.
-        command: String,
-        /// Its exit code, `None` when a signal ended it.
-        code: Option<i32>,
-    },
-    /// The build was interrupted (SIGINT or SIGTERM): its command was stopped.
-    #[error("interrupted")]
-    Interrupted,
-    /// The recipe's own error, kept whole so that its caller (and every caller that
-    /// waited for the build) can downcast it: the Python package carries the exception
-    /// a Python recipe raised this way.
-    #[error(transparent)]
-    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
-    /// A module could not be loaded.
-    #[error("cannot load module {}: {message}", path.display())]
-    Module {
-        /// The module.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-}
-
-impl BuildError {
-    /// A recipe's own failure with a message.
-    pub fn msg(message: impl std::fmt::Display) -> BuildError {
-        BuildError::Failed(message.to_string())
     }
 }

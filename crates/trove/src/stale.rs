@@ -96,7 +96,7 @@ pub struct StaleEvent {
 impl StaleEvent {
     /// The object for people: `prices eu 2024`.
     pub fn label(&self) -> String {
-        crate::admin::object_label(&self.recipe, self.args.json())
+        crate::words::object_label(&self.recipe, self.args.json())
     }
 
     /// The typed arguments to ask `recipe` for this object again (to rebuild it), checked
@@ -115,23 +115,26 @@ impl StaleEvent {
     pub fn args_for<R: Recipe>(&self, recipe: &R) -> Result<R::Args, Error> {
         let label = self.label();
         if recipe.name() != self.recipe {
-            return Err(Error::Config(format!(
-                "{label}: recipe `{}` cannot rebuild an object of recipe `{}`",
-                recipe.name(),
-                self.recipe
-            )));
+            return Err(Error::WrongRecipe {
+                object: label,
+                recipe: self.recipe.clone(),
+                given: recipe.name().to_owned(),
+            });
         }
-        let args: R::Args = serde_json::from_str(self.args.json()).map_err(|e| {
-            Error::Config(format!("{label}: the stored arguments do not decode: {e}"))
-        })?;
+        let args: R::Args =
+            serde_json::from_str(self.args.json()).map_err(|e| Error::StoredArgs {
+                object: label.clone(),
+                problem: format!("do not decode: {e}"),
+            })?;
         let encoded = encode(&args).map_err(|source| Error::Encode {
             recipe: self.recipe.clone(),
             source,
         })?;
         if key_of_encoded(&self.recipe, &encoded) != self.key {
-            return Err(Error::Config(format!(
-                "{label}: the stored arguments do not make the object's key again"
-            )));
+            return Err(Error::StoredArgs {
+                object: label,
+                problem: "do not make the object's key again".to_owned(),
+            });
         }
         Ok(args)
     }

@@ -1,4 +1,5 @@
-//! Wording shared by explanations and status: arguments and environment values for people.
+//! Wording shared by explanations and status: objects, arguments and environment values
+//! for people. A leaf: it knows no other module.
 
 pub(crate) fn describe_env(v: &Option<String>) -> String {
     match v {
@@ -25,5 +26,36 @@ pub(crate) fn args_for_people(json: &str) -> String {
             .collect::<Vec<_>>()
             .join(" "),
         _ => json.to_owned(),
+    }
+}
+
+/// A stored object named for people, from its recipe and its stored (JSON) arguments:
+/// a command recipe's words joined by spaces, no arguments left out.
+///
+/// ```
+/// assert_eq!(trove::object_label("prices", r#"["eu","2024"]"#), "prices eu 2024");
+/// assert_eq!(trove::object_label("table", "null"), "table");
+/// ```
+pub fn object_label(recipe: &str, args_json: &str) -> String {
+    match args_for_people(args_json) {
+        a if a.is_empty() => recipe.to_owned(),
+        a => format!("{recipe} {a}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_arguments_are_shown_space_separated() {
+        assert_eq!(super::object_label("prices", "[]"), "prices");
+        assert_eq!(
+            super::object_label("prices", r#"["eu","2024"]"#),
+            "prices eu 2024"
+        );
+        assert_eq!(
+            super::object_label("table", r#"{"x":1}"#),
+            r#"table {"x":1}"#
+        );
+        assert_eq!(super::object_label("table", "null"), "table");
     }
 }

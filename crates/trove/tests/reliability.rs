@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
-use support::{Log, Probe, Project, set_mtime};
+use support::{Log, Probe, Project, set_mtime, wait_until};
 use trove::{BuildError, Reason};
 
 /// The object the damage tests store for `key`: a few hundred bytes that differ per key.
@@ -157,8 +157,9 @@ fn sixty_four_threads_build_each_key_once_and_a_panicking_builder_wakes_its_wait
     assert_eq!(log.len(), 0);
     assert_eq!(builds.len(), 50);
 
-    // The panicking builder: the first build waits until 63 other threads are on their
-    // way into `get` and then panics; builds after it succeed.
+    // The panicking builder: the first build waits until 63 other threads wait for it
+    // (the engine counts waiters as they join the flight) and then panics; builds after
+    // it succeed.
     let started = Arc::new(AtomicBool::new(false));
     let release = Arc::new(AtomicBool::new(false));
     let first = Arc::new(AtomicBool::new(true));
@@ -178,7 +179,8 @@ fn sixty_four_threads_build_each_key_once_and_a_panicking_builder_wakes_its_wait
             Ok("built again".to_owned())
         },
     );
-    let (errors, later, entering) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (errors, later) = (AtomicU64::new(0), AtomicU64::new(0));
+    let waits_before = engine.stats().waits;
     std::thread::scope(|s| {
         let leader =
             s.spawn(|| catch_unwind(AssertUnwindSafe(|| engine.get(&panicky, &"x".to_owned()))));
@@ -188,7 +190,6 @@ fn sixty_four_threads_build_each_key_once_and_a_panicking_builder_wakes_its_wait
         let waiters: Vec<_> = (0..63)
             .map(|_| {
                 s.spawn(|| {
-                    entering.fetch_add(1, Ordering::SeqCst);
                     match engine.get(&panicky, &"x".to_owned()) {
                         Err(_) => errors.fetch_add(1, Ordering::SeqCst),
                         Ok(_) => later.fetch_add(1, Ordering::SeqCst),
@@ -196,10 +197,12 @@ fn sixty_four_threads_build_each_key_once_and_a_panicking_builder_wakes_its_wait
                 })
             })
             .collect();
-        while entering.load(Ordering::SeqCst) < 63 {
-            std::thread::yield_now();
-        }
+        // A deadline against a hang; the count, not the time, decides.
+        let all_waiting = wait_until(Duration::from_secs(60), || {
+            engine.stats().waits - waits_before == 63
+        });
         release.store(true, Ordering::SeqCst);
+        assert!(all_waiting, "63 threads joined the flight");
         assert!(
             leader.join().unwrap().is_err(),
             "the leader's panic reached its caller"
@@ -208,14 +211,15 @@ fn sixty_four_threads_build_each_key_once_and_a_panicking_builder_wakes_its_wait
             w.join().expect("no waiter hangs or panics");
         }
     });
-    // A waiter that joined the panicking flight wakes with its error; one that reached
-    // `get` after the flight ended builds afresh and gets the object.
+    // Every waiter joined the panicking flight before it ended, so each wakes with its
+    // error; none reaches `get` after the flight ended.
     let (woken, later) = (errors.load(Ordering::SeqCst), later.load(Ordering::SeqCst));
     eprintln!(
         "figure: threads=64 keys=50 requests=3200 builds=50; panicking builder waiters=63 woken_with_error={woken} served_by_a_later_build={later} hung=0"
     );
     assert_eq!(woken + later, 63, "every waiter returned");
     assert!(woken > 0, "some waiters joined the panicking flight");
+    assert_eq!(woken, 63, "every waiter got the panicking flight's error");
 }
 
 /// A writer edits a tracked file in every way that can fool metadata (same-size writes

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use trove_fingerprint::Digest;
 
 use super::CommandRecipe;
-use crate::engine::BUILDING;
+use crate::nested::BUILDING;
 use crate::trace::Input;
 use crate::{Engine, Error, Served};
 

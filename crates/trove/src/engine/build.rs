@@ -1,7 +1,6 @@
 //! Building an object: a tracked context seeded with the declared inputs, the build, the
 //! libraries it mapped, and the stability check that decides whether it may be stored.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64};
@@ -17,6 +16,7 @@ use crate::engine::publish::Pending;
 use crate::engine::verify::cheap_inputs;
 use crate::engine::{Engine, FlightValue, bump};
 use crate::memory::{Meta, Object};
+use crate::nested::BUILDING;
 use crate::reason::{Reason, Why};
 use crate::trace::{Input, Role, Trace};
 use crate::words::args_for_people;
@@ -24,12 +24,6 @@ use crate::{Error, Recipe};
 
 /// What a leader returns: the flight's value, and the object still to be stored.
 pub(crate) type Built<T> = (FlightValue, Option<Pending<T>>);
-
-thread_local! {
-    /// Keys being built on this thread, innermost last: a recipe asking for one of them
-    /// is a cycle.
-    pub(crate) static BUILDING: RefCell<Vec<Digest>> = const { RefCell::new(Vec::new()) };
-}
 
 pub(crate) struct BuildingGuard;
 

@@ -28,6 +28,22 @@ impl VariantId {
     }
 }
 
+/// The trace of a stored variant this trove can read, or why it cannot: its trace or its
+/// object is in a format this trove does not know (another trove wrote it). Such a
+/// variant is a miss, left in the store for the trove that knows it; it is never
+/// quarantined as corrupt.
+pub(crate) fn readable(rec: &Record) -> Result<Trace, Why> {
+    let trace = Trace::decode(&rec.trace)
+        .ok_or_else(|| Why::Unverifiable("its trace is in an unknown format".into()))?;
+    if !codec::known(rec.codec) {
+        return Err(Why::Unverifiable(format!(
+            "its object is in an unknown format (codec {})",
+            rec.codec
+        )));
+    }
+    Ok(trace)
+}
+
 /// Disk hits counted in memory before they are written in one transaction.
 pub(crate) const TOUCH_BATCH: usize = 64;
 
@@ -128,10 +144,9 @@ impl Engine {
         recipe: &R,
         rec: &Record,
     ) -> Result<Result<Object, Why>, Error> {
-        let Some(trace) = Trace::decode(&rec.trace) else {
-            return Ok(Err(Why::Unverifiable(
-                "its trace is in an unknown format".into(),
-            )));
+        let trace = match readable(rec) {
+            Ok(trace) => trace,
+            Err(why) => return Ok(Err(why)),
         };
         let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
         let trace = match self.validate(&subject, &trace, Mode::Serve)? {
@@ -185,7 +200,7 @@ impl Engine {
     pub(crate) fn remember(&self, key: Digest, object: Object, meta: Meta) -> Arc<Meta> {
         let trace = meta.trace();
         let meta = Arc::new(meta);
-        crate::watch::on_remember(self, key, &meta, &trace);
+        super::watch::on_remember(self, key, &meta, &trace);
         self.inner.memory.insert(key, object, meta.clone());
         meta
     }

@@ -8,6 +8,7 @@ use trove_fingerprint::Digest;
 use trove_store::Record;
 
 use crate::clock::now_ms;
+use crate::engine::disk::readable;
 use crate::engine::verify::{MissReason, Mode, Subject, Validity};
 use crate::engine::{Engine, Erased};
 use crate::reason::{Residency, Why};
@@ -36,12 +37,12 @@ impl Engine {
             None => Vec::new(),
         };
         for rec in variants {
-            let Some(trace) = Trace::decode(&rec.trace) else {
-                miss.offer(
-                    rec.last_used_ms,
-                    Why::Unverifiable("its trace is in an unknown format".into()),
-                );
-                continue;
+            let trace = match readable(&rec) {
+                Ok(trace) => trace,
+                Err(why) => {
+                    miss.offer(rec.last_used_ms, why);
+                    continue;
+                }
             };
             let subject = self.subject(recipe, rec.recipe_version, rec.created_ms);
             match self.validate(&subject, &trace, Mode::Peek)? {

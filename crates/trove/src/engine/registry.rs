@@ -40,24 +40,22 @@ impl<R: Recipe> Erased for Typed<R> {
         self.0.definition()
     }
     fn resolve(&self, engine: &Engine, args: &[u8]) -> Result<(Digest, Reason), Error> {
-        let args: R::Args = postcard::from_bytes(args).map_err(|e| {
-            Error::Config(format!(
-                "recipe `{}`: stored arguments do not decode: {e}",
-                R::NAME
-            ))
-        })?;
+        let args = decode_args::<R>(args)?;
         let served = engine.serve(&self.0, &args)?;
         Ok((served.digest, served.reason))
     }
     fn peek(&self, engine: &Engine, args: &[u8]) -> Result<(Residency, Option<Digest>), Error> {
-        let args: R::Args = postcard::from_bytes(args).map_err(|e| {
-            Error::Config(format!(
-                "recipe `{}`: stored arguments do not decode: {e}",
-                R::NAME
-            ))
-        })?;
+        let args = decode_args::<R>(args)?;
         engine.peek(&self.0, &args)
     }
+}
+
+/// A dependency's arguments as its dependent's trace stored them (postcard).
+fn decode_args<R: Recipe>(bytes: &[u8]) -> Result<R::Args, Error> {
+    postcard::from_bytes(bytes).map_err(|e| Error::StoredArgs {
+        object: format!("recipe `{}`", R::NAME),
+        problem: format!("do not decode: {e}"),
+    })
 }
 
 /// The part of every recipe's definition that the configuration holds: its declared
@@ -67,26 +65,8 @@ pub(crate) fn config_definitions(config: &trove_config::Config) -> HashMap<Strin
     config
         .recipes
         .iter()
-        .map(|(name, rc)| (name.clone(), declared_definition(rc)))
+        .map(|(name, rc)| (name.clone(), Definition::declared(rc)))
         .collect()
-}
-
-/// The declared inputs and env of a configuration entry, as definition parts.
-pub(crate) fn declared_definition(rc: &trove_config::RecipeConfig) -> Definition {
-    let mut d = Definition::default();
-    if !rc.inputs.is_empty() {
-        let mut inputs = rc.inputs.clone();
-        inputs.sort();
-        inputs.dedup();
-        d = d.with("inputs", &inputs);
-    }
-    if !rc.env.is_empty() {
-        let mut env = rc.env.clone();
-        env.sort();
-        env.dedup();
-        d = d.with("env", &env);
-    }
-    d
 }
 
 /// A recipe registered at link time by [`register!`](crate::register): every engine this

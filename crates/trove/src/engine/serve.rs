@@ -8,9 +8,10 @@ use trove_fingerprint::Digest;
 
 use crate::engine::build::Built;
 use crate::engine::verify::{Mode, Validity, Watched};
-use crate::engine::{BUILDING, Engine, bump};
+use crate::engine::{Engine, bump};
 use crate::flight::Role as FlightRole;
 use crate::memory::{Meta, Object};
+use crate::nested::BUILDING;
 use crate::reason::{Reason, Why};
 use crate::trace::Trace;
 use crate::words::describe_args;
@@ -85,6 +86,7 @@ impl Engine {
                 recipe: recipe.name().to_owned(),
             }),
             FlightRole::Waiter(flight) => {
+                bump(&self.inner.stats.waits, 1);
                 let ((object, reason, digest, args_json), ask_again) =
                     flight.wait().map_err(Error::Shared)?;
                 let built = matches!(reason, Reason::Built(_) | Reason::Waited(_));

@@ -335,7 +335,7 @@ impl Engine {
         if mode == Mode::Gc {
             return Ok(None);
         }
-        let what = crate::admin::object_label(recipe, args_display);
+        let what = crate::words::object_label(recipe, args_display);
         let Some(erased) = self.erased(recipe) else {
             return Ok(Some(Why::Unverifiable(format!(
                 "dependency recipe `{recipe}` is not registered with this engine"

@@ -34,7 +34,7 @@ impl StaleStream {
         let mut variants: HashMap<[u8; 32], Vec<Record>> = HashMap::new();
         for rec in records {
             if let Some(trace) = Trace::decode(&rec.trace) {
-                let (inputs, objects) = crate::watch::graph_inputs(&trace);
+                let (inputs, objects) = crate::engine::watch::graph_inputs(&trace);
                 graph.set_object_inputs(rec.key, &rec.recipe, &rec.args, &inputs, &objects);
                 traces.insert(rec.key, trace);
             }

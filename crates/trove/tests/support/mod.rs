@@ -30,6 +30,11 @@ impl Log {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
+    /// The builds logged so far (since the last [`Log::take`]), in order.
+    pub(crate) fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// How many builds are logged.
     pub(crate) fn len(&self) -> usize {
         self.0.lock().unwrap().len()
@@ -252,6 +257,36 @@ pub(crate) fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs the calling test again, alone, in a process of its own with `env` set (`None`:
+/// removed) in its environment, and returns `false` (the caller returns too); in that process it returns
+/// `true` and the test goes on. For tests that change environment variables: `set_var`
+/// while another thread reads the environment is undefined behaviour, and the tests of
+/// one binary run on parallel threads. `test` is the test's path in its binary.
+pub(crate) fn in_own_process(test: &str, env: &[(&str, Option<&str>)]) -> bool {
+    const ALONE: &str = "TROVE_TEST_ALONE";
+    if std::env::var(ALONE).is_ok_and(|t| t == test) {
+        return true;
+    }
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(ALONE, test);
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let out = command.output().expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test}, in a process of its own:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }
 
 /// Compiles a tiny C shared library exporting `int value(void)` returning `value`.

@@ -1,5 +1,5 @@
 //! README's "Embedding the engine", as a program CI builds. Run it in the example
-//! project: `cd config/example && cargo run -p trove --example embed`.
+//! project: `cd config/example && cargo run --example embed`.
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! `trove-probe`: a minimal trove client for the multi-process tests.
+//! `trove-probe`: a minimal trove client for the multi-process suites (`tests.rs`); its
+//! recipes are in `recipes.rs`, shared with the suites. Never shipped.
 //!
 //! - `trove-probe get DIR KEY SLEEP_MS`: serves the object for KEY from the store in DIR,
 //!   building it (appending `building KEY` and then `built KEY` to `DIR/builds.log`, with
@@ -20,90 +21,14 @@
 //! `SIGXFSZ`, so an oversized write fails with `EFBIG` instead of killing it). Built with
 //! the `failpoints` feature, `FAILPOINTS` configures the store's fail points.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use trove::{BuildError, Cx, Engine, Recipe};
+use trove::Engine;
 
-/// The value of a key, as every build makes it.
-fn value_of(key: &str) -> String {
-    format!("value of {key}")
-}
+use crate::recipes::{FileCopy, Large, Slow, expand, large_of, value_of};
 
-/// The bytes of a large object, as every build makes it.
-fn large_of(key: &str) -> Vec<u8> {
-    let seed = key
-        .bytes()
-        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
-    (0..4 << 20)
-        .map(|i: u32| seed.wrapping_add((i % 251) as u8))
-        .collect()
-}
-
-/// The object the `file` recipe makes from the input's content.
-fn expand(content: &[u8]) -> Vec<u8> {
-    if content.is_empty() {
-        return Vec::new();
-    }
-    content.iter().copied().cycle().take(64 << 10).collect()
-}
-
-fn log(dir: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("builds.log"))
-        .expect("the build log opens");
-    f.write_all(format!("{line}\n").as_bytes())
-        .expect("the build log is written");
-}
-
-#[derive(Clone)]
-struct Slow {
-    dir: PathBuf,
-    sleep: Duration,
-}
-
-impl Recipe for Slow {
-    const NAME: &'static str = "slow";
-    const VERSION: u32 = 1;
-    type Args = String;
-    type Output = String;
-    fn build(&self, _cx: &mut Cx, key: &String) -> Result<String, BuildError> {
-        log(&self.dir, &format!("building {key}"));
-        std::thread::sleep(self.sleep);
-        log(&self.dir, &format!("built {key}"));
-        Ok(value_of(key))
-    }
-}
-
-#[derive(Clone)]
-struct Large;
-
-impl Recipe for Large {
-    const NAME: &'static str = "large";
-    const VERSION: u32 = 1;
-    type Args = String;
-    type Output = Vec<u8>;
-    fn build(&self, _cx: &mut Cx, key: &String) -> Result<Vec<u8>, BuildError> {
-        Ok(large_of(key))
-    }
-}
-
-/// Reads `input.txt` (tracked) and repeats it to 64 KiB, so its blob takes several writes.
-#[derive(Clone)]
-struct FileCopy;
-
-impl Recipe for FileCopy {
-    const NAME: &'static str = "file";
-    const VERSION: u32 = 1;
-    type Args = String;
-    type Output = Vec<u8>;
-    fn build(&self, cx: &mut Cx, name: &String) -> Result<Vec<u8>, BuildError> {
-        Ok(expand(&cx.read(name)?))
-    }
-}
+mod recipes;
 
 /// Applies `TROVE_PROBE_FSIZE`: a file size limit, with `SIGXFSZ` ignored so that an
 /// oversized write fails with `EFBIG` (as on a full disk) instead of killing the process.

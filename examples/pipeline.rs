@@ -3,10 +3,10 @@
 //! built, and why.
 //!
 //! ```text
-//! cargo run --release -p trove --example pipeline            # first run: builds everything
-//! cargo run --release -p trove --example pipeline            # second run: served from disk
+//! cargo run --release --example pipeline            # first run: builds everything
+//! cargo run --release --example pipeline            # second run: served from disk
 //! echo "ZZZ,1.0,1" >> pipeline-demo/data/prices-3.csv         # edit one data file
-//! cargo run --release -p trove --example pipeline            # rebuilds only what depends on it
+//! cargo run --release --example pipeline            # rebuilds only what depends on it
 //! ```
 //!
 //! The demo data (8 CSV files of 50,000 rows) is generated into `pipeline-demo/` (or the

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use trove::{BuildError, Cx, Engine, Reason, Recipe};
+use trove::{Engine, Reason};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_trove-probe");
+use crate::recipes::{Large, large_of};
+use crate::util::{PROBE, log_lines, poll, temp_files, wait_for};
 
 fn spawn_get(dir: &Path, key: &str, sleep_ms: u64) -> Child {
     Command::new(PROBE)
@@ -21,39 +22,6 @@ fn spawn_get(dir: &Path, key: &str, sleep_ms: u64) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("trove-probe starts")
-}
-
-fn log_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("builds.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits for the child to exit, for at most `limit`; `None` if it did not.
-fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn poll(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    condition()
 }
 
 #[test]
@@ -92,29 +60,6 @@ fn a_builder_killed_mid_build_leaves_the_next_caller_unblocked() {
     );
 }
 
-/// The same recipe as trove-probe's `large`, so this process can check what it stored.
-#[derive(Clone)]
-struct Large;
-
-fn large_of(key: &str) -> Vec<u8> {
-    let seed = key
-        .bytes()
-        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
-    (0..4 << 20)
-        .map(|i: u32| seed.wrapping_add((i % 251) as u8))
-        .collect()
-}
-
-impl Recipe for Large {
-    const NAME: &'static str = "large";
-    const VERSION: u32 = 1;
-    type Args = String;
-    type Output = Vec<u8>;
-    fn build(&self, _cx: &mut Cx, key: &String) -> Result<Vec<u8>, BuildError> {
-        Ok(large_of(key))
-    }
-}
-
 /// A small deterministic generator (xorshift64*), seeded from the clock unless
 /// `TROVE_SEED` replays a run; the seed is printed with the figures.
 struct Rng(u64);
@@ -141,27 +86,6 @@ impl Rng {
     }
 }
 
-/// Temp files in the blob directory of the store under `dir`.
-fn temp_files(dir: &Path) -> usize {
-    let mut n = 0;
-    for shard in std::fs::read_dir(dir.join(".trove/v1/blobs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for f in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if f.file_name().to_string_lossy().starts_with(".tmp-") {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 /// The keys of the live records of the store under `dir`, opening it as a new process
 /// would (which removes the temp files of dead writers).
 fn live_keys(dir: &Path) -> BTreeSet<String> {
@@ -176,7 +100,8 @@ fn live_keys(dir: &Path) -> BTreeSet<String> {
 }
 
 /// 20 SIGKILLs at random moments of a process that builds and publishes 4 MiB objects in
-/// a loop (`TROVE_LONG=1`: 200); before each round a few stored objects are deleted on
+/// a loop (`TROVE_LONG=1`: 200), 5 to 400 ms after it starts or, every other round, after
+/// its first object is served; before each round a few stored objects are deleted on
 /// purpose so that each child publishes. After each kill the store is opened as a new process
 /// would: the dead writer's temp files are gone, every entry the child had served before
 /// the kill is still there (lost = 0), and the entries it served are served again with
@@ -192,7 +117,7 @@ fn processes_killed_while_publishing_never_leave_a_corrupt_or_wrong_object() {
     // slowly).
     let mut expected: std::collections::HashMap<String, blake3::Hash> = Default::default();
     let (mut kills, mut lost, mut corrupt, mut temps_left, mut checked) = (0, 0, 0, 0, 0);
-    for _ in 0..rounds {
+    for round in 0..rounds {
         // Forget up to 4 stored keys (records, then their blobs through gc), so that
         // every child has objects to build and publish, not only stored ones to serve.
         {
@@ -213,19 +138,30 @@ fn processes_killed_while_publishing_never_leave_a_corrupt_or_wrong_object() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (lines, served) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
         });
         // The moment of the kill: anywhere from 5 to 400 ms into the run (start-up, the
-        // index open, builds, blob writes, fsyncs, renames and commits all fall in it).
+        // index open, builds, blob writes, fsyncs, renames and commits all fall in it) in
+        // even rounds; in odd rounds as long after the child's first published object, so
+        // that some objects are published whatever the machine's speed (a loaded machine
+        // may not get one published in 400 ms), with a deadline against a hang.
+        let mut served_before_kill = Vec::new();
+        if round % 2 == 1 {
+            let first = served
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the child published an object");
+            served_before_kill.push(first);
+        }
         std::thread::sleep(Duration::from_millis(5 + rng.below(396)));
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        let served_before_kill = reader.join().unwrap();
+        reader.join().unwrap();
+        served_before_kill.extend(served.try_iter());
         temps_left += temp_files(dir.path());
 
         let live = live_keys(dir.path());

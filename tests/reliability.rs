@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_trove-probe");
+use crate::util::{PROBE, poll, temp_files};
 
 fn probe(args: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::new(PROBE);
@@ -28,26 +28,6 @@ fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn temp_files(dir: &Path) -> usize {
-    let mut n = 0;
-    for shard in std::fs::read_dir(dir.join(".trove/v1/blobs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for f in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if f.file_name().to_string_lossy().starts_with(".tmp-") {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 /// Opens the store as a new process would and checks it: no temp file left after the
@@ -193,19 +173,6 @@ fn log_count(dir: &Path, line: &str) -> usize {
         .lines()
         .filter(|l| *l == line)
         .count()
-}
-
-/// Polls `condition` every millisecond for at most `limit`; a bound against a hang, not
-/// a timing assertion.
-fn poll(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    condition()
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The store's fail points (feature `failpoints`): a child process stopped at every write,
 //! fsync, rename and commit of a publish, and every one of them failing with ENOSPC or EIO.
 //!
-//! Run with `cargo test -p trove-probe --features failpoints` (`.ci/reliability` does).
+//! Run with `cargo test -p trove-tests --features failpoints` (README's test command does).
 
 #![cfg(feature = "failpoints")]
 
@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 
 use trove_store::{Store, StoreError};
 
-const PROBE: &str = env!("CARGO_BIN_EXE_trove-probe");
+use crate::recipes::expand;
+use crate::util::{PROBE, temp_files, temp_files_in};
 
 /// Every fail point of the publish and insert paths, in the order a publish meets them.
 const POINTS: [&str; 9] = [
@@ -25,10 +26,6 @@ const POINTS: [&str; 9] = [
     "store::record-committed",
 ];
 
-fn expand(content: &[u8]) -> Vec<u8> {
-    content.iter().copied().cycle().take(64 << 10).collect()
-}
-
 const FIRST: &[u8] = b"the first content\n";
 const SECOND: &[u8] = b"the second content, longer\n";
 
@@ -39,27 +36,6 @@ fn probe_file(dir: &Path, failpoints: Option<&str>) -> Output {
         cmd.env("FAILPOINTS", f);
     }
     cmd.output().expect("trove-probe runs")
-}
-
-/// Temp files under the blobs of the store in `dir/.trove`.
-fn temp_files(dir: &Path) -> usize {
-    temp_files_in(&dir.join(".trove/v1/blobs"))
-}
-
-fn temp_files_in(blobs: &Path) -> usize {
-    let mut n = 0;
-    for shard in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if f.file_name().to_string_lossy().starts_with(".tmp-") {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 /// What the store holds after a fault: the live records' contents, each read back

@@ -1,0 +1,97 @@
+//! What `--json` prints, one typed struct per command (`trove recipes --json` prints
+//! `recipes::RecipeInfo`, `trove watch --json` prints `watch::Line`): a script reads
+//! these field names, so they change only on purpose.
+
+use serde::Serialize;
+
+use crate::failure::{Diagnostic, Failure};
+
+/// Writes `value` as one line of JSON on stdout.
+pub(crate) fn emit_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| Failure::other(Diagnostic::error(format!("cannot encode JSON: {e}"))))?;
+    Ok(crate::human::emit(&text)?)
+}
+
+/// `trove why --json`: what `run` would do.
+#[derive(Serialize)]
+pub(crate) struct Why<'a> {
+    /// The recipe.
+    pub(crate) recipe: &'a str,
+    /// The command's extra words.
+    pub(crate) args: &'a [String],
+    /// The object's key, hex.
+    pub(crate) key: String,
+    /// `build` or `serve`.
+    pub(crate) action: &'static str,
+    /// The prediction, worded for people (`would build: ...`).
+    pub(crate) reason: String,
+}
+
+/// One stored variant in `trove status --json` (an array of them).
+#[derive(Serialize)]
+pub(crate) struct Status<'a> {
+    /// The recipe.
+    pub(crate) recipe: &'a str,
+    /// The arguments: the stored JSON value (a command's words), or its text.
+    pub(crate) args: serde_json::Value,
+    /// The object's key, hex.
+    pub(crate) key: String,
+    /// The variant's row id.
+    pub(crate) variant: i64,
+    /// `absent`, `disk`, `memory` or `stale`.
+    pub(crate) residency: String,
+    /// Why it is stale, when it is.
+    pub(crate) stale_because: Option<String>,
+    /// The blob's size in bytes.
+    pub(crate) size: u64,
+    /// Seconds since it was built.
+    pub(crate) age_secs: u64,
+    /// Times it was served.
+    pub(crate) hits: u64,
+    /// Why it was built.
+    pub(crate) reason: &'a str,
+}
+
+/// `trove verify --json`.
+#[derive(Serialize)]
+pub(crate) struct Verify<'a> {
+    /// Nothing corrupt was found.
+    pub(crate) clean: bool,
+    /// Records checked.
+    pub(crate) records: u64,
+    /// Blobs checked.
+    pub(crate) blobs: u64,
+    /// Bytes of blobs checked.
+    pub(crate) bytes: u64,
+    /// Records quarantined by this run.
+    pub(crate) quarantined_records: u64,
+    /// Blobs quarantined by this run.
+    pub(crate) quarantined_blobs: u64,
+    /// What was corrupt, for people.
+    pub(crate) corrupt: &'a [String],
+}
+
+/// `trove gc --json`.
+#[derive(Serialize)]
+pub(crate) struct Gc<'a> {
+    /// Nothing was removed (`--dry-run`).
+    pub(crate) dry_run: bool,
+    /// Bytes freed (or that would be).
+    pub(crate) bytes: u64,
+    /// What was removed (or would be).
+    pub(crate) removals: Vec<Removal<'a>>,
+    /// Variants kept.
+    pub(crate) kept: usize,
+}
+
+/// One removal of `trove gc --json`.
+#[derive(Serialize)]
+pub(crate) struct Removal<'a> {
+    /// What: a path relative to the store or the project, or a variant.
+    pub(crate) what: String,
+    /// Why (`dead: counter alice 1 -> 2`).
+    pub(crate) reason: &'a str,
+    /// Its size.
+    pub(crate) bytes: u64,
+}
