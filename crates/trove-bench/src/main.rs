@@ -17,6 +17,7 @@ mod cases_process;
 mod cases_trace;
 mod measure;
 mod recipes;
+mod trace_project;
 
 use std::time::Instant;
 
