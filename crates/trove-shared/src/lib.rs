@@ -22,7 +22,8 @@
 //! SharedTier   records signed and verified (Signer), blobs verified while streaming,
 //!   │          first-writer-wins publishing, backoff and counters (Health), leases
 //!   ├── dyn Storage ── RemoteStore: OpenDAL operator, every call under `timeout`
-//!   │                    └─ Redis only: RedisKv (create-if-absent, listing, bounded uploads)
+//!   │                    └─ Redis: RedisKv, natively (create-if-absent, listing, bounded
+//!   │                       uploads and one-round-trip reads, which OpenDAL's service lacks)
 //!   └── Leases: Redis SET NX PX, renewal task, compare-and-delete, pub/sub wake-ups
 //! ```
 //!
@@ -65,7 +66,7 @@
 //! in a writable tier, deleted so the next publish replaces it. Uploads read the file
 //! twice: once to check that it hashes to the record's blob (a blob is never published
 //! under a wrong name), once to send it — to S3 in 8 MiB multipart parts, to Redis in
-//! 4 MiB `APPEND`s, to a file system streamed; WebDAV's OpenDAL writer sends one body, so
+//! 4 MiB `APPEND`s (read back in 4 MiB `GETRANGE`s), to a file system streamed; WebDAV's OpenDAL writer sends one body, so
 //! there the blob is held once (as a list of chunks, never copied into one piece).
 //!
 //! ## First writer wins
@@ -118,8 +119,10 @@
 //! - `opendal` (services s3, redis, webdav, fs; reqwest with rustls; no default layers):
 //!   one API over the object stores teams already run, maintained by Apache, the layer
 //!   sccache and others build on.
-//! - `redis` (tokio, connection manager, scripts): leases, pub/sub, and the Redis store
-//!   operations OpenDAL lacks; it is the client OpenDAL's Redis service itself uses.
+//! - `redis` (tokio, connection manager, scripts): leases, pub/sub, and the Redis store's
+//!   operations (OpenDAL's Redis service has no conditional write and no listing, buffers
+//!   a whole value to write it and takes three round trips for a ranged read); it is the
+//!   client OpenDAL's Redis service itself uses.
 //! - `tokio`: the runtime OpenDAL and redis need; owned by the tier, invisible to callers.
 //! - `blake3`: content addresses, the record MAC (keyed mode) and key derivation, the
 //!   hash the rest of trove uses.

@@ -27,7 +27,7 @@ const PROBE_OVER: u64 = 64 << 10;
 pub struct RemoteStore {
     op: Operator,
     url: StoreUrl,
-    /// Redis only: the create-if-absent, listing and uploads OpenDAL's service lacks.
+    /// Redis only: every operation, natively (see `redis_kv.rs` for why).
     redis: Option<RedisKv>,
     rt: Arc<Rt>,
     timeout: Duration,
@@ -264,13 +264,13 @@ impl RemoteStore {
         out: &mut (dyn Write + Send),
     ) -> Result<Option<u64>, StorageError> {
         const OP: &str = "get";
-        let reader = if self.redis.is_some() {
-            // Ranged GETRANGEs: a Redis value is never held whole.
-            self.bounded(async { self.op.reader_with(path).chunk(CHUNK).await })
+        if let Some(redis) = &self.redis {
+            return redis
+                .get_into(path, out)
                 .await
-        } else {
-            self.bounded(self.op.reader(path)).await
-        };
+                .map_err(|f| self.redis_failed(OP, path, f));
+        }
+        let reader = self.bounded(self.op.reader(path)).await;
         let reader = match reader.map_err(|c| self.unavailable(OP, path, c))? {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
