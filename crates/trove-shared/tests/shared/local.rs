@@ -228,3 +228,24 @@ fn a_tier_without_a_lease_server_says_so() {
     let tier = memory()(SECRET);
     assert!(matches!(tier.lease(&key("k")), Err(SharedError::NoLeases)));
 }
+
+#[test]
+fn the_blocking_calls_work_from_inside_async_code() {
+    // tokio forbids blocking inside a runtime; the tier then runs the call on a thread of
+    // its own instead of panicking.
+    let (_dir, place) = directory();
+    let tier = place(SECRET);
+    let bytes = b"asked from async code".to_vec();
+    let rec = record(key(&unique("async")), BlobRef::of(&bytes), 1);
+    let caller = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let fetched = caller.block_on(async {
+        tier.publish_bytes(&rec, &bytes).unwrap();
+        let found = tier.lookup(&rec.key).unwrap();
+        tier.fetch_blob_bytes(&found.records[0].blob).unwrap()
+    });
+    assert_eq!(fetched, bytes);
+    // Opening and dropping a tier inside async code does not panic either.
+    caller.block_on(async { drop(place(SECRET)) });
+}

@@ -44,6 +44,14 @@ pub(crate) fn round_trip(place: &dyn Place, len: u64) {
 
     let again = ci.publish(&rec, &mut file).unwrap();
     assert_eq!(again, trove_shared::Published::AlreadyPresent);
+
+    let unknown = dev.lookup(&key(&unique("never published"))).unwrap();
+    assert!(unknown.records.is_empty() && unknown.refused.is_empty());
+    let missing = BlobRef::of(b"never uploaded");
+    assert!(matches!(
+        dev.fetch_blob_bytes(&missing),
+        Err(SharedError::BlobMissing { .. })
+    ));
 }
 
 /// A blob with one byte flipped in the store is refused on download, removed, and a new
