@@ -51,7 +51,7 @@ pub(crate) fn ast_fingerprint(path: &str) -> Option<String> {
     // Read here, not in Python: a read by trove's own code is no build's input.
     let source = std::fs::read(path).ok()?;
     let digest = Python::attach(|py| {
-        let text = crate::tracking::suspended(|| {
+        let text = crate::tracking::suspended(py, || {
             helpers(py)
                 .and_then(|h| {
                     h.call_method1("ast_text", (pyo3::types::PyBytes::new(py, &source), path))
@@ -82,7 +82,7 @@ pub(crate) fn dist_fingerprint(name: &str) -> Option<String> {
         return known.clone();
     }
     let version = Python::attach(|py| {
-        crate::tracking::suspended(|| {
+        crate::tracking::suspended(py, || {
             helpers(py)
                 .and_then(|h| h.call_method1("dist_version", (name,)))
                 .and_then(|v| v.extract::<Option<String>>())
@@ -106,7 +106,7 @@ pub(crate) fn record(
     let files: Vec<String> = lock(&ctx.code).iter().cloned().collect();
     let modules: Vec<String> = lock(&ctx.modules).iter().cloned().collect();
     let profiled = ctx.profiled.load(std::sync::atomic::Ordering::Relaxed);
-    let inputs = crate::tracking::suspended(|| {
+    let inputs = crate::tracking::suspended(py, || {
         helpers(py)?.call_method1(
             "code_inputs",
             (

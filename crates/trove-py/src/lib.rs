@@ -4,8 +4,9 @@
 //! - `engine`: `Engine` and its recipe handles (run-time recipes keyed by canonical
 //!   argument text, objects as pickles), the identity map;
 //! - `key`: canonical argument text, numpy arrays hashed through the buffer protocol;
-//! - `tracking`: which build an event belongs to, per thread, and the C-level profile
-//!   function that records the code that ran;
+//! - `tracking`: which build an event belongs to, per thread;
+//! - `frames`: how the code that runs is seen (a PEP 523 hook on CPython 3.11,
+//!   `sys.monitoring` on 3.12+, a C-level profile function elsewhere);
 //! - `hooks`: the audit hook and the calls of the Python layer's wrappers;
 //! - `code`: code as an input (`py-ast`, `py-dist` fingerprinters);
 //! - `objects`, `errors`: objects and exceptions across the boundary;
@@ -15,6 +16,7 @@ mod code;
 mod engine;
 mod errors;
 mod ffi;
+mod frames;
 mod hooks;
 mod key;
 mod objects;
@@ -26,6 +28,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    frames::choose(py, std::env::var("TROVE_CODE_TRACKER").ok().as_deref())?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<engine::PyRecipe>()?;
     m.add_class::<tracking::PyContext>()?;
@@ -34,6 +37,9 @@ fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(key::call_text, m)?)?;
     m.add_function(wrap_pyfunction!(key::canonical_text, m)?)?;
     m.add_function(wrap_pyfunction!(tracking::current_context, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::code_tracker, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::use_code_tracker, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::code_hook_set, m)?)?;
     m.add_function(wrap_pyfunction!(tracking::building, m)?)?;
     m.add_function(wrap_pyfunction!(tracking::enter_thread, m)?)?;
     m.add_function(wrap_pyfunction!(tracking::exit_thread, m)?)?;
