@@ -34,6 +34,8 @@ pub(crate) struct State {
     /// tier lets go of the bytes it was made from (checked as entries are added).
     known: Mutex<HashMap<Digest, Known>>,
     pruned_at: AtomicUsize,
+    /// Where the buffer files of `mmap=True` objects live (`trove._objects`).
+    buffers: PathBuf,
 }
 
 /// An engine over one store.
@@ -80,20 +82,25 @@ impl PyEngine {
             .map_err(|e| to_pyerr(py, &e))?;
         engine.register_fingerprinter("py-ast", code::ast_fingerprint);
         engine.register_fingerprinter("py-dist", code::dist_fingerprint);
+        let buffers = engine.config().store.path.join("py-buffers-v1");
         Ok(PyEngine {
             state: Arc::new(State {
                 engine,
                 id: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
                 known: Mutex::default(),
                 pruned_at: AtomicUsize::new(64),
+                buffers,
             }),
             watch: Mutex::new(None),
         })
     }
 
     /// A recipe of this engine; `target` is the Python recipe object, whose
-    /// `_trove_build(text)` builds and whose `_trove_check(obj)` checks.
-    #[pyo3(signature = (name, version, target, max_age=None, has_check=false, definition=None))]
+    /// `_trove_build(text)` builds and whose `_trove_check(obj)` checks. `mapped`: its
+    /// objects have buffer files, verified (by loading the object) before every serve
+    /// from disk.
+    #[pyo3(signature = (name, version, target, max_age=None, has_check=false, definition=None, mapped=false))]
+    #[allow(clippy::too_many_arguments)]
     fn recipe(
         &self,
         name: &str,
@@ -102,6 +109,7 @@ impl PyEngine {
         max_age: Option<f64>,
         has_check: bool,
         definition: Option<HashMap<String, String>>,
+        mapped: bool,
     ) -> PyResult<PyRecipe> {
         let max_age = max_age
             .map(Duration::try_from_secs_f64)
@@ -118,9 +126,10 @@ impl PyEngine {
         })
         .with_max_age(max_age)
         .with_definition(def);
-        if has_check {
+        if has_check || mapped {
             let checker = target.clone_ref_unattached();
-            recipe = recipe.with_check(move |bytes| check(bytes, &checker));
+            let buffers = self.state.buffers.clone();
+            recipe = recipe.with_check(move |bytes| check(bytes, &checker, &buffers));
         }
         self.state.engine.register(recipe.clone());
         Ok(PyRecipe {
@@ -220,6 +229,12 @@ impl PyEngine {
         py.detach(|| drop(guard));
     }
 
+    /// Where the buffer files of `mmap=True` objects live.
+    #[getter]
+    fn buffers_path(&self) -> PathBuf {
+        self.state.buffers.clone()
+    }
+
     /// The store's directory.
     #[getter]
     fn store_path(&self) -> PathBuf {
@@ -311,7 +326,7 @@ impl PyRecipe {
         }
         let object = match objects::take_made(&digest) {
             Some(o) => o,
-            None => objects::loads(py, &value)?,
+            None => objects::loads_served(py, &value, &self.state.buffers)?,
         };
         let mut dropped = Vec::new();
         let object = {
@@ -402,11 +417,17 @@ fn build(
     })
 }
 
-/// The check callback: unpickles, runs the recipe's check; the object is kept for the
-/// caller, so a disk hit unpickles once.
-fn check(bytes: &[u8], target: &Py<PyAny>) -> Result<(), String> {
+/// The check callback: unpickles (which verifies an `mmap=True` object's buffer files),
+/// runs the recipe's check; the object is kept for the caller, so a disk hit unpickles
+/// once.
+fn check(bytes: &[u8], target: &Py<PyAny>, buffers: &std::path::Path) -> Result<(), String> {
     Python::attach(|py| {
-        let object = objects::loads(py, bytes).map_err(|e| format!("cannot unpickle: {e}"))?;
+        let object = objects::loads(py, bytes, buffers).map_err(|e| {
+            match e.is_instance_of::<PyValueError>(py) {
+                true => e.value(py).to_string(),
+                false => format!("cannot unpickle: {e}"),
+            }
+        })?;
         let verdict = target
             .bind(py)
             .call_method1("_trove_check", (object.bind(py),))

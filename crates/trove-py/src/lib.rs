@@ -10,8 +10,10 @@
 //! - `hooks`: the audit hook and the calls of the Python layer's wrappers;
 //! - `code`: code as an input (`py-ast`, `py-dist` fingerprinters);
 //! - `objects`, `errors`: objects and exceptions across the boundary;
+//! - `buffers`: the mapped buffer files of `mmap=True` recipes;
 //! - `ffi`: the few CPython functions the abi3 declarations lack.
 
+mod buffers;
 mod code;
 mod engine;
 mod errors;
@@ -32,6 +34,7 @@ fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<engine::PyRecipe>()?;
     m.add_class::<tracking::PyContext>()?;
+    m.add_class::<objects::StoredBytes>()?;
     m.add("TroveError", py.get_type::<errors::TroveError>())?;
     m.add("CycleError", py.get_type::<errors::CycleError>())?;
     m.add_function(wrap_pyfunction!(key::call_text, m)?)?;
@@ -51,5 +54,7 @@ fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hooks::volatile, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::parse_duration, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::loaded_at, m)?)?;
+    m.add_function(wrap_pyfunction!(buffers::put_buffer, m)?)?;
+    m.add_function(wrap_pyfunction!(buffers::map_buffer, m)?)?;
     Ok(())
 }
