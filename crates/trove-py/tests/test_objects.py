@@ -355,3 +355,51 @@ def test_a_module_edited_after_it_was_loaded_is_not_what_ran_so_nothing_is_store
         assert uses.residency().startswith("stale: live_helper.py (py-ast) changed")
     finally:
         sys.modules.pop("live_helper", None)
+
+
+def test_counters_from_trove_ron_and_the_local_overlay(tmp_path):
+    """`versions` in trove.ron covers every recipe; trove.local.ron replaces a counter
+    for one developer; going back to an earlier value serves the object built under it."""
+    builds = []
+    config = tmp_path / "trove.ron"
+    local = tmp_path / "trove.local.ron"
+
+    def recipe():
+        # A fresh engine reads the configuration (and its overlay) again.
+        engine = trove.Engine(config)
+
+        @engine.recipe(name="tests.counted")
+        def counted(n: int) -> int:
+            builds.append(n)
+            return n * 2
+
+        return counted
+
+    config.write_text('(versions: { "alice": 1, "bob": 1 })')
+    assert recipe().get_explained(1) == (2, "built: no entry")
+    assert recipe().get_explained(1) == (2, "hit disk")
+
+    config.write_text('(versions: { "alice": 2, "bob": 1 })')
+    assert recipe().explain(1) == "would build: counter alice 1 -> 2"
+    assert recipe().get_explained(1) == (2, "built: counter alice 1 -> 2")
+
+    local.write_text('(versions: { "bob": 5 })')
+    assert recipe().get_explained(1) == (2, "built: counter bob 1 -> 5")
+    assert recipe().get_explained(1) == (2, "hit disk")
+
+    # A counter only the overlay names covers every recipe too.
+    local.write_text('(versions: { "bob": 5, "carol": 1 })')
+    assert recipe().get_explained(1) == (2, "built: counter carol (none) -> 1")
+
+    # Without the overlay, the object built under trove.ron's counters is still stored.
+    local.unlink()
+    assert recipe().get_explained(1) == (2, "hit disk")
+    assert builds == [1, 1, 1, 1]
+    assert recipe().explain(1) == "would hit disk"
+
+
+def test_a_counter_in_the_local_overlay_that_is_not_a_counter_is_an_error(tmp_path):
+    (tmp_path / "trove.ron").write_text("()")
+    (tmp_path / "trove.local.ron").write_text('(store: (path: "elsewhere"))')
+    with pytest.raises(trove.TroveError, match="trove.local.ron"):
+        trove.Engine(tmp_path / "trove.ron")
