@@ -4,10 +4,14 @@
 # Exits non-zero on any failure, and when pytest collects no test (its exit code 5).
 #
 #   bash crates/trove-py/test.sh [pytest args...]
+#
+# Another interpreter: PYTHON=python3.12 TROVE_PY_VENV=target/py-venv-3.12 bash ...
+# (the code tracker differs by version: see src/frames.rs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="$root/target/py-venv"
+venv="${TROVE_PY_VENV:-$root/target/py-venv}"
+case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
 python="${PYTHON:-python3}"
 start=$(date +%s)
 

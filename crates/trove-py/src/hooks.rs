@@ -87,9 +87,7 @@ pub(crate) fn audit(py: Python<'_>, event: &Bound<'_, PyString>, args: &Bound<'_
     {
         // When each module was loaded, build or not: a source file modified after its
         // module was loaded is not the code that runs (`trove._code`).
-        lock(&LOADED)
-            .get_or_insert_with(Default::default)
-            .insert(name, trove_fingerprint::now_ns());
+        importing(&name);
     }
     let Some(ctx) = tracking::current() else {
         return;
@@ -122,9 +120,7 @@ pub(crate) fn audit(py: Python<'_>, event: &Bound<'_, PyString>, args: &Bound<'_
             }
         }
         "sqlite3.connect" => {
-            if let Some(path) = arg(0).as_ref().and_then(path_of)
-                && !path.ends_with(":memory:")
-            {
+            if let Some(path) = arg(0).as_ref().and_then(database_path) {
                 file_input(py, &ctx, path);
             }
         }
@@ -151,6 +147,62 @@ pub(crate) fn audit(py: Python<'_>, event: &Bound<'_, PyString>, args: &Bound<'_
         }
         _ => {}
     }
+}
+
+/// The file a `sqlite3.connect` name opens: a path, or a `file:` URI's path (SQLite's
+/// URI form, `uri=True`); `None` for in-memory and temporary databases.
+fn database_path(name: &Bound<'_, PyAny>) -> Option<PathBuf> {
+    let text = name.extract::<String>().ok();
+    let Some(uri) = text.as_deref().and_then(|t| t.strip_prefix("file:")) else {
+        return path_of(name).filter(|p| !p.ends_with(":memory:"));
+    };
+    // `file:` names are URIs only with `uri=True`, which the event does not say; a file
+    // really named `file:...` is rare, and taken as such only when it exists.
+    if let Some(plain) = path_of(name)
+        && plain.exists()
+    {
+        return Some(plain);
+    }
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (uri, ""),
+    };
+    let path = path.split('#').next().unwrap_or_default();
+    // `file://host/path`: only an empty host or `localhost` is a local file.
+    let path = match path.strip_prefix("//") {
+        Some(rest) => &rest[rest.find('/')?..],
+        None => path,
+    };
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory") {
+        return None;
+    }
+    let decoded = percent_decode(path);
+    let path = PathBuf::from(decoded);
+    Some(if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    })
+}
+
+/// `%XX` escapes of a URI path, decoded (invalid ones are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether an `open` event's mode (a str for `open`, `None` for `os.open`) or flags write.
@@ -180,6 +232,15 @@ fn executable(program: &Bound<'_, PyAny>) -> Option<PathBuf> {
 
 static LOADED: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> =
     std::sync::Mutex::new(None);
+
+/// The import of `name` begins now (the `import` audit event, or `trove._hooks`'s
+/// finder for imports that raise no event: `importlib.import_module`).
+#[pyfunction]
+pub(crate) fn importing(name: &str) {
+    lock(&LOADED)
+        .get_or_insert_with(Default::default)
+        .insert(name.to_owned(), trove_fingerprint::now_ns());
+}
 
 /// When the import of `module` began (ns since the epoch), if it began after trove was
 /// imported.

@@ -1,10 +1,13 @@
 //! Objects: pickling is the Python layer's (`trove._objects`: protocol 5, out-of-band
-//! buffers framed after the pickle); here are the calls into it and the hand-over of an
-//! object a build or a check already holds, so the caller gets that object instead of
-//! unpickling the bytes again.
+//! buffers framed after the pickle, or in buffer files for `mmap=True`); here are the
+//! calls into it, the lending of a large served blob's bytes to Python without a copy,
+//! and the hand-over of an object a build or a check already holds, so the caller gets
+//! that object instead of unpickling the bytes again.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -49,12 +52,55 @@ pub(crate) fn take_made(digest: &Digest) -> Option<Py<PyAny>> {
 }
 
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS_SHARED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// Unpickles a verified blob.
-pub(crate) fn loads(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
+/// Blobs at least this large are unpickled from the engine's own bytes (no copy).
+const SHARE_MIN: usize = 1 << 20;
+
+/// The engine's bytes of a served blob, lent to Python: `trove._objects.loads_shared`
+/// makes a read-only view of them whose owner holds this object, so out-of-band buffers
+/// (numpy arrays) are slices of the engine's allocation and stay valid as long as any
+/// array does.
+#[pyclass(frozen, name = "StoredBytes", module = "trove._trove")]
+pub(crate) struct StoredBytes(Arc<Vec<u8>>);
+
+#[pymethods]
+impl StoredBytes {
+    /// The address of the first byte (immutable: the bytes are never written).
+    #[getter]
+    fn address(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Unpickles a verified blob the engine served; a large one without copying it.
+pub(crate) fn loads_served(
+    py: Python<'_>,
+    bytes: &Arc<Vec<u8>>,
+    buffers: &Path,
+) -> PyResult<Py<PyAny>> {
+    if bytes.len() < SHARE_MIN {
+        return loads(py, bytes, buffers);
+    }
+    let loads = LOADS_SHARED.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("trove._objects")?
+            .getattr("loads_shared")?
+            .unbind())
+    })?;
+    let owner = Py::new(py, StoredBytes(bytes.clone()))?;
+    Ok(loads.bind(py).call1((owner, buffers))?.unbind())
+}
+
+/// Unpickles a verified blob; `buffers` is where an `mmap=True` object's buffer files are.
+pub(crate) fn loads(py: Python<'_>, bytes: &[u8], buffers: &Path) -> PyResult<Py<PyAny>> {
     let loads = LOADS.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("trove._objects")?.getattr("loads")?.unbind())
     })?;
     let data = PyBytes::new(py, bytes);
-    Ok(loads.bind(py).call1((data,))?.unbind())
+    Ok(loads.bind(py).call1((data, buffers))?.unbind())
 }

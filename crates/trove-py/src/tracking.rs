@@ -1,6 +1,6 @@
 //! Which build an event belongs to: one [`BuildContext`] per running build, a stack of
 //! them per thread (nested builds push; threads a build starts push their parent's), and
-//! the C-level profile function that records the code that ran.
+//! [`ran`], where every code-tracking mechanism (`frames`) reports the code that runs.
 //!
 //! A build's `Cx` is reachable from the events of any of its threads through the
 //! context's mutex; the pointer is set while the build callback runs and taken out before
@@ -8,7 +8,7 @@
 //! the `Cx` happens with the GIL released: a use may build a dependency, whose callback
 //! needs the GIL, while another of the build's threads waits for the mutex.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use trove::Cx;
 
-use crate::ffi;
+use crate::{ffi, frames};
 
 /// A `*mut Cx` that may cross threads: every access goes through the context's mutex.
 struct CxPtr(*mut Cx);
@@ -41,7 +41,7 @@ pub(crate) struct BuildContext {
     pub(crate) modules: Mutex<BTreeSet<String>>,
     /// Files the build opened for writing: outputs, not inputs.
     written: Mutex<HashSet<PathBuf>>,
-    /// Whether the code-tracking profile function could be installed on every thread.
+    /// Whether the code that ran could be tracked on every thread of the build.
     pub(crate) profiled: AtomicBool,
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[pyclass(frozen, name = "BuildContext", module = "trove._trove")]
 pub(crate) struct PyContext(pub(crate) Arc<BuildContext>);
 
-/// Hashes a code object's address: the profile function looks one up on every call, and
+/// Hashes a code object's address: every mechanism looks one up on every call, and
 /// addresses need no protection against collisions chosen by an attacker.
 #[derive(Default)]
 struct AddressHasher(u64);
@@ -115,131 +115,304 @@ impl std::hash::Hasher for AddressHasher {
 
 type Addresses = HashSet<usize, std::hash::BuildHasherDefault<AddressHasher>>;
 
+/// The code objects one build has run on one thread.
+struct Seen {
+    /// Recorded code objects (held, so an address is never reused by another code
+    /// object while it is in the set). Their files join the build's `code` when the
+    /// frame is left.
+    set: Addresses,
+    held: Vec<Py<PyAny>>,
+    /// A direct-mapped cache in front of `set`: most calls are of code just seen.
+    recent: [usize; RECENT],
+}
+
+const RECENT: usize = 64;
+
+impl Seen {
+    fn new() -> Box<Seen> {
+        Box::new(Seen {
+            set: Addresses::default(),
+            held: Vec::new(),
+            recent: [0; RECENT],
+        })
+    }
+
+    #[inline(always)]
+    fn slot(code: *mut pyo3::ffi::PyObject) -> usize {
+        (code as usize >> 4) % RECENT
+    }
+
+    /// # Safety
+    /// The GIL is held and `code` points to a live code object.
+    unsafe fn record(&mut self, code: *mut pyo3::ffi::PyObject) -> Ran {
+        let address = code as usize;
+        let slot = Seen::slot(code);
+        if self.recent[slot] == address {
+            return Ran::Known;
+        }
+        self.recent[slot] = address;
+        if !self.set.insert(address) {
+            return Ran::Known;
+        }
+        // SAFETY: the caller holds the GIL and `code` is live; the new reference keeps
+        // its address from being reused while it is in the set.
+        let held = unsafe { Bound::from_borrowed_ptr(Python::assume_attached(), code) };
+        self.held.push(held.unbind());
+        Ran::New
+    }
+}
+
 struct Frame {
     ctx: Arc<BuildContext>,
-    /// Code objects already recorded for this build on this thread (held, so an address
-    /// is never reused by another code object while it is in the set).
-    seen: Addresses,
-    held: Vec<Py<PyAny>>,
+    /// Owned (a `Box` turned raw): [`FAST`] points at it while this is the only thread
+    /// building, and every access goes through this pointer, with the GIL held.
+    seen: *mut Seen,
+}
+
+impl Frame {
+    fn new(ctx: Arc<BuildContext>) -> Frame {
+        Frame {
+            ctx,
+            seen: Box::into_raw(Seen::new()),
+        }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // SAFETY: `seen` came from `Box::into_raw` and no pointer to it remains (`pop`
+        // clears FAST before a frame goes).
+        drop(unsafe { Box::from_raw(self.seen) });
+    }
+}
+
+/// This thread's builds and flags, in one thread-local.
+struct Local {
+    stack: RefCell<Vec<Frame>>,
+    /// Whether this thread runs our profile function (the fallback mechanism).
+    profiling: Cell<bool>,
+    /// Set while trove's own Python code runs inside a build (a fingerprinter reading
+    /// package metadata): what it does is not the build's.
+    suspended: Cell<u32>,
 }
 
 thread_local! {
-    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
-    /// Whether this thread runs our profile function.
-    static PROFILING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Set while trove's own Python code runs inside a build (a fingerprinter reading
-    /// package metadata): what it does is not the build's.
-    static SUSPENDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static LOCAL: Local = const {
+        Local {
+            stack: RefCell::new(Vec::new()),
+            profiling: Cell::new(false),
+            suspended: Cell::new(0),
+        }
+    };
 }
 
+/// A value only read and written with the GIL held (the extension is abi3, so it never
+/// runs on a free-threaded interpreter).
+struct GilCell<T>(std::cell::UnsafeCell<T>);
+
+// SAFETY: every access happens with the GIL held (see the uses of `FAST`).
+unsafe impl<T> Sync for GilCell<T> {}
+
+/// The fast path of code tracking: while exactly one thread builds, its thread state
+/// and the [`Seen`] of its innermost build, so the hook on every Python call compares
+/// one pointer instead of reaching a thread-local. Null when not known; set by `push`,
+/// `pop` and the slow path, cleared when a second thread starts building and while
+/// trove's own code runs. Read and written with the GIL held only.
+struct Fast {
+    thread: *mut pyo3::ffi::PyThreadState,
+    seen: *mut Seen,
+}
+
+static FAST: GilCell<Fast> = GilCell(std::cell::UnsafeCell::new(Fast {
+    thread: std::ptr::null_mut(),
+    seen: std::ptr::null_mut(),
+}));
+
+/// Sets [`FAST`]. The GIL is held.
+fn set_fast(thread: *mut pyo3::ffi::PyThreadState, seen: *mut Seen) {
+    // SAFETY: the GIL is held (every caller has it); no reference to FAST is kept.
+    unsafe { *FAST.0.get() = Fast { thread, seen } };
+}
+
+/// Threads with at least one build on their stack.
+static BUILDING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `f` with this thread's events belonging to no build.
-pub(crate) fn suspended<T>(f: impl FnOnce() -> T) -> T {
-    SUSPENDED.with(|s| s.set(s.get() + 1));
+pub(crate) fn suspended<T>(_py: Python<'_>, f: impl FnOnce() -> T) -> T {
+    LOCAL.with(|l| l.suspended.set(l.suspended.get() + 1));
+    // The fast path knows nothing of suspension: it is off until the slow path sees
+    // this thread building again.
+    set_fast(std::ptr::null_mut(), std::ptr::null_mut());
     let out = f();
-    SUSPENDED.with(|s| s.set(s.get() - 1));
+    LOCAL.with(|l| l.suspended.set(l.suspended.get() - 1));
     out
 }
 
 /// Frames pushed on all threads: the hooks return at once while it is zero.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// How many builds (and threads reporting to one) are running in the process.
+pub(crate) fn active() -> usize {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 /// The innermost build on this thread, if any.
 pub(crate) fn current() -> Option<Arc<BuildContext>> {
-    if ACTIVE.load(Ordering::Relaxed) == 0 || SUSPENDED.with(|s| s.get()) > 0 {
+    if active() == 0 {
         return None;
     }
-    STACK.with(|s| s.borrow().last().map(|f| f.ctx.clone()))
+    LOCAL.with(|l| {
+        if l.suspended.get() > 0 {
+            return None;
+        }
+        l.stack.borrow().last().map(|f| f.ctx.clone())
+    })
+}
+
+/// What [`ran`] did with a code object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// No build runs on this thread (or trove's own code runs): nothing recorded.
+    Outside,
+    /// Recorded now for the innermost build of this thread.
+    New,
+    /// Already recorded for that build.
+    Known,
+}
+
+/// The hot path of code tracking: `code` (a code object, borrowed) starts or resumes on
+/// the thread whose state is `thread`; the first time in that thread's innermost build,
+/// it is held and recorded.
+///
+/// # Safety
+/// The GIL is held, `thread` is the calling thread's state and `code` points to a live
+/// code object.
+#[inline(always)]
+pub(crate) unsafe fn ran(
+    thread: *mut pyo3::ffi::PyThreadState,
+    code: *mut pyo3::ffi::PyObject,
+) -> Ran {
+    // SAFETY: the GIL is held; FAST.seen is the live innermost frame of `thread` while
+    // FAST.thread is `thread` (see `Fast`), and only this thread touches it.
+    unsafe {
+        let fast = &*FAST.0.get();
+        if fast.thread == thread
+            && !fast.seen.is_null()
+            && (*fast.seen).recent[Seen::slot(code)] == code as usize
+        {
+            return Ran::Known;
+        }
+        ran_slow(thread, code)
+    }
+}
+
+/// [`ran`] past the cache: the fast frame's set, or the thread-local (re-arming the
+/// fast path when this thread is the only one building). Out of line, so the hook's
+/// common case saves no registers.
+#[cold]
+#[inline(never)]
+unsafe fn ran_slow(thread: *mut pyo3::ffi::PyThreadState, code: *mut pyo3::ffi::PyObject) -> Ran {
+    // SAFETY: as in `ran`.
+    unsafe {
+        let fast = &*FAST.0.get();
+        if fast.thread == thread && !fast.seen.is_null() {
+            return (*fast.seen).record(code);
+        }
+    }
+    LOCAL.with(|l| {
+        if l.suspended.get() > 0 {
+            return Ran::Outside;
+        }
+        // Busy only if the hook re-enters while the stack is changed: not a build event.
+        let Ok(mut stack) = l.stack.try_borrow_mut() else {
+            return Ran::Outside;
+        };
+        let Some(frame) = stack.last_mut() else {
+            return Ran::Outside;
+        };
+        let seen = frame.seen;
+        if BUILDING_THREADS.load(Ordering::Relaxed) == 1 {
+            set_fast(thread, seen);
+        }
+        // SAFETY: the caller's contract; `seen` is this thread's live innermost frame.
+        unsafe { (*seen).record(code) }
+    })
 }
 
 /// Makes `ctx` this thread's innermost build and starts recording the code that runs.
 pub(crate) fn push(py: Python<'_>, ctx: Arc<BuildContext>) {
-    if !PROFILING.with(|p| p.get()) {
-        let foreign = py
-            .import("sys")
-            .and_then(|sys| sys.call_method0("getprofile"))
-            .map(|p| !p.is_none())
-            .unwrap_or(true);
-        if foreign {
-            // Another profiler (cProfile, a debugger) owns this thread's profile hook:
-            // code is tracked from the recipe's own module and the imports only.
-            ctx.profiled.store(false, Ordering::Relaxed);
-        } else {
-            // SAFETY: called with the GIL held, for this thread.
-            unsafe { ffi::PyEval_SetProfile(Some(profile), std::ptr::null_mut()) };
-            PROFILING.with(|p| p.set(true));
-        }
+    let first_in_process = ACTIVE.fetch_add(1, Ordering::Relaxed) == 0;
+    if !frames::started(py, first_in_process) {
+        ctx.profiled.store(false, Ordering::Relaxed);
     }
-    STACK.with(|s| {
-        s.borrow_mut().push(Frame {
-            ctx,
-            seen: Addresses::default(),
-            held: Vec::new(),
-        })
+    let frame = Frame::new(ctx);
+    let fast = frame.seen;
+    let first_on_thread = LOCAL.with(|l| {
+        let mut stack = l.stack.borrow_mut();
+        stack.push(frame);
+        stack.len() == 1
     });
-    ACTIVE.fetch_add(1, Ordering::Relaxed);
+    if first_on_thread {
+        BUILDING_THREADS.fetch_add(1, Ordering::Relaxed);
+    }
+    if BUILDING_THREADS.load(Ordering::Relaxed) == 1 {
+        // SAFETY: the GIL is held.
+        set_fast(unsafe { pyo3::ffi::PyThreadState_Get() }, fast);
+    } else {
+        set_fast(std::ptr::null_mut(), std::ptr::null_mut());
+    }
 }
 
-/// Leaves the innermost build of this thread; the last one stops the profile function.
+/// Leaves the innermost build of this thread: the files of the code it ran join the
+/// build's inputs; the last build of the process stops the hooks.
 pub(crate) fn pop(py: Python<'_>) {
-    let (frame, empty) = STACK.with(|s| {
-        let mut s = s.borrow_mut();
-        let frame = s.pop();
-        (frame, s.is_empty())
+    // The fast path never outlives the frame it points to: it is re-armed below or by
+    // the slow path.
+    set_fast(std::ptr::null_mut(), std::ptr::null_mut());
+    let (frame, next) = LOCAL.with(|l| {
+        let mut stack = l.stack.borrow_mut();
+        let frame = stack.pop();
+        let next: Option<*mut Seen> = stack.last().map(|f| f.seen);
+        (frame, next)
     });
-    if frame.is_some() {
-        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    let Some(frame) = frame else {
+        return;
+    };
+    match next {
+        None => {
+            BUILDING_THREADS.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(seen) if BUILDING_THREADS.load(Ordering::Relaxed) == 1 => {
+            // SAFETY: the GIL is held.
+            set_fast(unsafe { pyo3::ffi::PyThreadState_Get() }, seen);
+        }
+        Some(_) => {}
     }
-    if empty && PROFILING.with(|p| p.get()) {
-        // SAFETY: called with the GIL held, for this thread.
-        unsafe { ffi::PyEval_SetProfile(None, std::ptr::null_mut()) };
-        PROFILING.with(|p| p.set(false));
+    let last_in_process = ACTIVE.fetch_sub(1, Ordering::Relaxed) == 1;
+    frames::stopped(py, last_in_process, next.is_none());
+    let mut files = BTreeSet::new();
+    // SAFETY: the frame is off the stack and FAST was cleared: this is the only access.
+    let held = unsafe { &(*frame.seen).held };
+    for code in held {
+        if let Ok(file) = code.bind(py).getattr(pyo3::intern!(py, "co_filename"))
+            && let Ok(file) = file.extract::<String>()
+        {
+            files.insert(file);
+        }
     }
+    lock(&frame.ctx.code).append(&mut files);
     // The held code objects are released here, with the GIL held.
     drop(frame);
-    let _ = py;
 }
 
-/// The profile function: on every Python call, the first time a code object runs in the
-/// innermost build of this thread, its file is recorded. Everything else returns at once.
-unsafe extern "C" fn profile(
-    _obj: *mut pyo3::ffi::PyObject,
-    frame: *mut ffi::Frame,
-    what: std::os::raw::c_int,
-    _arg: *mut pyo3::ffi::PyObject,
-) -> std::os::raw::c_int {
-    if what != ffi::TRACE_CALL || frame.is_null() {
-        return 0;
-    }
-    // SAFETY: CPython calls the profile function with the GIL held and a live frame.
-    let code = unsafe { ffi::PyFrame_GetCode(frame) };
-    if code.is_null() {
-        return 0;
-    }
-    // SAFETY: as above: the GIL is held.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: `code` is the new reference PyFrame_GetCode returned.
-    let code = unsafe { Bound::from_owned_ptr(py, code) };
-    if SUSPENDED.with(|s| s.get()) > 0 {
-        return 0;
-    }
-    let recorded = STACK.with(|s| {
-        let Ok(mut s) = s.try_borrow_mut() else {
-            return None;
-        };
-        let frame = s.last_mut()?;
-        if !frame.seen.insert(code.as_ptr() as usize) {
-            return None;
-        }
-        frame.held.push(code.clone().unbind());
-        Some(frame.ctx.clone())
-    });
-    if let Some(ctx) = recorded
-        && let Ok(file) = code.getattr(pyo3::intern!(py, "co_filename"))
-        && let Ok(file) = file.extract::<String>()
-    {
-        lock(&ctx.code).insert(file);
-    }
-    0
+/// Whether this thread runs trove's profile function.
+pub(crate) fn profiling() -> bool {
+    LOCAL.with(|l| l.profiling.get())
+}
+
+/// Records that this thread now runs (or no longer runs) trove's profile function.
+pub(crate) fn set_profiling(on: bool) {
+    LOCAL.with(|l| l.profiling.set(on));
 }
 
 /// Whether the innermost Python frame is the import system's (or linecache's): its file

@@ -391,3 +391,78 @@ def test_a_distribution_upgrade_rebuilds(project):
         shutil.rmtree(package, ignore_errors=True)
         for old in site.glob("tinydist_trove_test-*.dist-info"):
             shutil.rmtree(old)
+
+
+def _make_db(path, journal="delete"):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA journal_mode={journal}")
+        db.execute("CREATE TABLE t (x INTEGER)")
+        db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+    db.close()
+
+
+SQLITE_RECIPE = """
+    import sqlite3, trove
+    from buildlog import log
+
+    @trove.recipe
+    def total(name):
+        log(f"total {name}")
+        db = sqlite3.connect({connect})
+        try:
+            return db.execute("SELECT sum(x) FROM t").fetchone()[0]
+        finally:
+            db.close()
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("sqlite3") is None, reason="no sqlite3 command line")
+def test_a_sqlite_database_edited_by_the_sqlite3_command_line_rebuilds(project):
+    import subprocess
+
+    _make_db(project.root / "data.db")
+    project.write("recipes.py", SQLITE_RECIPE.replace("{connect}", "name"))
+    assert project.call("total", "data.db") == {"value": 6, "reason": "built: no entry"}
+    assert project.call("total", "data.db")["reason"] == "hit disk"
+    subprocess.run(["sqlite3", str(project.root / "data.db"), "INSERT INTO t VALUES (10)"], check=True)
+    served = project.call("total", "data.db")
+    assert served["value"] == 16
+    assert served["reason"].startswith("built: data.db changed (blake3 ")
+    assert project.call("total", "data.db")["reason"] == "hit disk"
+    assert project.builds() == ["total data.db", "total data.db"]
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_sqlite_database_edited_by_the_sqlite3_module_rebuilds(project, journal):
+    import sqlite3
+
+    _make_db(project.root / "data.db", journal)
+    project.write("recipes.py", SQLITE_RECIPE.replace("{connect}", "name"))
+    assert project.call("total", "data.db")["value"] == 6
+    assert project.call("total", "data.db")["reason"] == "hit disk"
+    # A WAL database's changes reach the database file when its last connection closes.
+    db = sqlite3.connect(project.root / "data.db")
+    with db:
+        db.execute("UPDATE t SET x = 5 WHERE x = 1")
+    db.close()
+    served = project.call("total", "data.db")
+    assert served["value"] == 10
+    assert served["reason"].startswith("built: data.db changed")
+    assert project.builds() == ["total data.db", "total data.db"]
+
+
+def test_a_sqlite_database_opened_by_uri_is_tracked(project):
+    import sqlite3
+
+    _make_db(project.root / "data.db")
+    project.write("recipes.py", SQLITE_RECIPE.replace("{connect}", '"file:" + name + "?mode=ro", uri=True'))
+    assert project.call("total", "data.db")["value"] == 6
+    assert project.call("total", "data.db")["reason"] == "hit disk"
+    with sqlite3.connect(project.root / "data.db") as db:
+        db.execute("INSERT INTO t VALUES (4)")
+    db.close()
+    served = project.call("total", "data.db")
+    assert served == {"value": 10, "reason": served["reason"]}
+    assert served["reason"].startswith("built: data.db changed")

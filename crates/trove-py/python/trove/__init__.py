@@ -186,6 +186,7 @@ class Engine:
         max_age: Duration = None,
         name: Optional[str] = None,
         ignore: Tuple[str, ...] = (),
+        mmap: bool = False,
     ) -> Any:
         """Makes ``func`` a recipe of this engine (a decorator, with or without arguments).
 
@@ -196,12 +197,18 @@ class Engine:
         - ``max_age``: seconds, a ``timedelta`` or ``"30d"``: older objects are rebuilt;
         - ``name``: the recipe's name in the store (default ``module.qualname``);
         - ``ignore``: parameters left out of the key (``("self",)`` for a method whose
-          instance does not change the object).
+          instance does not change the object);
+        - ``mmap``: large buffers of the object (numpy arrays of 64 KiB and more) are
+          stored as files of their own and served zero-copy from a read-only memory map
+          (as joblib's ``mmap_mode="r"``): a disk hit reads no array data, and the arrays
+          every caller gets are read-only. The buffer files are verified before they are
+          mapped; they stay on this machine (the shared tier carries the rest, and a
+          machine without them rebuilds).
         """
 
         def make(f: Callable[..., Any]) -> Recipe:
             return self._adopt(
-                Recipe(lambda: self, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore)
+                Recipe(lambda: self, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore, mmap=mmap)
             )
 
         return make(func) if func is not None else make
@@ -221,8 +228,15 @@ class Engine:
 
     def gc(self, dry_run: bool = False, stale: bool = False, max_size: Optional[int] = None) -> Dict[str, Any]:
         """Removes what can never be served again (``stale=True``: also what would be
-        rebuilt now); each removal comes with its reason. ``dry_run`` removes nothing."""
-        return dict(self._rust().gc(dry_run, stale, max_size))
+        rebuilt now); each removal comes with its reason. ``dry_run`` removes nothing.
+        Buffer files of ``mmap=True`` objects that no stored object names go too (an
+        array mapped from one stays valid: the mapping holds the file)."""
+        rust = self._rust()
+        report = dict(rust.gc(dry_run, stale, max_size))
+        swept = _objects.sweep_buffers(str(rust.store_path), str(rust.buffers_path), dry_run)
+        report["removals"] = list(report["removals"]) + swept
+        report["bytes"] += sum(r["bytes"] for r in swept)
+        return report
 
     @contextlib.contextmanager
     def watch(self) -> Iterator["Engine"]:
@@ -275,11 +289,12 @@ def recipe(
     max_age: Duration = None,
     name: Optional[str] = None,
     ignore: Tuple[str, ...] = (),
+    mmap: bool = False,
 ) -> Any:
     """:meth:`Engine.recipe` on the default engine."""
 
     def make(f: Callable[..., Any]) -> "Recipe":
-        r = Recipe(default_engine, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore)
+        r = Recipe(default_engine, f, version=version, check=check, max_age=max_age, name=name, ignore=ignore, mmap=mmap)
         with _default_lock:
             _default_recipes.append(r)
             engine = _default
@@ -307,8 +322,10 @@ class Recipe:
         max_age: Duration,
         name: Optional[str],
         ignore: Tuple[str, ...],
+        mmap: bool = False,
     ) -> None:
         self._static = isinstance(func, staticmethod)
+        self._mmap = bool(mmap)
         if self._static:
             func = func.__func__  # type: ignore[union-attr]
         functools.update_wrapper(self, func)
@@ -328,6 +345,9 @@ class Recipe:
         self._ignore = frozenset(ignore)
         self._handle: Any = None
         self._handle_of: Any = None
+        # (generation, handle.call) once a handle exists, for calls by position only.
+        self._fast: Any = None
+        self._nargs = len(self._names) if self._plain and not self._ignore else -1
 
     # The handle is made on first use: the default engine opens then.
     def _rust(self) -> Any:
@@ -335,10 +355,12 @@ class Recipe:
 
     def _handle_for(self, rust: Any) -> Any:
         if self._handle_of is not rust:
+            names = self._names if self._nargs >= 0 else None
             self._handle = rust.recipe(
-                self.name, self._version, self, self._max_age, self._check is not None, None
+                self.name, self._version, self, self._max_age, self._check is not None, None, self._mmap, names
             )
             self._handle_of = rust
+            self._fast = (_generation, self._handle.call) if names is not None else None
         return self._handle
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
@@ -385,6 +407,14 @@ class Recipe:
                 inflight[slot] = previous
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None and not kwargs and len(args) == self._nargs and fast[0] == _generation:
+            # One call into the extension: key, serve or build, the object.
+            try:
+                return fast[1](args)
+            except ArgumentsUnknown as e:
+                if e.args and e.args[0] == self.name:
+                    raise
         return self._serve(args, kwargs)[0]
 
     def get_explained(self, *args: Any, **kwargs: Any) -> Tuple[Any, str]:
@@ -409,9 +439,9 @@ class Recipe:
         return self._rust().key(self._text(args, kwargs))
 
     # Called by the extension.
-    def _trove_build(self, text: str) -> Tuple[bytes, Any]:
+    def _trove_build(self, text: str, args: Optional[Tuple[Any, ...]] = None) -> Tuple[bytes, Any]:
         inflight = getattr(_local, "inflight", None) or {}
-        call = inflight.get((self.name, text))
+        call = (args, {}) if args is not None else inflight.get((self.name, text))
         if call is None:
             call = _args.call_from_text(text, self._func, self._ignore)
         if call is None:
@@ -421,13 +451,24 @@ class Recipe:
             )
         result = self._func(*call[0], **call[1])
         try:
-            data = _objects.dumps(result)
+            if self._mmap:
+                buffers = str(self._rust_engine_for_build().buffers_path)
+                data = _objects.dumps_mapped(result, buffers)
+                # Every caller, the builder included, gets the mapped, read-only object.
+                result = _objects.loads(data, buffers, verify=False)
+            else:
+                data = _objects.dumps(result)
+        except OSError:
+            raise  # writing a buffer file: the store's problem, said as it is
         except Exception as e:
             raise TypeError(
                 f"recipe {self.name} returned an object that cannot be pickled "
                 f"({type(result).__module__}.{type(result).__qualname__}): {e}"
             ) from e
         return data, result
+
+    def _rust_engine_for_build(self) -> Any:
+        return self._engine()._rust()
 
     def _trove_check(self, obj: Any) -> Optional[str]:
         if self._check is None:

@@ -1,0 +1,1 @@
+"""Scoring plugins, imported by name: ``importlib.import_module("plugins." + kind)``."""
