@@ -63,8 +63,9 @@ pub(crate) fn hash_open(file: &File) -> io::Result<([u8; 32], u64)> {
     Ok((*h.finalize().as_bytes(), offset))
 }
 
-/// Fills `buf` from `offset` with positional reads; fewer bytes only at the end of the file.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+/// Fills `buf` from `offset` with positional reads (independent of the file's cursor);
+/// fewer bytes only at the end of the file. Shared with the engine's `Blob` readers.
+pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match read_at(file, &mut buf[filled..], offset + filled as u64) {
@@ -77,13 +78,15 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// One positional read (`pread`; `seek_read` on Windows).
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
+/// One positional read (`pread`; `seek_read` on Windows).
 #[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 

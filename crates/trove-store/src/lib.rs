@@ -55,6 +55,7 @@ mod record;
 mod store;
 mod stream;
 
+pub use blob::{read_at, read_full_at};
 pub use error::StoreError;
 #[cfg(feature = "failpoints")]
 pub use faults::hits as fault_hits;

@@ -124,7 +124,7 @@ impl Blob {
             let want = usize::try_from(self.len() - offset)
                 .unwrap_or(usize::MAX)
                 .min(buf.len());
-            let n = read_full_at(&self.inner.file, &mut buf[..want], offset)?;
+            let n = trove_store::read_full_at(&self.inner.file, &mut buf[..want], offset)?;
             if n < want {
                 return Err(ended_early());
             }
@@ -236,30 +236,6 @@ fn ended_early() -> io::Error {
     )
 }
 
-/// Fills `buf` from `offset` with positional reads; fewer bytes only at the end of the file.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match read_at(file, &mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
 impl std::fmt::Debug for Blob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Blob")
@@ -292,7 +268,7 @@ impl Read for BlobReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = read_at(&self.blob.inner.file, &mut buf[..want], self.pos)?;
+        let n = trove_store::read_at(&self.blob.inner.file, &mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(ended_early());
         }
