@@ -151,12 +151,14 @@ impl Engine {
         };
         let trace = meta.trace();
         let subject = self.subject(recipe, meta.recipe_version, meta.created_ms);
-        let unwatched = meta
-            .unwatched
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let watched = (mode == Mode::Watched).then_some(Watched {
+        // Only a watched hit needs the paths the watcher does not see.
+        let unwatched = (mode == Mode::Watched).then(|| {
+            meta.unwatched
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        });
+        let watched = unwatched.as_ref().map(|unwatched| Watched {
             cheap: meta.cheap.as_slice(),
             unwatched: unwatched.as_slice(),
         });
