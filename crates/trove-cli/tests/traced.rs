@@ -270,7 +270,9 @@ fn sigint_stops_the_command_and_its_children_and_leaves_nothing_locked() {
 
 #[test]
 fn a_command_whose_trove_was_killed_does_not_run_on() {
-    let p = one_recipe("sleep 1000 & echo $! > bg.pid; echo $$ > fg.pid; sleep 1000");
+    // `started` is written after both pid files are complete: a pid file that merely
+    // exists may still be empty (the shell creates it before `echo` writes).
+    let p = one_recipe("sleep 1000 & echo $! > bg.pid; echo $$ > fg.pid; : > started; sleep 1000");
     let mut child = p
         .command(&["run", "r"])
         .stdout(std::process::Stdio::null())
@@ -278,7 +280,7 @@ fn a_command_whose_trove_was_killed_does_not_run_on() {
         .spawn()
         .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(p.path("bg.pid").exists() && p.path("fg.pid").exists()) {
+    while !p.path("started").exists() {
         assert!(Instant::now() < deadline, "the command never started");
         std::thread::sleep(Duration::from_millis(10));
     }
