@@ -18,12 +18,16 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 use trove_fingerprint::{Stat, now_ns};
 
+use crate::sources;
 use crate::tracking::{BuildContext, lock};
 
 struct Parsed {
     stat: Stat,
     taken_ns: i64,
     digest: Option<String>,
+    /// While the source watch runs (`sources`): no event touched the file since this
+    /// entry was checked, so it is answered without a `stat`.
+    clean: bool,
 }
 
 static AST: Mutex<Option<HashMap<String, Parsed>>> = Mutex::new(None);
@@ -38,13 +42,62 @@ fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
+/// The source watch saw `path` change.
+pub(crate) fn file_changed(path: &Path) {
+    if let Some(parsed) = lock(&AST)
+        .as_mut()
+        .and_then(|m| path.to_str().and_then(|p| m.get_mut(p)))
+    {
+        parsed.clean = false;
+    }
+}
+
+/// The source watch saw `dir` itself change (moved, removed, no longer watched).
+pub(crate) fn dir_changed(dir: &Path) {
+    for (path, parsed) in lock(&AST).iter_mut().flatten() {
+        if Path::new(path).parent() == Some(dir) {
+            parsed.clean = false;
+        }
+    }
+}
+
+/// Nothing the source watch vouched for can be trusted any longer.
+pub(crate) fn all_changed() {
+    for parsed in lock(&AST).iter_mut().flat_map(|m| m.values_mut()) {
+        parsed.clean = false;
+    }
+}
+
+/// Whether `path`'s `py-ast` entry is answered from the source watch (for tests).
+#[pyfunction]
+pub(crate) fn ast_clean(path: &str) -> bool {
+    sources::watching()
+        && lock(&AST)
+            .as_ref()
+            .and_then(|m| m.get(path))
+            .is_some_and(|p| p.clean)
+}
+
 /// The `py-ast` fingerprinter: the AST digest of a source file, `None` when it is gone.
 pub(crate) fn ast_fingerprint(path: &str) -> Option<String> {
+    let watching = sources::watching();
+    if watching
+        && let Some(parsed) = lock(&AST).as_ref().and_then(|m| m.get(path))
+        && parsed.clean
+    {
+        return parsed.digest.clone();
+    }
+    // The directory is watched before the stat, so a change after it is an event; an
+    // event while this runs leaves the entry unclean (checked again next time).
+    let generation = sources::generation();
+    let watched = watching && Path::new(path).parent().is_some_and(sources::watch_dir);
+    let clean = |now: u64| watched && now == generation;
     let stat = Stat::of(Path::new(path)).ok()??;
-    if let Some(parsed) = lock(&AST).get_or_insert_with(HashMap::new).get(path)
+    if let Some(parsed) = lock(&AST).get_or_insert_with(HashMap::new).get_mut(path)
         && parsed.stat == stat
         && !stat.is_racy(parsed.taken_ns)
     {
+        parsed.clean = clean(sources::generation());
         return parsed.digest.clone();
     }
     let taken_ns = now_ns();
@@ -64,12 +117,15 @@ pub(crate) fn ast_fingerprint(path: &str) -> Option<String> {
             _ => Some(format!("unparsable {}", blake3::hash(&source).to_hex())),
         }
     });
-    lock(&AST).get_or_insert_with(HashMap::new).insert(
+    let mut ast = lock(&AST);
+    ast.get_or_insert_with(HashMap::new).insert(
         path.to_owned(),
         Parsed {
             stat,
             taken_ns,
             digest: digest.clone(),
+            // A racy stat may not describe the content read: checked again next time.
+            clean: clean(sources::generation()) && !stat.is_racy(taken_ns),
         },
     );
     digest

@@ -2,7 +2,9 @@
 //! arguments are canonical text and whose objects are pickles, and the identity map that
 //! hands every caller the same Python object while the engine's memory tier holds it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use trove::{BuildError, Config, Definition, Digest, DynRecipe, Engine, GcOptions, Served};
 
 use crate::errors::{PyBuildError, to_pyerr};
@@ -26,13 +28,31 @@ struct Known {
     object: Py<PyAny>,
 }
 
+/// Keys are blake3 digests already: their first eight bytes are the hash (a lookup per
+/// request, cheaper than SipHash over all 32).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
 /// The engine's state shared by its recipes.
 pub(crate) struct State {
     engine: Engine,
     id: usize,
     /// key -> the Python object served for it. An entry goes when the engine's memory
     /// tier lets go of the bytes it was made from (checked as entries are added).
-    known: Mutex<HashMap<Digest, Known>>,
+    known: Mutex<HashMap<Digest, Known, BuildHasherDefault<KeyHasher>>>,
     pruned_at: AtomicUsize,
     /// Where the buffer files of `mmap=True` objects live (`trove._objects`).
     buffers: PathBuf,
@@ -99,7 +119,9 @@ impl PyEngine {
     /// `_trove_build(text)` builds and whose `_trove_check(obj)` checks. `mapped`: its
     /// objects have buffer files, verified (by loading the object) before every serve
     /// from disk.
-    #[pyo3(signature = (name, version, target, max_age=None, has_check=false, definition=None, mapped=false))]
+    /// `names`: the parameter names, when every call can be keyed from its positional
+    /// arguments alone (the fast path, [`PyRecipe::call`]).
+    #[pyo3(signature = (name, version, target, max_age=None, has_check=false, definition=None, mapped=false, names=None))]
     #[allow(clippy::too_many_arguments)]
     fn recipe(
         &self,
@@ -110,6 +132,7 @@ impl PyEngine {
         has_check: bool,
         definition: Option<HashMap<String, String>>,
         mapped: bool,
+        names: Option<Py<PyTuple>>,
     ) -> PyResult<PyRecipe> {
         let max_age = max_age
             .map(Duration::try_from_secs_f64)
@@ -120,9 +143,10 @@ impl PyEngine {
             def = def.with(&part, &value);
         }
         let engine_id = self.state.id;
+        let target_id = target.as_ptr() as usize;
         let builder = target.clone_ref_unattached();
         let mut recipe = DynRecipe::new(name, version, move |cx, text| {
-            build(cx, text, &builder, engine_id, max_age)
+            build(cx, text, &builder, target_id, engine_id, max_age)
         })
         .with_max_age(max_age)
         .with_definition(def);
@@ -135,6 +159,8 @@ impl PyEngine {
         Ok(PyRecipe {
             state: self.state.clone(),
             recipe,
+            names,
+            target: target_id,
         })
     }
 
@@ -219,13 +245,18 @@ impl PyEngine {
     fn start_watch(&self, py: Python<'_>) -> PyResult<()> {
         let engine = &self.state.engine;
         let guard = py.detach(|| engine.watch()).map_err(|e| to_pyerr(py, &e))?;
-        *lock(&self.watch) = Some(guard);
+        if lock(&self.watch).replace(guard).is_none() {
+            crate::sources::start();
+        }
         Ok(())
     }
 
     /// Stops the watcher.
     fn stop_watch(&self, py: Python<'_>) {
         let guard = lock(&self.watch).take();
+        if guard.is_some() {
+            crate::sources::stop();
+        }
         py.detach(|| drop(guard));
     }
 
@@ -253,23 +284,58 @@ impl PyEngine {
 pub(crate) struct PyRecipe {
     state: Arc<State>,
     recipe: DynRecipe,
+    /// The parameter names, for [`PyRecipe::call`].
+    names: Option<Py<PyTuple>>,
+    /// The Python recipe object's address: how a build finds the arguments of the call
+    /// it serves ([`CALLS`]).
+    target: usize,
+}
+
+thread_local! {
+    /// The calls this thread is serving through [`PyRecipe::call`], innermost last: the
+    /// recipe object's address, the argument text and the arguments. A build runs on the
+    /// thread that asked, so it finds its arguments here (a dependency rebuilt during a
+    /// validation finds none, and recovers them from their text).
+    static CALLS: RefCell<Vec<(usize, String, Py<PyTuple>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The arguments of the call on this thread that asked `target` for `text`, if any.
+fn call_args(py: Python<'_>, target: usize, text: &str) -> Option<Py<PyTuple>> {
+    CALLS.with(|c| {
+        c.borrow()
+            .iter()
+            .rev()
+            .find(|(t, x, _)| *t == target && x == text)
+            .map(|(_, _, args)| args.clone_ref(py))
+    })
 }
 
 #[pymethods]
 impl PyRecipe {
     /// Serves or builds; returns `(object, reason)`.
     fn get(&self, py: Python<'_>, text: String) -> PyResult<(Py<PyAny>, String)> {
-        let served = match tracking::current() {
-            // A recipe called by a build of this engine is that build's dependency.
-            Some(ctx) if ctx.engine == self.state.id => nested(py, &ctx, &self.recipe, &text)?,
-            _ => {
-                let (engine, recipe) = (&self.state.engine, &self.recipe);
-                py.detach(|| engine.get_explained(recipe, &text))
-                    .map_err(|e| to_pyerr(py, &e))?
-            }
-        };
+        let served = self.serve(py, &text)?;
         let reason = served.reason.to_string();
         Ok((self.object(py, served)?, reason))
+    }
+
+    /// The fast path of a call with positional arguments only (one per parameter):
+    /// keys, serves or builds, and returns the object, in one call from Python.
+    fn call(&self, py: Python<'_>, args: Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+        let Some(names) = &self.names else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "this recipe is not called by position only",
+            ));
+        };
+        let text = crate::key::call_text(names.bind(py), &args)?;
+        CALLS.with(|c| {
+            c.borrow_mut()
+                .push((self.target, text.clone(), args.unbind()))
+        });
+        let served = self.serve(py, &text);
+        let call = CALLS.with(|c| c.borrow_mut().pop());
+        drop(call); // with the GIL held
+        self.object(py, served?)
     }
 
     /// Builds anew and replaces what is stored; returns `(object, reason)`.
@@ -312,6 +378,18 @@ impl PyRecipe {
 }
 
 impl PyRecipe {
+    fn serve(&self, py: Python<'_>, text: &str) -> PyResult<Served<Vec<u8>>> {
+        match tracking::current() {
+            // A recipe called by a build of this engine is that build's dependency.
+            Some(ctx) if ctx.engine == self.state.id => nested(py, &ctx, &self.recipe, text),
+            _ => {
+                let (engine, recipe) = (&self.state.engine, &self.recipe);
+                py.detach(|| engine.get_explained(recipe, &text.to_owned()))
+                    .map_err(|e| to_pyerr(py, &e))
+            }
+        }
+    }
+
     /// The Python object for a served pickle: the one already handed out for the same key
     /// and bytes, the one the build (or the check) made, or a new one unpickled now.
     fn object(&self, py: Python<'_>, served: Served<Vec<u8>>) -> PyResult<Py<PyAny>> {
@@ -391,13 +469,15 @@ fn build(
     cx: &mut trove::Cx,
     text: &String,
     target: &Py<PyAny>,
+    target_id: usize,
     engine: usize,
     max_age: Option<Duration>,
 ) -> Result<Vec<u8>, BuildError> {
     Python::attach(|py| {
+        let args = call_args(py, target_id, text);
         let ctx = Arc::new(BuildContext::new(cx, engine, max_age));
         tracking::push(py, ctx.clone());
-        let outcome = target.bind(py).call_method1("_trove_build", (text,));
+        let outcome = target.bind(py).call_method1("_trove_build", (text, args));
         tracking::pop(py);
         ctx.release();
         let recorded = code::record(py, &ctx, cx, target.bind(py));

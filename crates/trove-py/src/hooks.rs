@@ -87,9 +87,7 @@ pub(crate) fn audit(py: Python<'_>, event: &Bound<'_, PyString>, args: &Bound<'_
     {
         // When each module was loaded, build or not: a source file modified after its
         // module was loaded is not the code that runs (`trove._code`).
-        lock(&LOADED)
-            .get_or_insert_with(Default::default)
-            .insert(name, trove_fingerprint::now_ns());
+        importing(&name);
     }
     let Some(ctx) = tracking::current() else {
         return;
@@ -234,6 +232,15 @@ fn executable(program: &Bound<'_, PyAny>) -> Option<PathBuf> {
 
 static LOADED: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> =
     std::sync::Mutex::new(None);
+
+/// The import of `name` begins now (the `import` audit event, or `trove._hooks`'s
+/// finder for imports that raise no event: `importlib.import_module`).
+#[pyfunction]
+pub(crate) fn importing(name: &str) {
+    lock(&LOADED)
+        .get_or_insert_with(Default::default)
+        .insert(name.to_owned(), trove_fingerprint::now_ns());
+}
 
 /// When the import of `module` began (ns since the epoch), if it began after trove was
 /// imported.

@@ -91,7 +91,23 @@ fn canonical(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyResult
         return Ok(());
     }
     if obj.is_exact_instance_of::<PyInt>() {
-        out.push_str(&obj.str()?.to_cow()?);
+        // Most keys are small numbers: written here, without a call of int.__str__.
+        match obj.extract::<i64>() {
+            Ok(n) => write!(out, "{n}").expect("writing to a String"),
+            Err(_) => out.push_str(&obj.str()?.to_cow()?),
+        }
+        return Ok(());
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>()
+        && let Ok(text) = s.to_cow()
+        && text
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'\'')
+    {
+        // repr() of printable ASCII without quotes or backslashes: the text in quotes.
+        out.push('\'');
+        out.push_str(&text);
+        out.push('\'');
         return Ok(());
     }
     if obj.is_exact_instance_of::<PyFloat>()

@@ -9,6 +9,8 @@
 //!   `sys.monitoring` on 3.12+, a C-level profile function elsewhere);
 //! - `hooks`: the audit hook and the calls of the Python layer's wrappers;
 //! - `code`: code as an input (`py-ast`, `py-dist` fingerprinters);
+//! - `sources`: the watch on source directories that spares `py-ast` checks a `stat`
+//!   while an engine watches;
 //! - `objects`, `errors`: objects and exceptions across the boundary;
 //! - `buffers`: the mapped buffer files of `mmap=True` recipes;
 //! - `ffi`: the few CPython functions the abi3 declarations lack.
@@ -22,6 +24,7 @@ mod frames;
 mod hooks;
 mod key;
 mod objects;
+mod sources;
 mod tracking;
 
 use pyo3::prelude::*;
@@ -54,6 +57,8 @@ fn _trove(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hooks::volatile, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::parse_duration, m)?)?;
     m.add_function(wrap_pyfunction!(hooks::loaded_at, m)?)?;
+    m.add_function(wrap_pyfunction!(hooks::importing, m)?)?;
+    m.add_function(wrap_pyfunction!(code::ast_clean, m)?)?;
     m.add_function(wrap_pyfunction!(buffers::put_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(buffers::map_buffer, m)?)?;
     Ok(())

@@ -3,6 +3,7 @@ expiry, counters, refresh, exceptions, pickling, methods and nested recipes."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -403,3 +404,67 @@ def test_a_counter_in_the_local_overlay_that_is_not_a_counter_is_an_error(tmp_pa
     (tmp_path / "trove.local.ron").write_text('(store: (path: "elsewhere"))')
     with pytest.raises(trove.TroveError, match="trove.local.ron"):
         trove.Engine(tmp_path / "trove.ron")
+
+
+def test_under_a_watch_an_edited_source_file_is_still_seen(tmp_path, monkeypatch):
+    """While an engine watches, `py-ast` inputs are vouched for by a watch on their
+    directories instead of a stat per request: an edit must still invalidate."""
+    import importlib
+    import uuid
+
+    from trove import _trove
+
+    monkeypatch.chdir(tmp_path)
+    name = f"watched_helper_{uuid.uuid4().hex[:8]}"
+    helper = tmp_path / f"{name}.py"
+    helper.write_text("def scale(x):\n    return 2 * x\n")
+    # A file changed less than 2 s before it is checked is racy, and checked with stat
+    # every time; past that window the watch vouches for it.
+    time.sleep(2.1)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    engine = trove.Engine(store=tmp_path / ".trove")
+
+    @engine.recipe(name="tests.watched")
+    def scaled(x: int) -> int:
+        return module.scale(x)
+
+    with engine.watch():
+        assert scaled.get_explained(3) == (6, "built: no entry")
+        assert scaled.get_explained(3) == (6, "hit memory")
+        assert _trove.ast_clean(str(helper.resolve()))  # answered from the watch
+        helper.write_text("def scale(x):\n    return 3 * x\n")
+        deadline = time.monotonic() + 10
+        while scaled.explain(3) == "would hit memory" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert scaled.explain(3).startswith(f"would build: {name}.py (py-ast) changed")
+        # The running process still has the old code: built, returned, not stored.
+        with pytest.warns(RuntimeWarning, match="changed after its module was loaded"):
+            value, reason = scaled.get_explained(3)
+        assert reason.startswith(f"built: {name}.py (py-ast) changed")
+
+
+def test_a_plugin_written_after_trove_was_imported_and_imported_by_name_is_stored(tmp_path, monkeypatch):
+    """importlib.import_module raises no import audit event: its start is still known,
+    so a plugin file written before its first import is not taken for an edit made after
+    it was loaded (which would keep the object from being stored)."""
+    import uuid
+
+    name = f"late_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("def run():\n    return 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = tmp_path / ".trove"
+
+    def recipe():
+        engine = trove.Engine(store=store)
+
+        @engine.recipe(name="tests.late_plugin")
+        def use(plugin: str) -> int:
+            import importlib
+
+            return importlib.import_module(plugin).run()
+
+        return use
+
+    assert recipe().get_explained(name) == (7, "built: no entry")
+    assert recipe().get_explained(name) == (7, "hit disk")

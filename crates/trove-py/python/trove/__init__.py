@@ -345,6 +345,9 @@ class Recipe:
         self._ignore = frozenset(ignore)
         self._handle: Any = None
         self._handle_of: Any = None
+        # (generation, handle.call) once a handle exists, for calls by position only.
+        self._fast: Any = None
+        self._nargs = len(self._names) if self._plain and not self._ignore else -1
 
     # The handle is made on first use: the default engine opens then.
     def _rust(self) -> Any:
@@ -352,10 +355,12 @@ class Recipe:
 
     def _handle_for(self, rust: Any) -> Any:
         if self._handle_of is not rust:
+            names = self._names if self._nargs >= 0 else None
             self._handle = rust.recipe(
-                self.name, self._version, self, self._max_age, self._check is not None, None, self._mmap
+                self.name, self._version, self, self._max_age, self._check is not None, None, self._mmap, names
             )
             self._handle_of = rust
+            self._fast = (_generation, self._handle.call) if names is not None else None
         return self._handle
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
@@ -402,6 +407,14 @@ class Recipe:
                 inflight[slot] = previous
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None and not kwargs and len(args) == self._nargs and fast[0] == _generation:
+            # One call into the extension: key, serve or build, the object.
+            try:
+                return fast[1](args)
+            except ArgumentsUnknown as e:
+                if e.args and e.args[0] == self.name:
+                    raise
         return self._serve(args, kwargs)[0]
 
     def get_explained(self, *args: Any, **kwargs: Any) -> Tuple[Any, str]:
@@ -426,9 +439,9 @@ class Recipe:
         return self._rust().key(self._text(args, kwargs))
 
     # Called by the extension.
-    def _trove_build(self, text: str) -> Tuple[bytes, Any]:
+    def _trove_build(self, text: str, args: Optional[Tuple[Any, ...]] = None) -> Tuple[bytes, Any]:
         inflight = getattr(_local, "inflight", None) or {}
-        call = inflight.get((self.name, text))
+        call = (args, {}) if args is not None else inflight.get((self.name, text))
         if call is None:
             call = _args.call_from_text(text, self._func, self._ignore)
         if call is None:

@@ -11,6 +11,10 @@ one call of the extension otherwise):
   value or absence, through ``os._Environ.__getitem__``;
 - ``threading.Thread.start`` and ``ThreadPoolExecutor.submit``: a thread or task started by
   a build reports to that build.
+
+A finder first on ``sys.meta_path`` notes when each import begins (it finds nothing
+itself): ``importlib.import_module`` raises no ``import`` audit event, and a source file
+modified after its module was loaded is not the code that ran (``trove._code``).
 """
 
 from __future__ import annotations
@@ -31,9 +35,19 @@ def install() -> None:
         return
     _installed = True
     sys.addaudithook(_trove.audit)
+    sys.meta_path.insert(0, _ImportTimes())
     _wrap_stat()
     _wrap_environ()
     _wrap_threads()
+
+
+class _ImportTimes:
+    """Notes the moment each import begins; finds nothing (the next finder does)."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        _trove.importing(name)
+        return None
 
 
 def _wrap_stat() -> None:
