@@ -468,3 +468,32 @@ def test_a_plugin_written_after_trove_was_imported_and_imported_by_name_is_store
 
     assert recipe().get_explained(name) == (7, "built: no entry")
     assert recipe().get_explained(name) == (7, "hit disk")
+
+
+def test_a_plugin_rewritten_right_after_its_import_is_not_what_ran(tmp_path, monkeypatch):
+    """A file written just before its import and one rewritten just after it carry the
+    same file time (times lag the clock by up to a tick): the bytes the module was
+    compiled from tell them apart, so the first is stored and the second is not."""
+    import importlib
+    import uuid
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    engine = trove.Engine(store=tmp_path / ".trove")
+
+    @engine.recipe(name="tests.rewritten_plugin")
+    def use(plugin: str, rewrite: bool) -> int:
+        value = importlib.import_module(plugin).run()
+        if rewrite:  # the same size, within the same clock tick as the import
+            (tmp_path / f"{plugin}.py").write_text("def run():\n    return 8\n")
+        return value
+
+    fresh = f"fresh_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{fresh}.py").write_text("def run():\n    return 7\n")
+    assert use.get_explained(fresh, False) == (7, "built: no entry")
+    assert use.residency(fresh, False) == "in_memory"
+
+    rewritten = f"rewritten_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{rewritten}.py").write_text("def run():\n    return 7\n")
+    with pytest.warns(RuntimeWarning, match="changed after its module was loaded"):
+        assert use.get_explained(rewritten, True) == (7, "built: no entry")
+    assert use.residency(rewritten, True) == "absent"

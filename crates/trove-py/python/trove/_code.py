@@ -14,6 +14,7 @@ trove's own package is none of the recipe's code and is left out.
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import os
 import site
@@ -108,18 +109,77 @@ def classify(file: str, externals: Set[Tuple[str, str]], contents: Set[str]) -> 
         contents.add(path)
 
 
-def _not_what_ran(path: str, module: Optional[str]) -> bool:
-    """Whether the code that ran may not be this source file's: the file was modified
-    after its module was loaded (an edit in a running process), or Python may have run a
-    cached bytecode file that it cannot tell from the source (same size, and an edit in
-    the same second as the one the cache was made from: pyc files keep whole seconds)."""
+# module name -> (the path its loader read, the digest of the source bytes it was last
+# compiled from in this process) (``trove._hooks`` wraps ``SourceFileLoader.source_to_code``).
+_compiled: Dict[str, Tuple[str, bytes]] = {}
+# File times lag the clock by up to one tick of the kernel's coarse clock (4 ms at 250 Hz,
+# 10 ms at 100 Hz): a file stamped less than this before its module's import began may
+# have been written after it.
+_TICK_NS = 10_000_000
+
+
+def _source_digest(data: Any) -> bytes:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.blake2b(bytes(data), digest_size=16).digest()
+
+
+def compiled(module: Optional[str], path: Any, data: Any) -> None:
+    """The loader of ``module`` compiles ``data``, the source it read from ``path``. (No
+    system call here: this may run inside a build, where a ``stat`` is a probe.)"""
+    if module and isinstance(path, str):
+        _compiled[module] = (path, _source_digest(data))
+
+
+def _compiled_from(module: str, path: str) -> Optional[bytes]:
+    """The digest of the source ``module`` was compiled from, if it was read from ``path``."""
+    known = _compiled.get(module)
+    if known is None:
+        return None
+    read, digest = known
+    try:
+        return digest if read == path or os.path.realpath(read) == path else None
+    except (OSError, ValueError):
+        return None
+
+
+def _not_what_ran(path: str, modules: List[str]) -> bool:
+    """Whether the code that ran may not be this source file's.
+
+    For each module loaded from it: when its source was compiled in this process, the
+    bytes it was compiled from are known, and the file is compared with them (exact:
+    no clock is involved). That comparison is needed only when the file was modified at
+    or after the import began, or less than a clock tick before it (file times lag);
+    a file modified earlier is what the import read. A module loaded from a cached
+    bytecode file (or before trove was imported) has no known source: then a file
+    modified after the import began is not what ran, and neither is one Python may have
+    taken for its cached bytecode (same size, and an edit in the same second as the one
+    the cache was made from: pyc files keep whole seconds)."""
     try:
         st = os.stat(path)
     except OSError:
         return False
-    loaded = _trove.loaded_at(module) if module else None
-    if st.st_mtime_ns >= (loaded or IMPORTED_NS) - 10_000_000:
-        return True
+    current: Optional[bytes] = None
+    for module in modules or [None]:
+        known = _compiled_from(module, path) if module else None
+        loaded = _trove.loaded_at(module) if module else None
+        if st.st_mtime_ns >= (loaded or IMPORTED_NS) - _TICK_NS:
+            if known is None:
+                return True
+            if current is None:
+                try:
+                    with open(path, "rb") as f:
+                        current = _source_digest(f.read())
+                except OSError:
+                    return True
+            if known != current:
+                return True
+        elif known is None and _pyc_taken_for(path, st):
+            return True
+    return False
+
+
+def _pyc_taken_for(path: str, st: os.stat_result) -> bool:
     try:
         pyc = importlib.util.cache_from_source(path)
         with open(pyc, "rb") as f:
@@ -155,13 +215,13 @@ def code_inputs(
     sources = [name for kind, name in externals if kind == "py-ast"]
     unstable = None
     if sources:
-        by_file = {}
+        by_file: Dict[str, List[str]] = {}
         for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None)
             if isinstance(file, str):
-                by_file[os.path.realpath(file)] = name
+                by_file.setdefault(os.path.realpath(file), []).append(name)
         for path in sources:
-            if _not_what_ran(path, by_file.get(path)):
+            if _not_what_ran(path, by_file.get(path, [])):
                 unstable = path
                 warnings.warn(
                     f"trove: {path} changed after its module was loaded, so the code that ran "

@@ -13,8 +13,11 @@ one call of the extension otherwise):
   a build reports to that build.
 
 A finder first on ``sys.meta_path`` notes when each import begins (it finds nothing
-itself): ``importlib.import_module`` raises no ``import`` audit event, and a source file
-modified after its module was loaded is not the code that ran (``trove._code``).
+itself): ``importlib.import_module`` raises no ``import`` audit event. And
+``SourceFileLoader.source_to_code`` reports the source bytes each module is compiled
+from. A source file that changed after its module was loaded is not the code that ran
+(``trove._code``): the time an import began tells for files modified well before it, the
+bytes compiled for files modified around or after it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def install() -> None:
     _installed = True
     sys.addaudithook(_trove.audit)
     sys.meta_path.insert(0, _ImportTimes())
+    _wrap_loader()
     _wrap_stat()
     _wrap_environ()
     _wrap_threads()
@@ -48,6 +52,22 @@ class _ImportTimes:
     def find_spec(name, path=None, target=None):
         _trove.importing(name)
         return None
+
+
+def _wrap_loader() -> None:
+    from importlib.machinery import SourceFileLoader
+
+    from . import _code
+
+    original = SourceFileLoader.source_to_code
+
+    @functools.wraps(original)
+    def source_to_code(self, data, path, *args, **kwargs):
+        code = original(self, data, path, *args, **kwargs)
+        _code.compiled(getattr(self, "name", None), path, data)
+        return code
+
+    SourceFileLoader.source_to_code = source_to_code
 
 
 def _wrap_stat() -> None:
