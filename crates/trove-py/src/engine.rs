@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ impl std::hash::Hasher for KeyHasher {
 
 /// The engine's state shared by its recipes.
 pub(crate) struct State {
-    engine: Engine,
+    pub(crate) engine: Engine,
     id: usize,
     /// key -> the Python object served for it. An entry goes when the engine's memory
     /// tier lets go of the bytes it was made from (checked as entries are added).
@@ -56,6 +56,20 @@ pub(crate) struct State {
     pruned_at: AtomicUsize,
     /// Where the buffer files of `mmap=True` objects live (`trove._objects`).
     buffers: PathBuf,
+    /// Objects the watcher vouches for, served by positional calls without a request
+    /// (`crate::fast`).
+    pub(crate) fast: Mutex<crate::fast::FastMap>,
+    /// Moves when this package changes what a vouched hit depends on: a recipe
+    /// registered, the watch started or stopped, a counter set, a refresh, a gc.
+    pub(crate) epoch: AtomicU64,
+    /// Calls answered by the fast path (counted as memory hits and watched hits).
+    fast_hits: AtomicU64,
+}
+
+impl State {
+    fn moved(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// An engine over one store.
@@ -110,6 +124,9 @@ impl PyEngine {
                 known: Mutex::default(),
                 pruned_at: AtomicUsize::new(64),
                 buffers,
+                fast: Mutex::default(),
+                epoch: AtomicU64::new(0),
+                fast_hits: AtomicU64::new(0),
             }),
             watch: Mutex::new(None),
         })
@@ -156,11 +173,13 @@ impl PyEngine {
             recipe = recipe.with_check(move |bytes| check(bytes, &checker, &buffers));
         }
         self.state.engine.register(recipe.clone());
+        self.state.moved();
         Ok(PyRecipe {
             state: self.state.clone(),
             recipe,
             names,
             target: target_id,
+            max_age,
         })
     }
 
@@ -171,14 +190,17 @@ impl PyEngine {
             Some(r) => self.state.engine.set_recipe_counter(r, name, value),
             None => self.state.engine.set_counter(name, value),
         }
+        self.state.moved();
     }
 
     /// What the engine did since it was opened.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.state.engine.stats();
+        let fast = self.state.fast_hits.load(Ordering::Relaxed);
         let d = PyDict::new(py);
-        d.set_item("memory_hits", s.memory_hits)?;
-        d.set_item("watched_hits", s.watched_hits)?;
+        d.set_item("memory_hits", s.memory_hits + fast)?;
+        d.set_item("watched_hits", s.watched_hits + fast)?;
+        d.set_item("fast_hits", fast)?;
         d.set_item("disk_hits", s.disk_hits)?;
         d.set_item("builds", s.builds)?;
         d.set_item("files_checked", s.files_checked)?;
@@ -225,6 +247,7 @@ impl PyEngine {
         let report = py
             .detach(|| engine.gc(options))
             .map_err(|e| to_pyerr(py, &e))?;
+        self.state.moved();
         let removals = PyList::empty(py);
         for r in &report.removals {
             let d = PyDict::new(py);
@@ -248,6 +271,7 @@ impl PyEngine {
         if lock(&self.watch).replace(guard).is_none() {
             crate::sources::start();
         }
+        self.state.moved();
         Ok(())
     }
 
@@ -257,6 +281,7 @@ impl PyEngine {
         if guard.is_some() {
             crate::sources::stop();
         }
+        self.state.moved();
         py.detach(|| drop(guard));
     }
 
@@ -289,6 +314,8 @@ pub(crate) struct PyRecipe {
     /// The Python recipe object's address: how a build finds the arguments of the call
     /// it serves ([`CALLS`]).
     target: usize,
+    /// The recipe's own max_age (the engine may override it from trove.ron).
+    max_age: Option<Duration>,
 }
 
 thread_local! {
@@ -328,6 +355,10 @@ impl PyRecipe {
             ));
         };
         let text = crate::key::call_text(names.bind(py), &args)?;
+        if let Some(object) = crate::fast::hit(py, &self.state, self.target, &text) {
+            self.state.fast_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(object);
+        }
         CALLS.with(|c| {
             c.borrow_mut()
                 .push((self.target, text.clone(), args.unbind()))
@@ -335,7 +366,14 @@ impl PyRecipe {
         let served = self.serve(py, &text);
         let call = CALLS.with(|c| c.borrow_mut().pop());
         drop(call); // with the GIL held
-        self.object(py, served?)
+        let served = served?;
+        let hit = matches!(served.reason, trove::Reason::HitMemory);
+        let (key, digest) = (served.key, served.digest);
+        let object = self.object(py, served)?;
+        if hit {
+            crate::fast::remember(py, &self.state, self.target, self.vouch(), text, key, digest, &object);
+        }
+        Ok(object)
     }
 
     /// Builds anew and replaces what is stored; returns `(object, reason)`.
@@ -343,7 +381,9 @@ impl PyRecipe {
         let (engine, recipe) = (&self.state.engine, &self.recipe);
         let served = py
             .detach(|| engine.refresh(recipe, &text))
-            .map_err(|e| to_pyerr(py, &e))?;
+            .map_err(|e| to_pyerr(py, &e));
+        self.state.moved();
+        let served = served?;
         let reason = served.reason.to_string();
         Ok((self.object(py, served)?, reason))
     }
@@ -378,6 +418,15 @@ impl PyRecipe {
 }
 
 impl PyRecipe {
+    /// What `crate::fast` asks the engine with.
+    fn vouch(&self) -> crate::fast::Ask<'_> {
+        crate::fast::Ask {
+            engine: &self.state.engine,
+            recipe: trove::Recipe::name(&self.recipe),
+            max_age: self.max_age,
+        }
+    }
+
     fn serve(&self, py: Python<'_>, text: &str) -> PyResult<Served<Vec<u8>>> {
         match tracking::current() {
             // A recipe called by a build of this engine is that build's dependency.

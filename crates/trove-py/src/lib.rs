@@ -9,6 +9,7 @@
 //!   `sys.monitoring` on 3.12+, a C-level profile function elsewhere);
 //! - `hooks`: the audit hook and the calls of the Python layer's wrappers;
 //! - `code`: code as an input (`py-ast`, `py-dist` fingerprinters);
+//! - `fast`: watched memory hits of positional calls answered without a request;
 //! - `sources`: the watch on source directories that spares `py-ast` checks a `stat`
 //!   while an engine watches;
 //! - `objects`, `errors`: objects and exceptions across the boundary;
@@ -19,6 +20,7 @@ mod buffers;
 mod code;
 mod engine;
 mod errors;
+mod fast;
 mod ffi;
 mod frames;
 mod hooks;

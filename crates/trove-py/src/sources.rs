@@ -6,8 +6,9 @@
 //!
 //! Soundness: a directory is watched before the file in it is `stat`ed, so any change
 //! after the stat produces an event; every event bumps [`generation`] before it marks
-//! entries changed, and `trove::code` marks an entry clean only when no event arrived
-//! while it was being checked. An overflowed queue marks every entry changed. As with
+//! entries changed (`trove::code` marks an entry clean only when no event arrived
+//! while it was being checked) and again after (`crate::fast` reads the generation
+//! before it reads an entry's flag). An overflowed queue marks every entry changed. As with
 //! the engine's watcher, a change is seen once its event is read (microseconds), and
 //! without a watcher every request checks with `stat`.
 
@@ -141,6 +142,7 @@ mod imp {
                 // The descriptor is gone: nothing more can be vouched for.
                 EVENTS.fetch_add(1, Ordering::SeqCst);
                 crate::code::all_changed();
+                EVENTS.fetch_add(1, Ordering::SeqCst);
                 return;
             }
             let mut at = 0usize;
@@ -159,12 +161,14 @@ mod imp {
                 EVENTS.fetch_add(1, Ordering::SeqCst);
                 if event.mask & libc::IN_Q_OVERFLOW != 0 {
                     crate::code::all_changed();
+                    EVENTS.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 let dir = {
                     let mut guard = lock(&INOTIFY);
                     let Some(inotify) = guard.as_mut().filter(|i| i.fd == fd) else {
                         crate::code::all_changed();
+                        EVENTS.fetch_add(1, Ordering::SeqCst);
                         continue;
                     };
                     let dir = inotify.wds.get(&event.wd).cloned();
@@ -183,6 +187,9 @@ mod imp {
                         &dir.join(PathBuf::from(std::ffi::OsString::from_vec(name.into_vec()))),
                     ),
                 }
+                // And after: a reader that reads the generation before it looks at an
+                // entry's flag (`crate::fast`) cannot miss this change either.
+                EVENTS.fetch_add(1, Ordering::SeqCst);
             }
         }
     }

@@ -8,7 +8,8 @@
 //! - `publish`: blob, then record, then the key's lock released;
 //! - `registry` and `counters`: what validation needs to know about recipes;
 //! - `explain`: predictions without building, and support for status and gc;
-//! - `watch`: the watcher attached to an engine, which lets memory hits skip every check.
+//! - `watch`: the watcher attached to an engine, which lets memory hits skip every check;
+//! - `vouch`: what a caller may cache in front of the engine while the watcher vouches.
 
 mod build;
 mod counters;
@@ -18,6 +19,7 @@ mod publish;
 mod registry;
 mod serve;
 mod verify;
+mod vouch;
 mod waits;
 pub(crate) mod watch;
 
@@ -37,6 +39,7 @@ use crate::{Error, Recipe};
 
 pub(crate) use registry::Erased;
 pub use registry::Registration;
+pub use vouch::Vouched;
 pub use watch::WatchGuard;
 
 /// What a flight hands its waiters: the object, why, its digest and its arguments for

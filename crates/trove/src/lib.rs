@@ -102,7 +102,7 @@ pub use command::{
     NestedAnswer, NestedRequest, SOCKET_VAR as NESTED_SOCKET_VAR, ask as ask_outer_build,
 };
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served, Stats, WatchGuard};
+pub use engine::{Engine, Options, Served, Stats, Vouched, WatchGuard};
 pub use error::{BuildError, Error};
 pub use external::{DynRecipe, Fingerprinter};
 pub use reason::{Prediction, Reason, Residency, Why};

@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use trove_fingerprint::Digest;
@@ -90,6 +90,11 @@ struct Inner {
 pub(crate) struct Memory {
     inner: Mutex<Inner>,
     limit: u64,
+    /// Moves after anything that can change which object a key's memory hit serves or
+    /// whether a watcher vouches for it: a slot replaced, removed or evicted, an object
+    /// marked unfresh. Always moved *after* the change, so a reader that reads the epoch
+    /// before it looks at an object's freshness cannot miss one (`Engine::vouched`).
+    epoch: AtomicU64,
 }
 
 impl Memory {
@@ -101,7 +106,17 @@ impl Memory {
                 tick: 0,
             }),
             limit,
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// See [`Memory::epoch`]'s field.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn moved(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn lookup(&self, key: &Digest) -> Option<(Object, Arc<Meta>)> {
@@ -134,14 +149,21 @@ impl Memory {
             meta,
             last_use: inner.tick,
         };
-        if let Some(old) = inner.slots.insert(key, slot)
+        let replaced = inner.slots.insert(key, slot);
+        if let Some(old) = &replaced
             && old.strong.is_some()
         {
             inner.resident_bytes -= old.meta.size;
         }
         inner.resident_bytes += size;
-        if inner.resident_bytes > self.limit {
+        let evicted = inner.resident_bytes > self.limit;
+        if evicted {
             Self::evict(&mut inner, self.limit, &key);
+        }
+        drop(inner);
+        // A new key changes no other key's hit; a replaced or evicted one does.
+        if replaced.is_some() || evicted {
+            self.moved();
         }
     }
 
@@ -153,6 +175,8 @@ impl Memory {
         {
             inner.resident_bytes -= old.meta.size;
         }
+        drop(inner);
+        self.moved();
     }
 
     /// Least recently used first, never the object just inserted.
@@ -198,6 +222,7 @@ impl Memory {
 
     pub(crate) fn mark_all_unfresh(&self) {
         self.for_each(|_, m, _| m.fresh.store(false, Ordering::Release));
+        self.moved();
     }
 
     pub(crate) fn mark_unfresh(&self, keys: &[[u8; 32]]) {
@@ -207,5 +232,7 @@ impl Memory {
                 s.meta.fresh.store(false, Ordering::Release);
             }
         }
+        drop(inner);
+        self.moved();
     }
 }
