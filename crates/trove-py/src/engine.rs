@@ -354,14 +354,17 @@ impl PyRecipe {
                 "this recipe is not called by position only",
             ));
         };
-        let text = crate::key::call_text(names.bind(py), &args)?;
-        if let Some(object) = crate::fast::hit(py, &self.state, self.target, &text) {
+        let fast = crate::fast::key_of(&args);
+        if let Some(key) = fast
+            && let Some(object) = crate::fast::hit(py, &self.state, self.target, key, &args)
+        {
             self.state.fast_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(object);
         }
+        let text = crate::key::call_text(names.bind(py), &args)?;
         CALLS.with(|c| {
             c.borrow_mut()
-                .push((self.target, text.clone(), args.unbind()))
+                .push((self.target, text.clone(), args.clone().unbind()))
         });
         let served = self.serve(py, &text);
         let call = CALLS.with(|c| c.borrow_mut().pop());
@@ -370,8 +373,19 @@ impl PyRecipe {
         let hit = matches!(served.reason, trove::Reason::HitMemory);
         let (key, digest) = (served.key, served.digest);
         let object = self.object(py, served)?;
-        if hit {
-            crate::fast::remember(py, &self.state, self.target, self.vouch(), text, key, digest, &object);
+        if hit && let Some(fast) = fast {
+            let ask = self.vouch();
+            crate::fast::remember(
+                py,
+                &self.state,
+                self.target,
+                ask,
+                fast,
+                &args,
+                key,
+                digest,
+                &object,
+            );
         }
         Ok(object)
     }

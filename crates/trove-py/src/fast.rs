@@ -1,6 +1,8 @@
 //! The fast path of a watched memory hit: while an engine watches, a positional call whose
-//! object the watcher vouches for is answered from a map of argument text to the Python
-//! object, without a request to the engine (no key hash, no GIL release, no validation).
+//! arguments are `None`, bools, ints and strs and whose object the watcher vouches for is
+//! answered from a map of those arguments (exact types: `1` and `True` differ) to the
+//! Python object, without a request to the engine (no argument text, no key hash, no GIL
+//! release, no validation).
 //!
 //! Soundness: an entry is made only right after a request of the same recipe served the
 //! object from memory, and only when the engine vouches for it (`trove::Engine::vouched`:
@@ -20,16 +22,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
 use trove::{Digest, Engine};
 
 use crate::engine::State;
 use crate::tracking::lock;
 
-/// Vouched objects by recipe and argument text, valid for one `Epochs`.
+/// Vouched objects by recipe and [`key_of`] their arguments, valid for one `Epochs`.
 #[derive(Default)]
 pub(crate) struct FastMap {
     epochs: Epochs,
-    entries: HashMap<usize, HashMap<String, Entry>>,
+    entries: HashMap<usize, HashMap<u64, Vec<Entry>>>,
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -40,8 +43,43 @@ struct Epochs {
 }
 
 struct Entry {
+    /// The arguments of the call that made the entry (all of [`key_of`]'s types).
+    args: Py<PyTuple>,
     object: Py<PyAny>,
     expires_ms: Option<i64>,
+}
+
+/// A hash of positional arguments that are all `None`, or exactly `bool`, `int` or `str`
+/// (no subclass); `None` for any other call (it takes the engine's path). Two calls with
+/// the same arguments by [`same_args`] have the same canonical text: equal values of one
+/// of these exact types are written alike (floats are not among them: `0.0 == -0.0`).
+pub(crate) fn key_of(args: &Bound<'_, PyTuple>) -> Option<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for arg in args.iter() {
+        let (tag, value) = if arg.is_none() {
+            (1u64, 0u64)
+        } else if arg.is_exact_instance_of::<PyBool>() {
+            (2, u64::from(arg.is_truthy().ok()?))
+        } else if arg.is_exact_instance_of::<PyInt>() {
+            (3, arg.hash().ok()? as u64)
+        } else if arg.is_exact_instance_of::<PyString>() {
+            (4, arg.hash().ok()? as u64) // cached in the str object
+        } else {
+            return None;
+        };
+        h = (h ^ tag).wrapping_mul(0x0100_0000_01b3);
+        h = (h ^ value).wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(h)
+}
+
+/// Whether two argument tuples of [`key_of`]'s types are the same call: each argument of
+/// the same exact type and equal.
+fn same_args(a: &Bound<'_, PyTuple>, b: &Bound<'_, PyTuple>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| x.get_type().is(y.get_type()) && (x.is(&y) || x.eq(&y).unwrap_or(false)))
 }
 
 /// What the engine is asked whether it vouches for an object.
@@ -59,8 +97,15 @@ fn epochs_now(state: &State) -> Epochs {
     }
 }
 
-/// The object vouched for `target`'s call with `text`, if the entry is still valid.
-pub(crate) fn hit(py: Python<'_>, state: &State, target: usize, text: &str) -> Option<Py<PyAny>> {
+/// The object vouched for `target`'s call with `args` (whose [`key_of`] is `key`), if
+/// the entry is still valid.
+pub(crate) fn hit(
+    py: Python<'_>,
+    state: &State,
+    target: usize,
+    key: u64,
+    args: &Bound<'_, PyTuple>,
+) -> Option<Py<PyAny>> {
     if crate::tracking::current().is_some() || !crate::sources::watching() {
         return None;
     }
@@ -74,7 +119,12 @@ pub(crate) fn hit(py: Python<'_>, state: &State, target: usize, text: &str) -> O
         drop(stale); // objects released outside the lock: a `__del__` may call trove
         return None;
     }
-    let entry = map.entries.get(&target)?.get(text)?;
+    let entry = map
+        .entries
+        .get(&target)?
+        .get(&key)?
+        .iter()
+        .find(|e| same_args(e.args.bind(py), args))?;
     if entry
         .expires_ms
         .is_some_and(|at| trove_fingerprint::now_ms() > at)
@@ -84,15 +134,16 @@ pub(crate) fn hit(py: Python<'_>, state: &State, target: usize, text: &str) -> O
     Some(entry.object.clone_ref(py))
 }
 
-/// After a memory hit of `target`'s call with `text` served `object` (`key`, `digest`):
-/// remembers it if the engine and this package vouch for it.
+/// After a memory hit of `target`'s call with `args` (`fast`: their [`key_of`]) served
+/// `object` (`key`, `digest`): remembers it if the engine and this package vouch for it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn remember(
     py: Python<'_>,
     state: &State,
     target: usize,
     ask: Ask<'_>,
-    text: String,
+    fast: u64,
+    args: &Bound<'_, PyTuple>,
     key: Digest,
     digest: Digest,
     object: &Py<PyAny>,
@@ -134,13 +185,18 @@ pub(crate) fn remember(
     } else {
         HashMap::new()
     };
-    map.entries.entry(target).or_default().insert(
-        text,
-        Entry {
-            object: object.clone_ref(py),
-            expires_ms: vouched.expires_ms,
-        },
-    );
+    let same = map
+        .entries
+        .entry(target)
+        .or_default()
+        .entry(fast)
+        .or_default();
+    same.retain(|e| !same_args(e.args.bind(py), args));
+    same.push(Entry {
+        args: args.clone().unbind(),
+        object: object.clone_ref(py),
+        expires_ms: vouched.expires_ms,
+    });
     drop(map);
     drop(stale);
 }
