@@ -325,6 +325,10 @@ def main() -> None:
     print()
     print("| case | trove | baseline | ratio | goal | met | note |")
     print("|---|---|---|---|---|---|---|")
+    # The engines' project root (and so the watcher's root) is the run's own directory,
+    # not wherever the script was started from (a repository with a target/ of its own
+    # would be crawled, and its events would empty the fast path's map).
+    os.chdir(ROOT)
     try:
         for name in args.case or list(CASES):
             for case, t, b, goal, met, note in CASES[name](reps):
