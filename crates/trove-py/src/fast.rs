@@ -191,12 +191,17 @@ pub(crate) fn remember(
         .or_default()
         .entry(fast)
         .or_default();
-    same.retain(|e| !same_args(e.args.bind(py), args));
-    same.push(Entry {
+    let (replaced, mut kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(same)
+        .into_iter()
+        .partition(|e| same_args(e.args.bind(py), args));
+    kept.push(Entry {
         args: args.clone().unbind(),
         object: object.clone_ref(py),
         expires_ms: vouched.expires_ms,
     });
+    *same = kept;
     drop(map);
+    // Objects are released outside the lock: a `__del__` may call trove.
+    drop(replaced);
     drop(stale);
 }
