@@ -170,7 +170,7 @@ impl PyEngine {
         if has_check || mapped {
             let checker = target.clone_ref_unattached();
             let buffers = self.state.buffers.clone();
-            recipe = recipe.with_check(move |bytes| check(bytes, &checker, &buffers));
+            recipe = recipe.with_check(move |bytes| objects::check(bytes, &checker, &buffers));
         }
         self.state.engine.register(recipe.clone());
         self.state.moved();
@@ -557,30 +557,6 @@ fn build(
         let bytes = data.as_bytes().to_vec();
         objects::made(py, &bytes, object.unbind());
         Ok(bytes)
-    })
-}
-
-/// The check callback: unpickles (which verifies an `mmap=True` object's buffer files),
-/// runs the recipe's check; the object is kept for the caller, so a disk hit unpickles
-/// once.
-fn check(bytes: &[u8], target: &Py<PyAny>, buffers: &std::path::Path) -> Result<(), String> {
-    Python::attach(|py| {
-        let object = objects::loads(py, bytes, buffers).map_err(|e| {
-            match e.is_instance_of::<PyValueError>(py) {
-                true => e.value(py).to_string(),
-                false => format!("cannot unpickle: {e}"),
-            }
-        })?;
-        let verdict = target
-            .bind(py)
-            .call_method1("_trove_check", (object.bind(py),))
-            .map_err(|e| e.to_string())?;
-        if verdict.is_none() {
-            objects::made(py, bytes, object);
-            Ok(())
-        } else {
-            Err(verdict.str().map(|s| s.to_string()).unwrap_or_default())
-        }
     })
 }
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
@@ -103,4 +104,27 @@ pub(crate) fn loads(py: Python<'_>, bytes: &[u8], buffers: &Path) -> PyResult<Py
     })?;
     let data = PyBytes::new(py, bytes);
     Ok(loads.bind(py).call1((data, buffers))?.unbind())
+}
+
+/// The check callback: unpickles (which verifies an `mmap=True` object's buffer files),
+/// runs the recipe's check; the object is kept for the caller, so a disk hit unpickles
+/// once.
+pub(crate) fn check(bytes: &[u8], target: &Py<PyAny>, buffers: &Path) -> Result<(), String> {
+    Python::attach(|py| {
+        let object =
+            loads(py, bytes, buffers).map_err(|e| match e.is_instance_of::<PyValueError>(py) {
+                true => e.value(py).to_string(),
+                false => format!("cannot unpickle: {e}"),
+            })?;
+        let verdict = target
+            .bind(py)
+            .call_method1("_trove_check", (object.bind(py),))
+            .map_err(|e| e.to_string())?;
+        if verdict.is_none() {
+            made(py, bytes, object);
+            Ok(())
+        } else {
+            Err(verdict.str().map(|s| s.to_string()).unwrap_or_default())
+        }
+    })
 }
