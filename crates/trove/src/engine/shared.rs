@@ -34,8 +34,9 @@ use crate::{Error, Recipe};
 pub(crate) struct SharedState {
     pub(crate) tier: Arc<SharedTier>,
     pub(crate) settings: SharedSettings,
-    /// Whether the current outage was already reported (cleared when the tier answers).
-    warned: AtomicBool,
+    /// Whether the current outage was already reported (cleared when the tier answers);
+    /// shared with the uploads, so one outage is said once, not once per direction.
+    warned: Arc<AtomicBool>,
     counters: Arc<UploadCounters>,
     uploads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -44,7 +45,6 @@ pub(crate) struct SharedState {
 struct UploadCounters {
     uploads: AtomicU64,
     failures: AtomicU64,
-    warned: AtomicBool,
 }
 
 /// A lease held on a key while it is built here; released once its object is uploaded
@@ -109,7 +109,7 @@ impl SharedState {
         Ok(Some(SharedState {
             tier: Arc::new(tier),
             settings,
-            warned: AtomicBool::new(false),
+            warned: Arc::default(),
             counters: Arc::default(),
             uploads: Mutex::new(Vec::new()),
         }))
@@ -393,6 +393,7 @@ impl Engine {
         let path = store.blob_path(&record.blob.hash);
         let tier = Arc::clone(&shared.tier);
         let counters = Arc::clone(&shared.counters);
+        let warned = Arc::clone(&shared.warned);
         let spawned = std::thread::Builder::new()
             .name("trove-upload".to_owned())
             .spawn(move || {
@@ -405,13 +406,18 @@ impl Engine {
                 match published {
                     Ok(_) => {
                         bump(&counters.uploads, 1);
-                        counters.warned.store(false, Ordering::Relaxed);
+                        warned.store(false, Ordering::Relaxed);
+                    }
+                    // An outage is said once, whichever direction meets it first.
+                    Err(e) if e.is_unavailable() => {
+                        bump(&counters.failures, 1);
+                        if !warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("shared tier unavailable, not uploaded: {e}");
+                        }
                     }
                     Err(e) => {
                         bump(&counters.failures, 1);
-                        if !counters.warned.swap(true, Ordering::Relaxed) {
-                            tracing::warn!("not uploaded to the shared tier: {e}");
-                        }
+                        tracing::warn!("not uploaded to the shared tier: {e}");
                     }
                 }
                 if let Some(Claim(lease)) = claim {
