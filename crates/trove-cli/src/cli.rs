@@ -50,7 +50,11 @@ pub(crate) enum Command {
             Extra ARGS are appended to the recipe's command and are part of the key: each \
             set of arguments is its own object. Put them after `--` when they start with \
             a dash. If the command fails, nothing is cached and trove exits with the \
-            command's exit code.",
+            command's exit code.\n\n\
+            With a shared tier (`shared:` in trove.ron), an object missing from the local \
+            store is looked for there (`hit shared`: verified, then copied into the local \
+            store); an object built here is uploaded after the object is written and stdout \
+            closed, before trove exits (at most ten times `shared.timeout`).",
         after_help = "Examples:\n  \
             trove run prices                     the object, built or served\n  \
             trove run prices --explain           ...and why, on stderr (\"hit disk\", \"built: data/fx.csv changed ...\")\n  \

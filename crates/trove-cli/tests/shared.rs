@@ -42,11 +42,17 @@ impl Team {
     }
 }
 
-/// A machine: its own project (at its own path) whose trove.ron names the team's store.
+/// A machine: its own project (at its own path) whose trove.ron names the team's store,
+/// with a generous timeout unless `settings` sets one.
 fn machine(url: &str, settings: &str) -> Project {
+    let settings = if settings.contains("timeout") {
+        settings.to_owned()
+    } else {
+        format!("{settings}, timeout: \"10s\"")
+    };
     let p = Project::new(&format!(
         r#"(
-    shared: (url: {url:?}, timeout: "500ms"{settings}),
+    shared: (url: {url:?}{settings}),
     recipes: {{
         "x": (command: ["cat", "data/x.txt"], inputs: ["data/x.txt"]),
         "big": (command: ["cat", "data/big.txt"], inputs: ["data/big.txt"]),
@@ -168,7 +174,10 @@ fn a_shared_tier_that_is_down_builds_locally_within_its_timeout_and_says_why_onc
         .local_addr()
         .unwrap()
         .port();
-    let p = machine(&format!("webdav://127.0.0.1:{port}/trove"), "");
+    let p = machine(
+        &format!("webdav://127.0.0.1:{port}/trove"),
+        ", timeout: \"500ms\"",
+    );
     let start = Instant::now();
     let out = trove(&p, &["run", "x"]);
     let elapsed = start.elapsed();
@@ -196,6 +205,20 @@ fn a_missing_secret_is_a_configuration_error() {
     let err = stderr(&out);
     assert!(err.contains("`TROVE_TEST_NEVER_SET` is not set"), "{err}");
     assert!(err.contains("trove.ron:2:"), "{err}");
+}
+
+#[test]
+fn config_check_names_the_shared_tier_and_whether_its_secret_is_set() {
+    let team = Team::new();
+    let p = machine(&team.url(), ", read_only: true");
+    let text = ok(&p, &["config", "check"]);
+    let expected = format!(
+        "shared: {} (read-only), secret from $TROVE_SHARED_SECRET (set)",
+        team.url()
+    );
+    assert!(text.lines().any(|l| l == expected), "{text}");
+    let out = p.trove(&["config", "check"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(NOT SET)"));
 }
 
 #[test]

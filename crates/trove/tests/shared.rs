@@ -50,13 +50,17 @@ impl Team {
     }
 }
 
-/// A machine: a project of its own whose `trove.ron` names the team's store.
+/// A machine: a project of its own whose `trove.ron` names the team's store. The timeout
+/// is generous (a loaded machine must not fail a call to a directory) unless `settings`
+/// sets one.
 fn machine(url: &str, settings: &str) -> Project {
+    let settings = if settings.contains("timeout") {
+        settings.to_owned()
+    } else {
+        format!("{settings}, timeout: \"10s\"")
+    };
     let p = Project::new();
-    p.write(
-        "trove.ron",
-        format!("(shared: (url: {url:?}, timeout: \"500ms\"{settings}))"),
-    );
+    p.write("trove.ron", format!("(shared: (url: {url:?}{settings}))"));
     p.write("data/x.txt", "the same input on every machine");
     p
 }
@@ -224,7 +228,10 @@ fn a_shared_tier_that_is_down_costs_at_most_its_timeout_then_is_skipped() {
         .local_addr()
         .unwrap()
         .port();
-    let p = machine(&format!("webdav://127.0.0.1:{port}/trove"), "");
+    let p = machine(
+        &format!("webdav://127.0.0.1:{port}/trove"),
+        ", timeout: \"500ms\"",
+    );
     let log = Log::new();
     let r = text("text", &log);
     let e = open(&p, SECRET);
@@ -345,4 +352,89 @@ fn status_lists_the_shared_entries_and_gc_trims_them_by_size_then_age() {
     let b = machine(&team.url(), "");
     let served = open(&b, SECRET).get_explained(&r, &x()).unwrap();
     assert_eq!(served.reason, Reason::Built(Why::NoEntry));
+}
+
+/// A Redis server of the test's own on a free port, stopped when dropped; `None` (and a
+/// note) where `redis-server` is not installed (`.ci/test` installs it).
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("note: redis-server is not installed; the lease test has nothing to run");
+            return None;
+        };
+        let up = support::wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "redis-server did not start");
+        Some(Redis {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_machines_asking_at_once_build_once_under_the_lease() {
+    let Some(redis) = Redis::start() else { return };
+    let team = Team::new();
+    let lease = format!(
+        ", lease: (url: \"redis://127.0.0.1:{}\", ttl: \"2s\")",
+        redis.port
+    );
+    let machines = [machine(&team.url(), &lease), machine(&team.url(), &lease)];
+    let log = Log::new();
+    let slow = support::Probe::new("slow", &log, |cx, path| {
+        std::thread::sleep(Duration::from_millis(300));
+        cx.read_to_string(path)
+    });
+    let engines: Vec<Engine> = machines.iter().map(|m| open(m, SECRET)).collect();
+    let barrier = std::sync::Barrier::new(2);
+    let reasons: Vec<Reason> = std::thread::scope(|s| {
+        let handles: Vec<_> = engines
+            .iter()
+            .map(|e| {
+                let (slow, barrier) = (&slow, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let served = e.get_explained(slow, &x()).unwrap();
+                    assert_eq!(*served.value, "the same input on every machine");
+                    served.reason
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(log.take(), ["slow data/x.txt"], "built once: {reasons:?}");
+    assert!(
+        reasons.contains(&Reason::Built(Why::NoEntry)),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&Reason::HitShared), "{reasons:?}");
 }

@@ -279,6 +279,12 @@ impl Engine {
                     return Err(Why::BlobCorrupt(format!("shared blob {blob}: {problem}")));
                 }
                 Err(e) if e.is_unavailable() => return Err(shared.unavailable(self, &e)),
+                // Deleted (gc, or as corrupt) after its record was listed: a miss.
+                Err(SharedError::BlobMissing { blob }) => {
+                    return Err(Why::Unverifiable(format!(
+                        "the shared blob {blob} is missing"
+                    )));
+                }
                 Err(e) => return Err(local(&e)),
             }
             let id = store.put_blob_file(temp).map_err(|e| local(&e))?;
