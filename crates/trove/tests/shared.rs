@@ -15,6 +15,9 @@ use trove::{Config, Engine, Error, Options, Reason, Residency, Secret, SharedGcO
 
 const SECRET: &[u8] = b"the team's secret, thirty-two b.";
 
+/// Settings of a machine that reads only, so the store keeps what the test put there.
+const READS: &str = ", read_only: true";
+
 /// The team's store: a directory every "machine" reaches by a file:// URL.
 struct Team {
     dir: tempfile::TempDir,
@@ -150,9 +153,10 @@ fn a_read_only_machine_never_uploads() {
 }
 
 /// Machine B, after A built: built again (never served what was refused), with a reason
-/// containing `expected`.
-fn b_refuses(team: &Team, secret: &[u8], expected: &str) -> Engine {
-    let b = machine(&team.url(), "");
+/// containing `expected`. B's project is returned with its engine: its upload reads
+/// B's store.
+fn b_refuses(team: &Team, settings: &str, secret: &[u8], expected: &str) -> (Engine, Project) {
+    let b = machine(&team.url(), settings);
     let log = Log::new();
     let e = open(&b, secret);
     let served = e.get_explained(&text("text", &log), &x()).unwrap();
@@ -162,7 +166,7 @@ fn b_refuses(team: &Team, secret: &[u8], expected: &str) -> Engine {
     assert_eq!(*served.value, "the same input on every machine");
     assert!(e.stats().shared_refused >= 1);
     assert_eq!(e.stats().shared_hits, 0);
-    e
+    (e, b)
 }
 
 #[test]
@@ -171,6 +175,7 @@ fn a_record_signed_with_another_key_is_refused_and_rebuilt() {
     a_builds(&team);
     b_refuses(
         &team,
+        READS,
         b"another team's secret, 32 bytes.",
         "built: shared record refused (record signed with another key",
     );
@@ -186,7 +191,7 @@ fn a_forged_record_is_refused_and_rebuilt() {
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
     std::fs::write(record, bytes).unwrap();
-    b_refuses(&team, SECRET, "forged record");
+    b_refuses(&team, READS, SECRET, "forged record");
 }
 
 #[test]
@@ -196,9 +201,9 @@ fn a_truncated_or_unsigned_record_is_refused_and_rebuilt() {
     let record = &team.files("records")[0];
     let bytes = std::fs::read(record).unwrap();
     std::fs::write(record, &bytes[..bytes.len() - 10]).unwrap();
-    b_refuses(&team, SECRET, "truncated record");
+    b_refuses(&team, READS, SECRET, "truncated record");
     std::fs::write(record, &bytes[..bytes.len() - 40]).unwrap();
-    b_refuses(&team, SECRET, "unsigned record");
+    b_refuses(&team, READS, SECRET, "unsigned record");
 }
 
 #[test]
@@ -209,9 +214,11 @@ fn a_flipped_byte_in_a_shared_blob_is_refused_and_rebuilt() {
     let mut bytes = std::fs::read(blob).unwrap();
     bytes[3] ^= 0x20;
     std::fs::write(blob, bytes).unwrap();
-    let e = b_refuses(&team, SECRET, "built: blob corrupt (shared blob ");
+    let (e, _b) = b_refuses(&team, "", SECRET, "built: blob corrupt (shared blob ");
     // The corrupt blob was removed, and B's upload put a good one in its place.
     e.finish_uploads();
+    assert_eq!(e.stats().shared_uploads, 1, "{:?}", e.shared_health());
+    assert_eq!(team.files("blobs").len(), 1);
     let c = machine(&team.url(), "");
     let log = Log::new();
     let served = open(&c, SECRET)

@@ -45,6 +45,7 @@ pub(crate) struct SharedState {
 struct UploadCounters {
     uploads: AtomicU64,
     failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A lease held on a key while it is built here; released once its object is uploaded
@@ -134,6 +135,15 @@ impl SharedState {
             c.uploads.load(Ordering::Relaxed),
             c.failures.load(Ordering::Relaxed),
         )
+    }
+
+    /// The last upload's failure, if an upload failed.
+    pub(crate) fn last_upload_error(&self) -> Option<String> {
+        self.counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits for the uploads started so far, at most `max` in all. Each of their remote
@@ -396,19 +406,20 @@ impl Engine {
             trace: trace.portable(&self.inner.root).encode(),
             reason: record.reason.clone(),
         };
+        // Opened now, before the answer returns: gc removing the blob meanwhile cannot
+        // take it from the upload.
         let path = store.blob_path(&record.blob.hash);
+        let opened = File::open(&path).map_err(|e| SharedError::Local {
+            what: format!("opening {} to upload it", path.display()),
+            source: e,
+        });
         let tier = Arc::clone(&shared.tier);
         let counters = Arc::clone(&shared.counters);
         let warned = Arc::clone(&shared.warned);
         let spawned = std::thread::Builder::new()
             .name("trove-upload".to_owned())
             .spawn(move || {
-                let published = File::open(&path)
-                    .map_err(|e| SharedError::Local {
-                        what: format!("opening {} to upload it", path.display()),
-                        source: e,
-                    })
-                    .and_then(|mut file| tier.publish(&remote, &mut file));
+                let published = opened.and_then(|mut file| tier.publish(&remote, &mut file));
                 match published {
                     Ok(_) => {
                         bump(&counters.uploads, 1);
@@ -417,6 +428,10 @@ impl Engine {
                     // An outage is said once, whichever direction meets it first.
                     Err(e) if e.is_unavailable() => {
                         bump(&counters.failures, 1);
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                         if !warned.swap(true, Ordering::Relaxed) {
                             tracing::warn!("shared tier unavailable, not uploaded: {e}");
                         }
@@ -424,6 +439,10 @@ impl Engine {
                     Err(e) => {
                         bump(&counters.failures, 1);
                         tracing::warn!("not uploaded to the shared tier: {e}");
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     }
                 }
                 if let Some(Claim(lease)) = claim {
