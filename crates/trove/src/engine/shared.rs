@@ -195,11 +195,13 @@ impl Engine {
             }
             Err(e) => return Ok(Err(shared.unavailable(self, &e))),
         };
+        bump(&self.inner.stats.shared_refused, found.refused.len() as u64);
+        // A record that verified but does not validate here says more than a refused one.
+        let refused = found
+            .refused
+            .first()
+            .map(|r| Why::SharedRefused(r.error.to_string()));
         let mut miss = None;
-        for refused in &found.refused {
-            bump(&self.inner.stats.shared_refused, 1);
-            miss.get_or_insert(Why::SharedRefused(refused.error.to_string()));
-        }
         for record in &found.records {
             let trace = match self.validate_shared(recipe, record)? {
                 Ok(trace) => trace,
@@ -236,7 +238,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Err(miss.unwrap_or(Why::NoEntry)))
+        Ok(Err(miss.or(refused).unwrap_or(Why::NoEntry)))
     }
 
     /// The record's trace, made local and validated here as a local variant's is.
@@ -277,6 +279,17 @@ impl Engine {
             tracing::warn!("cannot copy a shared object into the store: {e}");
             Why::NoEntry
         };
+        // Another process of this machine may have copied the same variant meanwhile (the
+        // shared tier is looked at before the key's lock is taken): one copy is enough.
+        if let Ok(variants) = store.variants(&record.key)
+            && let Some(copied) = variants.iter().find(|v| {
+                v.blob.hash == record.blob.hash
+                    && v.created_ms == record.created_ms
+                    && v.recipe_version == record.recipe_version
+            })
+        {
+            return Ok(copied.id);
+        }
         let blob = if store.has_blob(&blob_id(record.blob)) {
             blob_id(record.blob)
         } else {
