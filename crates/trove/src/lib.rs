@@ -48,6 +48,7 @@ mod modules;
 mod nested;
 mod reason;
 mod recipe;
+mod shared_admin;
 mod stale;
 mod trace;
 mod words;
@@ -102,11 +103,14 @@ pub use command::{
     NestedAnswer, NestedRequest, SOCKET_VAR as NESTED_SOCKET_VAR, ask as ask_outer_build,
 };
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served, Stats, Vouched, WatchGuard};
+pub use engine::{Engine, Options, Secret, Served, Stats, Vouched, WatchGuard};
 pub use error::{BuildError, Error};
 pub use external::{DynRecipe, Fingerprinter};
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{Definition, Recipe, Sources};
+pub use shared_admin::{
+    SharedEntry, SharedGcOptions, SharedGcReport, SharedHealth, SharedRemoval, SharedStatus,
+};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
 pub use words::object_label;
 
@@ -114,8 +118,9 @@ pub use words::object_label;
 // (the command line included) depends on `trove` alone. Third-party errors (SQLite's,
 // notify's) stay reachable as `std::error::Error::source` only.
 pub use trove_config::{
-    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, Need, RecipeConfig, StoreConfig, WatchConfig,
-    did_you_mean, format_duration, format_size, parse_duration, parse_size,
+    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, LeaseSettings, Need, Place, RecipeConfig,
+    SharedSettings, StoreConfig, WatchConfig, did_you_mean, format_duration, format_size,
+    parse_duration, parse_size,
 };
 pub use trove_fingerprint::{Digest, EncodeError, GlobError};
 pub use trove_graph::{Graph, InputKind, Node, NodeId};
