@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-np = pytest.importorskip("numpy")
+import numpy as np
 
 import trove  # noqa: E402
 from trove import _objects  # noqa: E402

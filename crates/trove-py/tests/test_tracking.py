@@ -6,7 +6,6 @@ asserts which builds ran (the build log) and the reason given.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -144,7 +143,6 @@ def test_a_file_the_build_writes_is_an_output_not_an_input(project):
     assert project.builds() == ["report"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("numpy") is None, reason="numpy is not installed")
 def test_a_file_read_by_numpy_load_is_tracked(project):
     import numpy as np
 
@@ -167,7 +165,6 @@ def test_a_file_read_by_numpy_load_is_tracked(project):
     assert project.builds() == ["weights_sum", "weights_sum"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas is not installed")
 def test_a_file_read_by_pandas_read_csv_is_tracked(project):
     project.write("prices.csv", "sym,price\nA,1\nB,2\n")
     project.write("recipes.py", """
@@ -418,7 +415,6 @@ SQLITE_RECIPE = """
 """
 
 
-@pytest.mark.skipif(__import__("shutil").which("sqlite3") is None, reason="no sqlite3 command line")
 def test_a_sqlite_database_edited_by_the_sqlite3_command_line_rebuilds(project):
     import subprocess
 
