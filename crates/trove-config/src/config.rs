@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::ConfigError;
 use crate::paths::absolute;
 
 /// The configuration file trove looks for: `trove.ron`.
@@ -55,8 +56,70 @@ pub struct Config {
     /// Globs of paths a traced command may read that are never inputs
     /// (`trace_ignore: ["/var/cache/**"]`).
     pub trace_ignore: Vec<String>,
+    /// The team's shared tier (`shared: (url: .., ..)`); `None` when not configured.
+    pub shared: Option<SharedSettings>,
     /// Recipes configured by name.
     pub recipes: BTreeMap<String, RecipeConfig>,
+}
+
+/// A line and column (1-based) in the configuration file, kept for problems found after
+/// it was read (a secret variable that is not set, a URL the shared tier refuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Place {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
+/// `shared: (url: "s3://bucket/trove?..", secret_env: "TROVE_SHARED_SECRET", read_only:
+/// false, lease: (url: "redis://127.0.0.1:6379", ttl: "30s"), timeout: "2s")`.
+///
+/// The secret is never in the file: `secret_env` names the environment variable that
+/// holds it, read when the tier is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSettings {
+    /// The store: `s3://bucket/prefix?endpoint=..&region=..`, `redis://host:port`,
+    /// `webdav://host:port/path`, `file:///path` (a shared file system), `memory://`.
+    pub url: String,
+    /// The environment variable holding the key that signs records (default
+    /// `TROVE_SHARED_SECRET`).
+    pub secret_env: String,
+    /// Read, never upload (developer machines; CI writes).
+    pub read_only: bool,
+    /// Leases for building each key once across machines.
+    pub lease: Option<LeaseSettings>,
+    /// The longest any remote call may hold an answer (default 2 s).
+    pub timeout: Duration,
+    /// Where `shared` is in the file.
+    pub at: Place,
+    /// Where its `url` is.
+    pub url_at: Place,
+    /// Where its `secret_env` is (where `shared` is, when the default is used).
+    pub secret_env_at: Place,
+}
+
+impl SharedSettings {
+    /// The variable read when `secret_env` is not given.
+    pub const DEFAULT_SECRET_ENV: &'static str = "TROVE_SHARED_SECRET";
+    /// The timeout when `timeout` is not given.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+/// `lease: (url: "redis://127.0.0.1:6379", ttl: "30s")`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// The Redis server: `redis://host:port[/db][?prefix=name]` or `rediss://`.
+    pub url: String,
+    /// How long a lease lives without renewal (default 30 s).
+    pub ttl: Duration,
+    /// Where its `url` is.
+    pub url_at: Place,
+}
+
+impl LeaseSettings {
+    /// The ttl when `ttl` is not given.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 }
 
 /// `store: (path: ".trove", max_size: "20GiB", variants: 4)`.
@@ -190,8 +253,24 @@ impl Config {
             },
             trace: true,
             trace_ignore: Vec::new(),
+            shared: None,
             recipes: BTreeMap::new(),
             dir,
+        }
+    }
+
+    /// A problem with the configuration found after it was read, at `place` in its file
+    /// (the secret variable `shared.secret_env` names is not set, say).
+    pub fn error_at(&self, place: Place, message: String, hint: Option<String>) -> ConfigError {
+        ConfigError {
+            file: self
+                .file
+                .clone()
+                .unwrap_or_else(|| self.dir.join(FILE_NAME)),
+            line: place.line,
+            column: place.column,
+            message,
+            hint,
         }
     }
 

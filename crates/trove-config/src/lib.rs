@@ -30,7 +30,8 @@ mod syntax;
 mod units;
 
 pub use config::{
-    Config, FILE_NAME, LOCAL_FILE_NAME, MAX_FILE_SIZE, Need, RecipeConfig, StoreConfig, WatchConfig,
+    Config, FILE_NAME, LOCAL_FILE_NAME, LeaseSettings, MAX_FILE_SIZE, Need, Place, RecipeConfig,
+    SharedSettings, StoreConfig, WatchConfig,
 };
 pub use error::ConfigError;
 pub use schema::need_var;

@@ -7,6 +7,7 @@
 mod local;
 mod needs;
 mod scalars;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "watch",
     "trace",
     "trace_ignore",
+    "shared",
     "recipes",
 ];
 const STORE_KEYS: &[&str] = &["path", "max_size", "variants"];
@@ -266,6 +268,7 @@ impl Reader<'_> {
                     config.trace_ignore =
                         self.globs(value, "`trace_ignore`", "trace_ignore: [\"/var/cache/**\"]")?;
                 }
+                "shared" => config.shared = Some(self.shared(value)?),
                 _ => self.recipes(value, config, &mut needs)?,
             }
         }

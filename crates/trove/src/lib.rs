@@ -114,8 +114,9 @@ pub use words::object_label;
 // (the command line included) depends on `trove` alone. Third-party errors (SQLite's,
 // notify's) stay reachable as `std::error::Error::source` only.
 pub use trove_config::{
-    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, Need, RecipeConfig, StoreConfig, WatchConfig,
-    did_you_mean, format_duration, format_size, parse_duration, parse_size,
+    Config, ConfigError, FILE_NAME, LOCAL_FILE_NAME, LeaseSettings, Need, Place, RecipeConfig,
+    SharedSettings, StoreConfig, WatchConfig, did_you_mean, format_duration, format_size,
+    parse_duration, parse_size,
 };
 pub use trove_fingerprint::{Digest, EncodeError, GlobError};
 pub use trove_graph::{Graph, InputKind, Node, NodeId};
