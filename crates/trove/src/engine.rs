@@ -5,7 +5,8 @@
 //! - `verify`: validating a variant's trace (salsa's `maybe_changed_after`);
 //! - `disk`: stored variants tried newest first, hit counting;
 //! - `build`: the tracked build and its stability check (salsa's `execute`);
-//! - `publish`: blob, then record, then the key's lock released;
+//! - `publish`: blob, then record, then the key's lock released, then the upload;
+//! - `shared`: the team's shared tier — lookup after the disk tier, lease, upload;
 //! - `registry` and `counters`: what validation needs to know about recipes;
 //! - `explain`: predictions without building, and support for status and gc;
 //! - `watch`: the watcher attached to an engine, which lets memory hits skip every check.
@@ -17,6 +18,11 @@ mod explain;
 mod publish;
 mod registry;
 mod serve;
+#[cfg(feature = "shared")]
+pub(crate) mod shared;
+#[cfg(not(feature = "shared"))]
+#[path = "engine/shared_off.rs"]
+mod shared;
 mod verify;
 mod waits;
 pub(crate) mod watch;
@@ -52,6 +58,20 @@ pub struct Options {
     /// `store.variants` (4 when it does not say); `Some(n)` overrides the configuration,
     /// for a program that knows better than its users' files.
     pub max_variants: Option<usize>,
+    /// The shared tier's secret, for a program that keeps it elsewhere than in the
+    /// environment (a secret manager, a test). `None` (the default) reads the variable
+    /// `shared.secret_env` names.
+    pub shared_secret: Option<Secret>,
+}
+
+/// A secret's bytes; its `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 impl Default for Options {
@@ -59,6 +79,7 @@ impl Default for Options {
         Options {
             memory_limit: 1 << 30,
             max_variants: None,
+            shared_secret: None,
         }
     }
 }
@@ -97,6 +118,18 @@ pub struct Stats {
     pub waits: u64,
     /// File inputs checked against the file system (a `stat`, and a hash when in doubt).
     pub files_checked: u64,
+    /// Requests served from the shared tier (`hit shared`).
+    pub shared_hits: u64,
+    /// Times the shared tier could not answer (slow, down, refusing, backing off) and the
+    /// request went on without it.
+    pub shared_unavailable: u64,
+    /// Shared records refused (unsigned, forged, truncated, another key) and shared
+    /// blobs refused as corrupt.
+    pub shared_refused: u64,
+    /// Variants this engine uploaded to the shared tier (published, or found there).
+    pub shared_uploads: u64,
+    /// Uploads that failed.
+    pub shared_upload_failures: u64,
 }
 
 #[derive(Default)]
@@ -107,6 +140,9 @@ struct StatCounters {
     builds: AtomicU64,
     waits: AtomicU64,
     files_checked: AtomicU64,
+    shared_hits: AtomicU64,
+    shared_unavailable: AtomicU64,
+    shared_refused: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -138,6 +174,8 @@ pub(crate) struct Inner {
     loaded_libraries: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// How `Input::External` inputs are fingerprinted, by kind (`external.rs`).
     pub(crate) fingerprinters: crate::external::Fingerprinters,
+    /// The team's shared tier, when `shared:` configures one.
+    pub(crate) shared: Option<shared::SharedState>,
 }
 
 /// The engine: serves objects from memory, from disk, or by building them. Cheap to clone
@@ -189,8 +227,10 @@ impl Engine {
                 (None, Some(e.to_string()))
             }
         };
+        let shared = shared::SharedState::open(&config, options.shared_secret.clone())?;
         let engine = Engine {
             inner: Arc::new(Inner {
+                shared,
                 root: config.dir.clone(),
                 store,
                 store_error,
@@ -223,13 +263,30 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let s = &self.inner.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (shared_uploads, shared_upload_failures) =
+            self.inner.shared.as_ref().map_or((0, 0), |s| s.uploads());
         Stats {
+            shared_hits: get(&s.shared_hits),
+            shared_unavailable: get(&s.shared_unavailable),
+            shared_refused: get(&s.shared_refused),
+            shared_uploads,
+            shared_upload_failures,
             memory_hits: get(&s.memory_hits),
             watched_hits: get(&s.watched_hits),
             disk_hits: get(&s.disk_hits),
             builds: get(&s.builds),
             waits: get(&s.waits),
             files_checked: get(&s.files_checked),
+        }
+    }
+
+    /// Waits for the uploads to the shared tier this engine started (each remote call is
+    /// bounded by `shared.timeout`; the whole wait by ten times it). `trove run` calls it
+    /// after the object is written and stdout closed, so the answer never waits for it;
+    /// dropping the last handle of an engine does too.
+    pub fn finish_uploads(&self) {
+        if let Some(shared) = &self.inner.shared {
+            shared.finish_uploads(shared.upload_grace());
         }
     }
 
@@ -346,6 +403,7 @@ impl Engine {
         Ok(match self.peek(recipe, args)?.0 {
             Residency::InMemory => Prediction::HitMemory,
             Residency::OnDisk => Prediction::HitDisk,
+            Residency::Shared => Prediction::HitShared,
             Residency::Absent => Prediction::Build(Why::NoEntry),
             Residency::Stale(why) => Prediction::Build(why),
         })

@@ -74,6 +74,13 @@ pub enum Error {
     /// with `error: `.
     #[error(transparent)]
     ConfigFile(#[from] trove_config::ConfigError),
+    /// `trove status --shared`, `trove gc --shared` and their library calls need a
+    /// shared tier, and none is configured.
+    #[error("no shared tier is configured (`shared:` in trove.ron)")]
+    NoSharedTier,
+    /// The shared tier could not do what was asked (it is down, refusing, read-only).
+    #[error("shared tier: {0}")]
+    SharedTier(String),
     /// The watcher could not start.
     #[error(transparent)]
     Watch(#[from] trove_watch::WatchError),

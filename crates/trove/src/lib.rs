@@ -48,6 +48,7 @@ mod modules;
 mod nested;
 mod reason;
 mod recipe;
+mod shared_admin;
 mod stale;
 mod trace;
 mod words;
@@ -102,11 +103,14 @@ pub use command::{
     NestedAnswer, NestedRequest, SOCKET_VAR as NESTED_SOCKET_VAR, ask as ask_outer_build,
 };
 pub use cx::{Cx, Module};
-pub use engine::{Engine, Options, Served, Stats, WatchGuard};
+pub use engine::{Engine, Options, Secret, Served, Stats, WatchGuard};
 pub use error::{BuildError, Error};
 pub use external::{DynRecipe, Fingerprinter};
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{Definition, Recipe, Sources};
+pub use shared_admin::{
+    SharedEntry, SharedGcOptions, SharedGcReport, SharedHealth, SharedRemoval, SharedStatus,
+};
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
 pub use words::object_label;
 

@@ -11,6 +11,9 @@ pub enum Reason {
     HitMemory,
     /// Served from the disk tier.
     HitDisk,
+    /// Fetched from the team's shared tier (verified, copied into the disk tier), then
+    /// served.
+    HitShared,
     /// Built, because of this.
     Built(Why),
     /// Another caller built it while this one waited.
@@ -81,6 +84,12 @@ pub enum Why {
     Quarantined(String),
     /// The stored object could not be checked (unknown format, unregistered dependency).
     Unverifiable(String),
+    /// Nothing valid was stored here and the shared tier could not answer (slow, down,
+    /// refusing, or skipped after a recent failure): built locally.
+    SharedUnavailable(String),
+    /// The shared tier's record for the key was refused (unsigned, forged, truncated,
+    /// signed with another key): never used.
+    SharedRefused(String),
     /// The caller asked for a new build ([`Engine::refresh`](crate::Engine::refresh),
     /// `trove run --force`).
     Forced,
@@ -91,6 +100,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::HitMemory => f.write_str("hit memory"),
             Reason::HitDisk => f.write_str("hit disk"),
+            Reason::HitShared => f.write_str("hit shared"),
             Reason::Built(why) => write!(f, "built: {why}"),
             Reason::Waited(why) => write!(f, "built by another caller: {why}"),
         }
@@ -137,6 +147,8 @@ impl fmt::Display for Why {
             Why::BlobCorrupt(msg) => write!(f, "blob corrupt ({msg})"),
             Why::Quarantined(msg) => write!(f, "quarantined: {msg}"),
             Why::Unverifiable(msg) => write!(f, "cannot verify the stored object: {msg}"),
+            Why::SharedUnavailable(msg) => write!(f, "no entry (shared tier unavailable: {msg})"),
+            Why::SharedRefused(msg) => write!(f, "shared record refused ({msg})"),
             Why::Forced => f.write_str("forced"),
         }
     }
@@ -151,6 +163,8 @@ pub enum Prediction {
     HitMemory,
     /// The disk tier would serve it.
     HitDisk,
+    /// The shared tier would serve it (after copying it into the disk tier).
+    HitShared,
     /// It would be built, for this reason.
     Build(Why),
 }
@@ -167,6 +181,7 @@ impl fmt::Display for Prediction {
         match self {
             Prediction::HitMemory => f.write_str("would hit memory"),
             Prediction::HitDisk => f.write_str("would hit disk"),
+            Prediction::HitShared => f.write_str("would hit shared"),
             Prediction::Build(why) => write!(f, "would build: {why}"),
         }
     }
@@ -182,6 +197,8 @@ pub enum Residency {
     OnDisk,
     /// A valid object in memory.
     InMemory,
+    /// A valid object in the team's shared tier only.
+    Shared,
     /// Stored, but a request would rebuild it, for this reason.
     Stale(Why),
 }
@@ -192,6 +209,7 @@ impl fmt::Display for Residency {
             Residency::Absent => f.write_str("absent"),
             Residency::OnDisk => f.write_str("on disk"),
             Residency::InMemory => f.write_str("in memory"),
+            Residency::Shared => f.write_str("shared"),
             Residency::Stale(why) => write!(f, "stale: {why}"),
         }
     }

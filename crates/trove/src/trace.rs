@@ -121,3 +121,133 @@ impl Trace {
         })
     }
 }
+
+/// What a path under the project starts with in a portable trace: `./data/x.csv`. Paths
+/// recorded by a build are absolute, so no recorded path starts with it.
+const PROJECT: &str = "./";
+
+impl Trace {
+    /// The trace as it travels to another machine: every path under `root` (the project)
+    /// written relative to it (`./data/x.csv`), so a checkout at another absolute path
+    /// validates it; paths outside the project (`/usr/bin/gcc`) stay absolute.
+    #[cfg_attr(not(feature = "shared"), allow(dead_code))]
+    pub(crate) fn portable(&self, root: &std::path::Path) -> Trace {
+        let root = root.to_string_lossy();
+        let root = root.trim_end_matches('/');
+        self.map_paths(|path| {
+            if path == root {
+                Some(PROJECT.to_owned())
+            } else {
+                let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+                Some(format!("{PROJECT}{rest}"))
+            }
+        })
+    }
+
+    /// A portable trace made absolute again under this machine's `root`.
+    #[cfg_attr(not(feature = "shared"), allow(dead_code))]
+    pub(crate) fn localized(&self, root: &std::path::Path) -> Trace {
+        self.map_paths(|path| {
+            let rest = path.strip_prefix(PROJECT)?;
+            Some(if rest.is_empty() {
+                root.display().to_string()
+            } else {
+                root.join(rest).display().to_string()
+            })
+        })
+    }
+
+    /// The trace with every path (and every external input's name) that `f` maps
+    /// replaced.
+    fn map_paths(&self, f: impl Fn(&str) -> Option<String>) -> Trace {
+        let map = |p: &String| f(p).unwrap_or_else(|| p.clone());
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|input| match input {
+                Input::File { role, path, state } => Input::File {
+                    role: *role,
+                    path: map(path),
+                    state: state.clone(),
+                },
+                Input::Dir { path, state } => Input::Dir {
+                    path: map(path),
+                    state: state.clone(),
+                },
+                Input::Tree { path, state } => Input::Tree {
+                    path: map(path),
+                    state: state.clone(),
+                },
+                Input::Glob {
+                    root,
+                    pattern,
+                    mode,
+                    state,
+                } => Input::Glob {
+                    root: map(root),
+                    pattern: pattern.clone(),
+                    mode: *mode,
+                    state: state.clone(),
+                },
+                // A Python module's source is named by its path.
+                Input::External { kind, name, value } => Input::External {
+                    kind: kind.clone(),
+                    name: map(name),
+                    value: value.clone(),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        Trace {
+            inputs,
+            counters: self.counters.clone(),
+            definition: self.definition.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_portable_trace_names_project_paths_relative_to_the_project() {
+        let state = trove_fingerprint::FileState::Absent;
+        let trace = Trace {
+            inputs: vec![
+                Input::File {
+                    role: Role::Data,
+                    path: "/home/a/proj/data/x.csv".into(),
+                    state: state.clone(),
+                },
+                Input::File {
+                    role: Role::Module,
+                    path: "/usr/bin/gcc".into(),
+                    state: state.clone(),
+                },
+                Input::File {
+                    role: Role::Data,
+                    path: "/home/a/project2/y".into(),
+                    state,
+                },
+            ],
+            ..Trace::default()
+        };
+        let portable = trace.portable(std::path::Path::new("/home/a/proj"));
+        let paths: Vec<_> = portable.paths().collect();
+        assert_eq!(
+            paths,
+            ["./data/x.csv", "/usr/bin/gcc", "/home/a/project2/y"]
+        );
+        let there = portable.localized(std::path::Path::new("/srv/ci/checkout"));
+        let paths: Vec<_> = there.paths().collect();
+        assert_eq!(
+            paths,
+            [
+                "/srv/ci/checkout/data/x.csv",
+                "/usr/bin/gcc",
+                "/home/a/project2/y"
+            ]
+        );
+    }
+}

@@ -142,6 +142,7 @@ impl Engine {
             reason: reason.to_string(),
             meta,
             lock,
+            claim: None,
         };
         Ok(((object, reason, digest, args_display), Some(pending)))
     }

@@ -59,6 +59,9 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.finish_uploads(shared.upload_grace());
+        }
         let batch = std::mem::take(self.touches.get_mut().unwrap_or_else(|e| e.into_inner()));
         self.write_touches(&batch);
     }

@@ -54,6 +54,9 @@ impl Engine {
                 }
             }
         }
+        if let Some((residency, digest)) = self.peek_shared(recipe, key)? {
+            return Ok((residency, Some(digest)));
+        }
         Ok(match miss.take() {
             Some(why) => (Residency::Stale(why), None),
             None => (Residency::Absent, None),

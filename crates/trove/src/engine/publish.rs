@@ -25,6 +25,8 @@ pub(crate) struct Pending<T> {
     pub(crate) reason: String,
     pub(crate) meta: Arc<Meta>,
     pub(crate) lock: Option<KeyLock>,
+    /// The key's lease in the shared tier, released after the upload.
+    pub(crate) claim: Option<super::shared::Claim>,
 }
 
 impl Engine {
@@ -63,7 +65,12 @@ impl Engine {
             reason: pending.reason,
         };
         match store.insert(&record) {
-            Ok(id) => pending.meta.variant.store(id, Ordering::Release),
+            Ok(id) => {
+                pending.meta.variant.store(id, Ordering::Release);
+                // Started before the lock is released and the answer returned; it runs on
+                // a thread of its own and never delays either.
+                self.upload(&record, pending.claim);
+            }
             Err(e) => tracing::warn!(recipe = recipe.name(), "object not recorded: {e}"),
         }
         drop(pending.lock);

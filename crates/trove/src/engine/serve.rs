@@ -259,6 +259,13 @@ impl Engine {
             Ok(hit) => return Ok((hit, None)),
             Err(why) => stale.unwrap_or(why),
         };
+        // The shared tier, unlocked like the disk tier above: a hit is copied into the
+        // disk tier and served from there.
+        match self.lookup_shared(recipe, key, &args_display)? {
+            Ok(hit) => return Ok((hit, None)),
+            Err(w) if why == Why::NoEntry => why = w,
+            Err(_) => {}
+        }
         let lock = loop {
             let lock = self.lock_key(key, recipe.name())?;
             // Another process may have built it while we waited for the lock. Load it
@@ -275,6 +282,19 @@ impl Engine {
                 Err(_) => {}
             }
         };
-        self.build(recipe, args, key, args_display, why, lock)
+        // The third lock: the key's lease across machines (when configured), then a look
+        // in the shared tier, where its last holder may have published.
+        let claim = match self.claim_shared(recipe, key, &args_display)? {
+            Ok(hit) => return Ok((hit, None)),
+            Err(claim) => claim,
+        };
+        let (value, pending) = self.build(recipe, args, key, args_display, why, lock)?;
+        Ok((
+            value,
+            pending.map(|mut p| {
+                p.claim = claim;
+                p
+            }),
+        ))
     }
 }

@@ -343,7 +343,11 @@ impl Engine {
         };
         if mode == Mode::Peek {
             return Ok(match erased.peek(self, args)? {
-                (Residency::InMemory | Residency::OnDisk, Some(d)) if d == *output => None,
+                (Residency::InMemory | Residency::OnDisk | Residency::Shared, Some(d))
+                    if d == *output =>
+                {
+                    None
+                }
                 (Residency::Stale(why), _) => Some(Why::Dependency {
                     what,
                     because: Some(Box::new(why)),

@@ -1,0 +1,463 @@
+//! The shared tier on the request path (PRODUCT.md, "How a request is answered", step 3):
+//! a key missing from the disk tier is looked up in the team's store; a record that
+//! verifies (signed with the team's secret) and whose trace validates here exactly like a
+//! local variant's has its blob downloaded and verified into the disk tier, then is
+//! served from there (`hit shared`). After a build is stored locally it is uploaded on a
+//! thread of its own, never delaying the caller. The lease (the third lock, after the
+//! in-process flight and the key's `flock`) makes machines build a key once.
+//!
+//! A shared tier that is slow, down or refusing costs a request at most `timeout`: the
+//! request builds locally, the first failure is logged (once until the tier answers
+//! again), every one is counted, and trove-shared's backoff skips the tier for a while.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use trove_config::{Config, SharedSettings};
+use trove_fingerprint::Digest;
+use trove_shared::{
+    BlobRef, Lease, LeaseConfig, SharedConfig, SharedError, SharedRecord, SharedTier, Wake,
+};
+use trove_store::{NewRecord, Store};
+
+use crate::codec;
+use crate::engine::verify::{Mode, Validity};
+use crate::engine::{Engine, FlightValue, bump};
+use crate::reason::{Reason, Residency, Why};
+use crate::trace::Trace;
+use crate::{Error, Recipe};
+
+/// The shared tier attached to an engine.
+pub(crate) struct SharedState {
+    pub(crate) tier: Arc<SharedTier>,
+    pub(crate) settings: SharedSettings,
+    /// Whether the current outage was already reported (cleared when the tier answers).
+    warned: AtomicBool,
+    counters: Arc<UploadCounters>,
+    uploads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct UploadCounters {
+    uploads: AtomicU64,
+    failures: AtomicU64,
+    warned: AtomicBool,
+}
+
+/// A lease held on a key while it is built here; released once its object is uploaded
+/// (or dropped with it when nothing is stored, which wakes the waiters to take over).
+pub(crate) struct Claim(Lease);
+
+impl SharedState {
+    /// The tier `config.shared` describes, or `None` when there is none. The secret is
+    /// read from the variable `secret_env` names; a missing one, and anything the tier
+    /// refuses, is a configuration error at its place in the file.
+    pub(crate) fn open(
+        config: &Config,
+        secret: Option<crate::engine::Secret>,
+    ) -> Result<Option<SharedState>, Error> {
+        let Some(settings) = config.shared.clone() else {
+            return Ok(None);
+        };
+        let from_env = || std::env::var_os(&settings.secret_env).filter(|s| !s.is_empty());
+        let secret = match secret
+            .map(|s| s.0)
+            .or_else(|| from_env().map(|s| s.into_encoded_bytes()))
+        {
+            Some(secret) => secret,
+            None => {
+                return Err(Error::ConfigFile(config.error_at(
+                    settings.secret_env_at,
+                    format!(
+                        "the shared tier's secret is missing: the environment variable `{}` is not set",
+                        settings.secret_env
+                    ),
+                    Some(format!(
+                        "set `{}` to the team's secret (at least {} bytes) before running trove; \
+                         it signs and verifies every shared record and never goes in trove.ron",
+                        settings.secret_env,
+                        trove_shared::MIN_SECRET_LEN
+                    )),
+                )));
+            }
+        };
+        let refused = |place, e: &dyn std::fmt::Display| {
+            Error::ConfigFile(config.error_at(place, e.to_string(), None))
+        };
+        let mut shared = SharedConfig::new(&settings.url, secret)
+            .map_err(|e| match e {
+                trove_shared::ConfigError::WeakSecret { .. } => refused(
+                    settings.secret_env_at,
+                    &format!("`{}`: {e}", settings.secret_env),
+                ),
+                e => refused(settings.url_at, &e),
+            })?
+            .read_only(settings.read_only)
+            .timeout(settings.timeout);
+        if let Some(lease) = &settings.lease {
+            shared = shared.lease(
+                LeaseConfig::new(&lease.url, lease.ttl).map_err(|e| refused(lease.url_at, &e))?,
+            );
+        }
+        let tier = SharedTier::open(shared).map_err(|e| match e {
+            SharedError::Config(e) => refused(settings.url_at, &e),
+            e => Error::SharedTier(e.to_string()),
+        })?;
+        Ok(Some(SharedState {
+            tier: Arc::new(tier),
+            settings,
+            warned: AtomicBool::new(false),
+            counters: Arc::default(),
+            uploads: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The tier could not answer: said once per outage, counted every time.
+    fn unavailable(&self, engine: &Engine, e: &SharedError) -> Why {
+        bump(&engine.inner.stats.shared_unavailable, 1);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("shared tier unavailable, building locally: {e}");
+        }
+        Why::SharedUnavailable(e.to_string())
+    }
+
+    fn answered(&self) {
+        self.warned.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn uploads(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.uploads.load(Ordering::Relaxed),
+            c.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Waits for the uploads started so far, at most `max` in all. Each of their remote
+    /// calls is bounded by the tier's `timeout`, so a dead remote ends them sooner.
+    pub(crate) fn finish_uploads(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let handles = std::mem::take(&mut *self.uploads.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                tracing::warn!(
+                    "an upload to the shared tier did not finish within {max:?}; it is abandoned"
+                );
+            }
+        }
+    }
+
+    /// How long a process waits for its uploads before it exits.
+    pub(crate) fn upload_grace(&self) -> Duration {
+        self.settings.timeout * 10
+    }
+}
+
+impl Engine {
+    fn shared(&self) -> Option<(&SharedState, &Store)> {
+        Some((self.inner.shared.as_ref()?, self.inner.store.as_ref()?))
+    }
+
+    /// Looks the key up in the shared tier: the first record that verifies and validates
+    /// here is downloaded into the disk tier and served from there. `Err(why)` on a miss:
+    /// why the records there were not used, `NoEntry` when there were none.
+    pub(crate) fn lookup_shared<R: Recipe>(
+        &self,
+        recipe: &R,
+        key: Digest,
+        args_display: &str,
+    ) -> Result<Result<FlightValue, Why>, Error> {
+        let Some((shared, store)) = self.shared() else {
+            return Ok(Err(Why::NoEntry));
+        };
+        let found = match shared.tier.lookup(&key.0) {
+            Ok(found) => {
+                shared.answered();
+                found
+            }
+            Err(e) => return Ok(Err(shared.unavailable(self, &e))),
+        };
+        let mut miss = None;
+        for refused in &found.refused {
+            bump(&self.inner.stats.shared_refused, 1);
+            miss.get_or_insert(Why::SharedRefused(refused.error.to_string()));
+        }
+        for record in &found.records {
+            let trace = match self.validate_shared(recipe, record)? {
+                Ok(trace) => trace,
+                Err(why) => {
+                    miss.get_or_insert(why);
+                    continue;
+                }
+            };
+            let id = match self.copy_into_store(shared, store, record, &trace) {
+                Ok(id) => id,
+                Err(why) => {
+                    miss.get_or_insert(why);
+                    continue;
+                }
+            };
+            let stored = store.variants(&key.0).ok().into_iter().flatten();
+            let Some(rec) = stored.into_iter().find(|r| r.id == id) else {
+                continue;
+            };
+            match self.try_variant(store, recipe, &rec)? {
+                Ok(object) => {
+                    bump(&self.inner.stats.shared_hits, 1);
+                    self.touch(rec.id);
+                    let value = (
+                        object,
+                        Reason::HitShared,
+                        Digest(rec.blob.hash),
+                        args_display.to_owned(),
+                    );
+                    return Ok(Ok(value));
+                }
+                Err(why) => {
+                    miss.get_or_insert(why);
+                }
+            }
+        }
+        Ok(Err(miss.unwrap_or(Why::NoEntry)))
+    }
+
+    /// The record's trace, made local and validated here as a local variant's is.
+    fn validate_shared<R: Recipe>(
+        &self,
+        recipe: &R,
+        record: &SharedRecord,
+    ) -> Result<Result<Trace, Why>, Error> {
+        let Some(trace) = Trace::decode(&record.trace) else {
+            return Ok(Err(Why::Unverifiable(
+                "the shared record's trace is in an unknown format".into(),
+            )));
+        };
+        if !codec::known(record.codec) {
+            return Ok(Err(Why::Unverifiable(format!(
+                "the shared object is in an unknown format (codec {})",
+                record.codec
+            ))));
+        }
+        let trace = trace.localized(&self.inner.root);
+        let subject = self.subject(recipe, record.recipe_version, record.created_ms);
+        Ok(match self.validate(&subject, &trace, Mode::Serve)? {
+            Validity::Invalid(why) => Err(why),
+            Validity::Valid { refreshed } => Ok(refreshed.unwrap_or(trace)),
+        })
+    }
+
+    /// Downloads the record's blob into the disk tier (verified while it streams, and
+    /// again when the store seals it) and records the variant there; its row id.
+    fn copy_into_store(
+        &self,
+        shared: &SharedState,
+        store: &Store,
+        record: &SharedRecord,
+        trace: &Trace,
+    ) -> Result<i64, Why> {
+        let local = |e: &dyn std::fmt::Display| {
+            tracing::warn!("cannot copy a shared object into the store: {e}");
+            Why::NoEntry
+        };
+        let blob = if store.has_blob(&blob_id(record.blob)) {
+            blob_id(record.blob)
+        } else {
+            let temp = store.temp_blob().map_err(|e| local(&e))?;
+            let mut file: &File = temp.file();
+            match shared.tier.fetch_blob(&record.blob, &mut file) {
+                Ok(()) => {}
+                Err(SharedError::BlobCorrupt { blob, problem }) => {
+                    bump(&self.inner.stats.shared_refused, 1);
+                    return Err(Why::BlobCorrupt(format!("shared blob {blob}: {problem}")));
+                }
+                Err(e) if e.is_unavailable() => return Err(shared.unavailable(self, &e)),
+                Err(e) => return Err(local(&e)),
+            }
+            let id = store.put_blob_file(temp).map_err(|e| local(&e))?;
+            if id.hash != record.blob.hash || id.len != record.blob.len {
+                return Err(Why::BlobCorrupt("shared blob changed on disk".into()));
+            }
+            id
+        };
+        let new = NewRecord {
+            key: record.key,
+            recipe: record.recipe.clone(),
+            args: record.args.clone(),
+            recipe_version: record.recipe_version,
+            created_ms: record.created_ms,
+            blob,
+            codec: record.codec,
+            trace: trace.encode(),
+            reason: record.reason.clone(),
+        };
+        store.insert(&new).map_err(|e| local(&e))
+    }
+
+    /// Under the key's `flock`, before building: the key's lease, when leases are
+    /// configured. `Ok(hit)` when another machine published the object meanwhile;
+    /// `Err(claim)` to build, holding the lease if one was taken.
+    pub(crate) fn claim_shared<R: Recipe>(
+        &self,
+        recipe: &R,
+        key: Digest,
+        args_display: &str,
+    ) -> Result<Result<FlightValue, Option<Claim>>, Error> {
+        let Some((shared, _)) = self.shared() else {
+            return Ok(Err(None));
+        };
+        let Some(leases) = shared.tier.leases() else {
+            return Ok(Err(None));
+        };
+        let ttl = leases.ttl();
+        loop {
+            // A read-only machine never publishes, so it never holds a lease: it waits for
+            // a holder's object, and builds alone when nobody holds one.
+            let acquired = if shared.tier.is_read_only() {
+                match leases.holder_ttl(&key.hex()) {
+                    Ok(Some(_)) => None,
+                    Ok(None) => return Ok(Err(None)),
+                    Err(e) => {
+                        shared.unavailable(self, &e);
+                        return Ok(Err(None));
+                    }
+                }
+            } else {
+                match shared.tier.lease(&key.0) {
+                    Ok(lease) => lease,
+                    Err(e) => {
+                        shared.unavailable(self, &e);
+                        return Ok(Err(None));
+                    }
+                }
+            };
+            if let Some(lease) = acquired {
+                // Someone may have published between our look and the lease.
+                return Ok(match self.lookup_shared(recipe, key, args_display)? {
+                    Ok(hit) => {
+                        let _ = lease.release();
+                        Ok(hit)
+                    }
+                    Err(_) => Err(Some(Claim(lease))),
+                });
+            }
+            match shared.tier.wait_for(&key.0, ttl) {
+                Ok(Wake::Published) => {
+                    if let Ok(hit) = self.lookup_shared(recipe, key, args_display)? {
+                        return Ok(Ok(hit));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    shared.unavailable(self, &e);
+                    return Ok(Err(None));
+                }
+            }
+        }
+    }
+
+    /// After a variant is stored locally: uploads it on a thread of its own (blob, then
+    /// signed record, first writer wins), then releases the key's lease, which wakes the
+    /// machines waiting for it. A read-only tier uploads nothing.
+    pub(crate) fn upload(&self, record: &NewRecord, claim: Option<Claim>) {
+        let Some((shared, store)) = self.shared() else {
+            return;
+        };
+        if shared.tier.is_read_only() {
+            return;
+        }
+        let Some(trace) = Trace::decode(&record.trace) else {
+            return;
+        };
+        let remote = SharedRecord {
+            key: record.key,
+            recipe: record.recipe.clone(),
+            args: record.args.clone(),
+            recipe_version: record.recipe_version,
+            created_ms: record.created_ms,
+            blob: BlobRef {
+                hash: record.blob.hash,
+                len: record.blob.len,
+            },
+            codec: record.codec,
+            trace: trace.portable(&self.inner.root).encode(),
+            reason: record.reason.clone(),
+        };
+        let path = store.blob_path(&record.blob.hash);
+        let tier = Arc::clone(&shared.tier);
+        let counters = Arc::clone(&shared.counters);
+        let spawned = std::thread::Builder::new()
+            .name("trove-upload".to_owned())
+            .spawn(move || {
+                let published = File::open(&path)
+                    .map_err(|e| SharedError::Local {
+                        what: format!("opening {} to upload it", path.display()),
+                        source: e,
+                    })
+                    .and_then(|mut file| tier.publish(&remote, &mut file));
+                match published {
+                    Ok(_) => {
+                        bump(&counters.uploads, 1);
+                        counters.warned.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        bump(&counters.failures, 1);
+                        if !counters.warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("not uploaded to the shared tier: {e}");
+                        }
+                    }
+                }
+                if let Some(Claim(lease)) = claim {
+                    let _ = lease.release();
+                }
+            });
+        match spawned {
+            Ok(handle) => shared
+                .uploads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle),
+            Err(e) => tracing::warn!("not uploaded to the shared tier: {e}"),
+        }
+    }
+
+    /// Residency in the shared tier, without downloading: `Some` when a record there
+    /// verifies and validates here.
+    pub(crate) fn peek_shared<R: Recipe>(
+        &self,
+        recipe: &R,
+        key: Digest,
+    ) -> Result<Option<(Residency, Digest)>, Error> {
+        let Some((shared, _)) = self.shared() else {
+            return Ok(None);
+        };
+        let Ok(found) = shared.tier.lookup(&key.0) else {
+            return Ok(None);
+        };
+        for record in &found.records {
+            let Some(trace) = Trace::decode(&record.trace) else {
+                continue;
+            };
+            let trace = trace.localized(&self.inner.root);
+            let subject = self.subject(recipe, record.recipe_version, record.created_ms);
+            if let Validity::Valid { .. } = self.validate(&subject, &trace, Mode::Peek)? {
+                return Ok(Some((Residency::Shared, Digest(record.blob.hash))));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn blob_id(blob: BlobRef) -> trove_store::BlobId {
+    trove_store::BlobId {
+        hash: blob.hash,
+        len: blob.len,
+    }
+}

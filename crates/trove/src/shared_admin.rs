@@ -1,0 +1,298 @@
+//! `trove status --shared` and `trove gc --shared`: the shared tier's entries, health and
+//! counters, and trimming it by age and size.
+//!
+//! Gc deletes a variant's record before its blob, and a blob only when no remaining
+//! record names it: a reader racing the delete either lists no record (a miss), or reads
+//! the record and then finds no blob (`BlobMissing`, a miss that rebuilds), never a torn
+//! object — a blob is verified by length and blake3 before any of it is used.
+
+use std::time::Duration;
+
+use trove_fingerprint::Digest;
+
+use crate::{Engine, Error};
+
+/// One key in the shared tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedEntry {
+    /// The recipe.
+    pub recipe: String,
+    /// The arguments, for people.
+    pub args: String,
+    /// The key.
+    pub key: Digest,
+    /// How many variants (signed records) the key has there.
+    pub variants: usize,
+    /// Bytes of their blobs.
+    pub size: u64,
+    /// Age of the newest variant.
+    pub age: Duration,
+}
+
+/// The shared tier's health and this process's counters of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedHealth {
+    /// The store, as configured (`s3://bucket/prefix`, `file:///mnt/team`, ...).
+    pub url: String,
+    /// Whether this machine only reads.
+    pub read_only: bool,
+    /// Whether leases are configured.
+    pub leases: bool,
+    /// Calls that reached the store.
+    pub calls: u64,
+    /// Of those, failed (timeouts included).
+    pub failures: u64,
+    /// Of those, timed out.
+    pub timeouts: u64,
+    /// Calls skipped while the store was backing off after a failure.
+    pub skipped: u64,
+    /// How long the store is still skipped, if it is.
+    pub retry_in: Option<Duration>,
+    /// The last failure, as a sentence.
+    pub last_error: Option<String>,
+    /// Records that verified.
+    pub records_verified: u64,
+    /// Records refused (unsigned, forged, truncated, signed with another key).
+    pub records_refused: u64,
+    /// Blobs downloaded and verified.
+    pub blobs_fetched: u64,
+    /// Blobs refused as corrupt.
+    pub blobs_corrupt: u64,
+    /// Records this machine published first.
+    pub published: u64,
+}
+
+/// What `status --shared` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedStatus {
+    /// The keys, by recipe and arguments.
+    pub entries: Vec<SharedEntry>,
+    /// Records that were refused, each with its path and why.
+    pub refused: Vec<(String, String)>,
+    /// Health and counters, after the listing.
+    pub health: SharedHealth,
+}
+
+/// What `gc --shared` removes.
+#[derive(Clone, Debug, Default)]
+pub struct SharedGcOptions {
+    /// List what would be removed without removing it.
+    pub dry_run: bool,
+    /// Remove the oldest variants until their blobs take at most this many bytes.
+    pub max_size: Option<u64>,
+    /// Remove variants built longer ago than this.
+    pub max_age: Option<Duration>,
+}
+
+/// One variant `gc --shared` removed (or would remove).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedRemoval {
+    /// The recipe.
+    pub recipe: String,
+    /// The arguments, for people.
+    pub args: String,
+    /// The key.
+    pub key: Digest,
+    /// Its blob's size.
+    pub size: u64,
+    /// Its age.
+    pub age: Duration,
+    /// Why: `older than 7d`, `over the size limit (..)`.
+    pub reason: String,
+}
+
+/// What `gc --shared` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedGcReport {
+    /// The variants removed (or that would be).
+    pub removed: Vec<SharedRemoval>,
+    /// Bytes of blobs deleted (or that would be).
+    pub freed: u64,
+    /// Variants left.
+    pub kept: usize,
+}
+
+impl Engine {
+    /// The shared tier's health and this engine's counters of it; `None` without one.
+    pub fn shared_health(&self) -> Option<SharedHealth> {
+        imp::health(self)
+    }
+
+    /// Every key in the shared tier (each record is read and verified), with the tier's
+    /// health. A tier that cannot be listed is `Error::SharedTier`.
+    pub fn shared_status(&self) -> Result<SharedStatus, Error> {
+        imp::status(self)
+    }
+
+    /// Removes variants from the shared tier by age and size, oldest first: record,
+    /// then blob. Refused records (another team's, say) are left alone. A read-only
+    /// tier refuses.
+    pub fn shared_gc(&self, options: &SharedGcOptions) -> Result<SharedGcReport, Error> {
+        imp::gc(self, options)
+    }
+}
+
+#[cfg(not(feature = "shared"))]
+mod imp {
+    use super::*;
+
+    pub(super) fn health(_: &Engine) -> Option<SharedHealth> {
+        None
+    }
+
+    pub(super) fn status(_: &Engine) -> Result<SharedStatus, Error> {
+        Err(Error::NoSharedTier)
+    }
+
+    pub(super) fn gc(_: &Engine, _: &SharedGcOptions) -> Result<SharedGcReport, Error> {
+        Err(Error::NoSharedTier)
+    }
+}
+
+#[cfg(feature = "shared")]
+mod imp {
+    use std::collections::{BTreeMap, HashSet};
+
+    use trove_shared::{SharedError, VerifiedRecord};
+
+    use super::*;
+    use crate::clock::now_ms;
+    use crate::engine::shared::SharedState;
+
+    fn tier(engine: &Engine) -> Result<&SharedState, Error> {
+        engine.inner.shared.as_ref().ok_or(Error::NoSharedTier)
+    }
+
+    fn failed(e: SharedError) -> Error {
+        Error::SharedTier(e.to_string())
+    }
+
+    fn age(created_ms: i64, now: i64) -> Duration {
+        Duration::from_millis(now.saturating_sub(created_ms).max(0) as u64)
+    }
+
+    pub(super) fn health(engine: &Engine) -> Option<SharedHealth> {
+        let shared = engine.inner.shared.as_ref()?;
+        let stats = shared.tier.stats();
+        Some(SharedHealth {
+            url: shared.settings.url.clone(),
+            read_only: shared.tier.is_read_only(),
+            leases: shared.tier.leases().is_some(),
+            calls: stats.store.calls,
+            failures: stats.store.failures,
+            timeouts: stats.store.timeouts,
+            skipped: stats.store.skipped,
+            retry_in: stats.store.retry_in,
+            last_error: stats.store.last_error.clone(),
+            records_verified: stats.records_verified,
+            records_refused: stats.records_refused,
+            blobs_fetched: stats.blobs_fetched,
+            blobs_corrupt: stats.blobs_corrupt,
+            published: stats.published,
+        })
+    }
+
+    pub(super) fn status(engine: &Engine) -> Result<SharedStatus, Error> {
+        let shared = tier(engine)?;
+        let all = shared.tier.all_records().map_err(failed)?;
+        let now = now_ms();
+        let mut by_key: BTreeMap<(String, String, [u8; 32]), SharedEntry> = BTreeMap::new();
+        for record in &all.records {
+            let entry = by_key
+                .entry((record.recipe.clone(), record.args.clone(), record.key))
+                .or_insert_with(|| SharedEntry {
+                    recipe: record.recipe.clone(),
+                    args: record.args.clone(),
+                    key: Digest(record.key),
+                    variants: 0,
+                    size: 0,
+                    age: age(record.created_ms, now),
+                });
+            entry.variants += 1;
+            entry.size += record.blob.len;
+            entry.age = entry.age.min(age(record.created_ms, now));
+        }
+        Ok(SharedStatus {
+            entries: by_key.into_values().collect(),
+            refused: all
+                .refused
+                .iter()
+                .map(|r| (r.path.clone(), r.error.to_string()))
+                .collect(),
+            health: health(engine).unwrap_or_default(),
+        })
+    }
+
+    pub(super) fn gc(engine: &Engine, options: &SharedGcOptions) -> Result<SharedGcReport, Error> {
+        let shared = tier(engine)?;
+        if shared.tier.is_read_only() && !options.dry_run {
+            return Err(failed(SharedError::ReadOnly));
+        }
+        let all = shared.tier.all_records().map_err(failed)?;
+        let now = now_ms();
+        // Newest first: the oldest go first under the size limit.
+        let mut kept: Vec<&VerifiedRecord> = all.records.iter().collect();
+        kept.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        let mut doomed: Vec<(&VerifiedRecord, String)> = Vec::new();
+        if let Some(max_age) = options.max_age {
+            let limit = crate::format_duration(max_age);
+            kept.retain(|r| {
+                let old = age(r.created_ms, now) > max_age;
+                if old {
+                    doomed.push((r, format!("older than {limit}")));
+                }
+                !old
+            });
+        }
+        if let Some(max_size) = options.max_size {
+            let blobs = |records: &[&VerifiedRecord]| -> u64 {
+                let mut seen = HashSet::new();
+                records
+                    .iter()
+                    .filter(|r| seen.insert(r.blob.hash))
+                    .map(|r| r.blob.len)
+                    .sum()
+            };
+            while blobs(&kept) > max_size {
+                let Some(oldest) = kept.pop() else { break };
+                doomed.push((
+                    oldest,
+                    format!("over the size limit ({})", crate::format_size(max_size)),
+                ));
+            }
+        }
+        let still_named: HashSet<[u8; 32]> = kept.iter().map(|r| r.blob.hash).collect();
+        let mut report = SharedGcReport {
+            kept: kept.len(),
+            ..SharedGcReport::default()
+        };
+        let mut blobs_gone = HashSet::new();
+        let storage = shared.tier.storage();
+        for (record, reason) in doomed {
+            if !options.dry_run {
+                // The record first: a reader that still finds it then misses the blob, a
+                // clean miss; one that does not find it never looks for the blob.
+                storage
+                    .delete(record.path())
+                    .map_err(|e| Error::SharedTier(e.to_string()))?;
+            }
+            if !still_named.contains(&record.blob.hash) && blobs_gone.insert(record.blob.hash) {
+                if !options.dry_run {
+                    storage
+                        .delete(&record.blob.path())
+                        .map_err(|e| Error::SharedTier(e.to_string()))?;
+                }
+                report.freed += record.blob.len;
+            }
+            report.removed.push(SharedRemoval {
+                recipe: record.recipe.clone(),
+                args: record.args.clone(),
+                key: Digest(record.key),
+                size: record.blob.len,
+                age: age(record.created_ms, now),
+                reason,
+            });
+        }
+        Ok(report)
+    }
+}

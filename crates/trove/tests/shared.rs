@@ -1,0 +1,348 @@
+//! The shared tier on the request path, with a directory as the team's store (OpenDAL's
+//! `fs` service, what a mounted shared file system is) and two projects with stores of
+//! their own at different absolute paths as two machines. Servers (S3, Redis, WebDAV)
+//! and network namespaces are the multi-host suites' business.
+
+#![cfg(feature = "shared")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::{Log, Project, text};
+use trove::{Config, Engine, Error, Options, Reason, Residency, Secret, SharedGcOptions, Why};
+
+const SECRET: &[u8] = b"the team's secret, thirty-two b.";
+
+/// The team's store: a directory every "machine" reaches by a file:// URL.
+struct Team {
+    dir: tempfile::TempDir,
+}
+
+impl Team {
+    fn new() -> Team {
+        Team {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    /// Every file under `v1/<what>/`.
+    fn files(&self, what: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.path().join("v1").join(what), &mut out);
+        out.sort();
+        out
+    }
+}
+
+/// A machine: a project of its own whose `trove.ron` names the team's store.
+fn machine(url: &str, settings: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "trove.ron",
+        format!("(shared: (url: {url:?}, timeout: \"500ms\"{settings}))"),
+    );
+    p.write("data/x.txt", "the same input on every machine");
+    p
+}
+
+fn open(p: &Project, secret: &[u8]) -> Engine {
+    let config = Config::load(&p.path("trove.ron")).unwrap();
+    let options = Options {
+        shared_secret: Some(Secret(secret.to_vec())),
+        ..Options::default()
+    };
+    Engine::open_with(config, options).unwrap()
+}
+
+fn x() -> String {
+    "data/x.txt".to_owned()
+}
+
+/// Machine A builds `data/x.txt` and uploads it; returns once the upload is done.
+fn a_builds(team: &Team) -> Project {
+    let a = machine(&team.url(), "");
+    let log = Log::new();
+    let e = open(&a, SECRET);
+    let served = e.get_explained(&text("text", &log), &x()).unwrap();
+    assert_eq!(served.reason, Reason::Built(Why::NoEntry));
+    e.finish_uploads();
+    assert_eq!(e.stats().shared_uploads, 1);
+    assert_eq!(team.files("records").len(), 1);
+    assert_eq!(team.files("blobs").len(), 1);
+    a
+}
+
+#[test]
+fn machine_b_is_served_what_machine_a_built_then_from_its_own_disk() {
+    let team = Team::new();
+    let a = a_builds(&team);
+    let b = machine(&team.url(), "");
+    assert_ne!(a.root(), b.root(), "two checkouts at different paths");
+    let log = Log::new();
+    let r = text("text", &log);
+
+    let e = open(&b, SECRET);
+    assert_eq!(e.residency(&r, &x()).unwrap(), Residency::Shared);
+    assert_eq!(e.explain(&r, &x()).unwrap().to_string(), "would hit shared");
+    let served = e.get_explained(&r, &x()).unwrap();
+    assert_eq!(served.reason, Reason::HitShared);
+    assert_eq!(served.reason.to_string(), "hit shared");
+    assert_eq!(*served.value, "the same input on every machine");
+    assert!(log.take().is_empty(), "machine B built nothing");
+    assert_eq!(e.stats().shared_hits, 1);
+    drop(e);
+
+    let e = open(&b, SECRET);
+    assert_eq!(e.get_explained(&r, &x()).unwrap().reason, Reason::HitDisk);
+    assert!(log.take().is_empty());
+}
+
+#[test]
+fn a_shared_object_whose_inputs_differ_here_is_not_served() {
+    let team = Team::new();
+    a_builds(&team);
+    let b = machine(&team.url(), "");
+    b.write("data/x.txt", "machine B's own edit");
+    let log = Log::new();
+    let served = open(&b, SECRET)
+        .get_explained(&text("text", &log), &x())
+        .unwrap();
+    assert_eq!(*served.value, "machine B's own edit");
+    let reason = served.reason.to_string();
+    assert!(reason.starts_with("built: data/x.txt changed"), "{reason}");
+    assert_eq!(log.take(), ["text data/x.txt"]);
+}
+
+#[test]
+fn a_read_only_machine_never_uploads() {
+    let team = Team::new();
+    let dev = machine(&team.url(), ", read_only: true");
+    let log = Log::new();
+    let e = open(&dev, SECRET);
+    e.get(&text("text", &log), &x()).unwrap();
+    e.finish_uploads();
+    assert_eq!(e.stats().shared_uploads, 0);
+    assert!(team.files("records").is_empty() && team.files("blobs").is_empty());
+    assert!(matches!(
+        e.shared_gc(&SharedGcOptions::default()),
+        Err(Error::SharedTier(m)) if m.contains("read-only")
+    ));
+}
+
+/// Machine B, after A built: built again (never served what was refused), with a reason
+/// containing `expected`.
+fn b_refuses(team: &Team, secret: &[u8], expected: &str) -> Engine {
+    let b = machine(&team.url(), "");
+    let log = Log::new();
+    let e = open(&b, secret);
+    let served = e.get_explained(&text("text", &log), &x()).unwrap();
+    let reason = served.reason.to_string();
+    assert!(reason.contains(expected), "{reason}");
+    assert_eq!(log.take(), ["text data/x.txt"], "rebuilt");
+    assert_eq!(*served.value, "the same input on every machine");
+    assert!(e.stats().shared_refused >= 1);
+    assert_eq!(e.stats().shared_hits, 0);
+    e
+}
+
+#[test]
+fn a_record_signed_with_another_key_is_refused_and_rebuilt() {
+    let team = Team::new();
+    a_builds(&team);
+    b_refuses(
+        &team,
+        b"another team's secret, 32 bytes.",
+        "built: shared record refused (record signed with another key",
+    );
+}
+
+#[test]
+fn a_forged_record_is_refused_and_rebuilt() {
+    let team = Team::new();
+    a_builds(&team);
+    let record = &team.files("records")[0];
+    let mut bytes = std::fs::read(record).unwrap();
+    // Inside the body (the arguments): the content no longer matches the signature.
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(record, bytes).unwrap();
+    b_refuses(&team, SECRET, "forged record");
+}
+
+#[test]
+fn a_truncated_or_unsigned_record_is_refused_and_rebuilt() {
+    let team = Team::new();
+    a_builds(&team);
+    let record = &team.files("records")[0];
+    let bytes = std::fs::read(record).unwrap();
+    std::fs::write(record, &bytes[..bytes.len() - 10]).unwrap();
+    b_refuses(&team, SECRET, "truncated record");
+    std::fs::write(record, &bytes[..bytes.len() - 40]).unwrap();
+    b_refuses(&team, SECRET, "unsigned record");
+}
+
+#[test]
+fn a_flipped_byte_in_a_shared_blob_is_refused_and_rebuilt() {
+    let team = Team::new();
+    a_builds(&team);
+    let blob = &team.files("blobs")[0];
+    let mut bytes = std::fs::read(blob).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(blob, bytes).unwrap();
+    let e = b_refuses(&team, SECRET, "built: blob corrupt (shared blob ");
+    // The corrupt blob was removed, and B's upload put a good one in its place.
+    e.finish_uploads();
+    let c = machine(&team.url(), "");
+    let log = Log::new();
+    let served = open(&c, SECRET)
+        .get_explained(&text("text", &log), &x())
+        .unwrap();
+    assert_eq!(served.reason, Reason::HitShared);
+}
+
+#[test]
+fn a_shared_tier_that_is_down_costs_at_most_its_timeout_then_is_skipped() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = machine(&format!("webdav://127.0.0.1:{port}/trove"), "");
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = open(&p, SECRET);
+    let start = Instant::now();
+    let served = e.get_explained(&r, &x()).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let reason = served.reason.to_string();
+    assert!(
+        reason.starts_with("built: no entry (shared tier unavailable: "),
+        "{reason}"
+    );
+    assert_eq!(log.take(), ["text data/x.txt"]);
+    // The next request does not wait again: the tier is skipped while it backs off.
+    p.write("data/y.txt", "y");
+    let start = Instant::now();
+    let served = e.get_explained(&r, &"data/y.txt".to_owned()).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(served.reason.to_string().contains("skipped for another"));
+    e.finish_uploads();
+    let stats = e.stats();
+    assert!(stats.shared_unavailable >= 2, "{stats:?}");
+    let health = e.shared_health().unwrap();
+    assert!(health.failures >= 1 && health.skipped >= 1, "{health:?}");
+    // The local tier answers as before.
+    assert_eq!(e.get_explained(&r, &x()).unwrap().reason, Reason::HitMemory);
+}
+
+#[test]
+fn a_missing_secret_is_a_configuration_error_naming_the_variable() {
+    let team = Team::new();
+    let p = machine(
+        &team.url(),
+        ", secret_env: \"TROVE_TEST_SECRET_THAT_IS_NEVER_SET\"",
+    );
+    let config = Config::load(&p.path("trove.ron")).unwrap();
+    match Engine::open(config) {
+        Err(Error::ConfigFile(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("TROVE_TEST_SECRET_THAT_IS_NEVER_SET"),
+                "{text}"
+            );
+            assert!(text.contains("trove.ron:1:"), "{text}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened without a secret"),
+    }
+}
+
+#[test]
+fn status_lists_the_shared_entries_and_gc_trims_them_by_size_then_age() {
+    let team = Team::new();
+    let a = machine(&team.url(), "");
+    a.write("data/big.txt", "b".repeat(10_000));
+    let log = Log::new();
+    let r = text("text", &log);
+    let e = open(&a, SECRET);
+    e.get(&r, &"data/big.txt".to_owned()).unwrap();
+    e.finish_uploads();
+    std::thread::sleep(Duration::from_millis(5));
+    e.get(&r, &x()).unwrap();
+    e.finish_uploads();
+
+    let status = e.shared_status().unwrap();
+    assert_eq!(status.entries.len(), 2, "{status:?}");
+    let big = status
+        .entries
+        .iter()
+        .find(|s| s.args.contains("big"))
+        .unwrap();
+    assert_eq!((big.recipe.as_str(), big.variants), ("text", 1));
+    assert!(big.size > 10_000);
+    assert!(status.refused.is_empty());
+    assert!(status.health.url.starts_with("file://"));
+    assert!(status.health.published >= 2);
+
+    // Over 1 KiB: the oldest (the big one) goes; a dry run only says so.
+    let options = SharedGcOptions {
+        dry_run: true,
+        max_size: Some(1024),
+        ..SharedGcOptions::default()
+    };
+    let report = e.shared_gc(&options).unwrap();
+    assert_eq!(report.removed.len(), 1);
+    assert!(report.removed[0].args.contains("big"));
+    assert!(report.removed[0].reason.starts_with("over the size limit"));
+    assert_eq!(team.files("records").len(), 2, "a dry run removes nothing");
+    let report = e
+        .shared_gc(&SharedGcOptions {
+            dry_run: false,
+            ..options
+        })
+        .unwrap();
+    assert_eq!((report.removed.len(), report.kept), (1, 1));
+    assert!(report.freed > 10_000);
+    assert_eq!(team.files("records").len(), 1);
+    assert_eq!(team.files("blobs").len(), 1);
+
+    // A reader that finds nothing there builds (a miss, never a torn object).
+    std::thread::sleep(Duration::from_millis(5));
+    let report = e
+        .shared_gc(&SharedGcOptions {
+            max_age: Some(Duration::from_millis(1)),
+            ..SharedGcOptions::default()
+        })
+        .unwrap();
+    assert_eq!(report.removed.len(), 1);
+    assert!(report.removed[0].reason.starts_with("older than"));
+    assert!(team.files("records").is_empty() && team.files("blobs").is_empty());
+    let b = machine(&team.url(), "");
+    let served = open(&b, SECRET).get_explained(&r, &x()).unwrap();
+    assert_eq!(served.reason, Reason::Built(Why::NoEntry));
+}
