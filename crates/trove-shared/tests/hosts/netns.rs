@@ -186,9 +186,11 @@ impl Net {
         ip_ok(&["link", "set", &self.hosts[i].link, "down"]);
     }
 
-    /// Puts host `i` back on the network.
+    /// Puts host `i` back on the network, forgetting the neighbours it failed to reach
+    /// meanwhile (else it says "no route to host" until they time out).
     pub(crate) fn mend(&self, i: usize) {
         ip_ok(&["link", "set", &self.hosts[i].link, "up"]);
+        ip_ok(&["-n", &self.hosts[i].name, "neigh", "flush", "all"]);
     }
 
     /// `program` run inside host `i`'s namespace (`ip netns exec` execs it: the child's
@@ -214,6 +216,7 @@ impl Drop for Net {
 pub(crate) fn kill_group(child: &Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
         .status();
 }
 

@@ -168,6 +168,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -474,6 +475,14 @@ impl World {
             poll(max, || self.s3.log_text().contains(pattern)),
             "the S3 server did not see {pattern:?} in {max:?}"
         );
+    }
+
+    /// Whether the S3 server's log has a request line holding every one of `parts`.
+    pub(crate) fn s3_logged(&self, parts: &[&str]) -> bool {
+        self.s3
+            .log_text()
+            .lines()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
     }
 
     /// Every record in the shared tier that verifies, newest first.
