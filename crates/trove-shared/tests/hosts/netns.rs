@@ -38,12 +38,11 @@ pub(crate) struct HostNs {
 }
 
 fn ip(args: &[&str]) -> Output {
-    let out = Command::new("ip")
+    Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("ip {}: {e} (is iproute2 installed?)", args.join(" ")));
-    out
+        .unwrap_or_else(|e| panic!("ip {}: {e} (is iproute2 installed?)", args.join(" ")))
 }
 
 fn ip_ok(args: &[&str]) {

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use trove_shared::{
-    Backoff, BlobRef, Credentials, LeaseConfig, Put, Published, Remote, SharedConfig,
-    SharedError, SharedTier, Storage, Unavailable, Wake,
+    Backoff, BlobRef, Credentials, LeaseConfig, Published, Put, Remote, SharedConfig, SharedError,
+    SharedTier, Storage, Unavailable, Wake,
 };
 
 use crate::scenarios::{self, Place};
