@@ -374,9 +374,12 @@ impl World {
             s3.port
         );
         let redis_url = format!("redis://{ip}:{}", redis.port);
+        // The test's own view of the store: an observer, not the system under test, so
+        // it waits longer than the hosts do (moto on a busy 2-core machine can be slow).
         let tier = SharedTier::open(
             SharedConfig::new(&s3_url, SECRET.as_bytes().to_vec())
                 .unwrap()
+                .timeout(Duration::from_secs(20))
                 .credentials(Credentials::S3 {
                     access_key_id: access_key.clone(),
                     secret_access_key: secret_key.clone(),
