@@ -288,6 +288,22 @@ pub(crate) fn config_check(flag: Option<&Path>) -> Result<u8, Failure> {
     lines.push(format!("store: {}", relative(&config.store.path)));
     let roots: Vec<String> = config.watch.roots.iter().map(|r| relative(r)).collect();
     lines.push(format!("watch: {}", roots.join(", ")));
+    if let Some(shared) = &config.shared {
+        let mut line = format!("shared: {}", shared.url);
+        if shared.read_only {
+            line.push_str(" (read-only)");
+        }
+        if let Some(lease) = &shared.lease {
+            line.push_str(&format!(", leases at {}", lease.url));
+        }
+        let secret = if std::env::var_os(&shared.secret_env).is_some_and(|v| !v.is_empty()) {
+            "set"
+        } else {
+            "NOT SET"
+        };
+        line.push_str(&format!(", secret from ${} ({secret})", shared.secret_env));
+        lines.push(line);
+    }
     human::emit(&lines.join("\n"))?;
     Ok(0)
 }

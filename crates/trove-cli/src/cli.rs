@@ -50,7 +50,11 @@ pub(crate) enum Command {
             Extra ARGS are appended to the recipe's command and are part of the key: each \
             set of arguments is its own object. Put them after `--` when they start with \
             a dash. If the command fails, nothing is cached and trove exits with the \
-            command's exit code.",
+            command's exit code.\n\n\
+            With a shared tier (`shared:` in trove.ron), an object missing from the local \
+            store is looked for there (`hit shared`: verified, then copied into the local \
+            store); an object built here is uploaded after the object is written and stdout \
+            closed, before trove exits (at most ten times `shared.timeout`).",
         after_help = "Examples:\n  \
             trove run prices                     the object, built or served\n  \
             trove run prices --explain           ...and why, on stderr (\"hit disk\", \"built: data/fx.csv changed ...\")\n  \
@@ -92,9 +96,11 @@ pub(crate) enum Command {
 
     /// List the stored objects: recipe, arguments, residency, size, age, hits, reason.
     #[command(after_help = "Examples:\n  \
-        trove status            a table\n  \
-        trove status --json     one JSON array, one object per stored variant")]
-    Status(JsonFlag),
+        trove status                     a table\n  \
+        trove status --json              one JSON array, one object per stored variant\n  \
+        trove status --shared            the shared tier's keys, its health and counters\n  \
+        trove status --shared --json     the same as one JSON object")]
+    Status(StatusArgs),
 
     /// Watch the inputs and report each object that goes stale, and why.
     #[command(
@@ -145,7 +151,9 @@ pub(crate) enum Command {
             trove gc --dry-run           list what would be removed, and why\n  \
             trove gc                     remove it\n  \
             trove gc --max-size 2GiB     also trim the store to 2 GiB\n  \
-            trove gc --stale             also remove what `trove status` shows as stale"
+            trove gc --stale             also remove what `trove status` shows as stale\n  \
+            trove gc --shared --max-age 30d --max-size 100GiB --dry-run\n                               \
+            what trimming the shared tier would remove"
     )]
     Gc(GcArgs),
 
@@ -189,6 +197,18 @@ pub(crate) struct WhyArgs {
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `trove status`.
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// List the team's shared tier instead of the local store: each key's recipe,
+    /// arguments, variants, size and age, then the tier's health and counters.
+    #[arg(long)]
+    pub(crate) shared: bool,
 }
 
 /// A command whose only option is `--json`.
@@ -240,8 +260,15 @@ pub(crate) struct GcArgs {
     /// Also remove the variants that would not be served now (an input differs from
     /// today's: what `trove status` shows as stale), although switching back to a branch
     /// would serve them again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared")]
     pub(crate) stale: bool,
+    /// Trim the team's shared tier instead of the local store: variants older than
+    /// --max-age, then the oldest until --max-size holds (record first, then its blob).
+    #[arg(long)]
+    pub(crate) shared: bool,
+    /// With --shared: remove variants built longer ago than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", requires = "shared")]
+    pub(crate) max_age: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -15,6 +15,7 @@ mod output;
 mod project;
 mod recipes;
 mod run;
+mod shared;
 mod watch;
 
 use std::io::IsTerminal;
@@ -52,10 +53,12 @@ fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Why(args) => run::why(&project::open_configured(config_flag, "why")?, &args),
         Command::Recipes(flag) => recipes::recipes(config_flag, flag.json),
         Command::Lint(args) => lint::lint(&project::open_configured(config_flag, "lint")?, &args),
-        Command::Status(flag) => admin::status(project::open_existing(config_flag)?, flag.json),
+        Command::Status(args) if args.shared => shared::status(config_flag, args.json),
+        Command::Status(args) => admin::status(project::open_existing(config_flag)?, args.json),
         Command::Watch(args) => watch::watch(&project::open(config_flag)?, &args),
         Command::Graph(args) => admin::graph(project::open_existing(config_flag)?, args.format),
         Command::Verify(flag) => admin::verify(project::open_existing(config_flag)?, flag.json),
+        Command::Gc(args) if args.shared => shared::gc(config_flag, &args),
         Command::Gc(args) => admin::gc(config_flag, &args),
     }
 }

@@ -95,3 +95,103 @@ pub(crate) struct Removal<'a> {
     /// Its size.
     pub(crate) bytes: u64,
 }
+
+/// `trove status --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedStatusJson<'a> {
+    /// The keys the shared tier holds.
+    pub(crate) entries: Vec<SharedEntryJson<'a>>,
+    /// Records refused (unsigned, forged, truncated, another key), with why.
+    pub(crate) refused: Vec<SharedRefusedJson<'a>>,
+    /// The tier and how it answered this process.
+    pub(crate) health: SharedHealthJson<'a>,
+}
+
+/// One key of `trove status --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedEntryJson<'a> {
+    /// The recipe.
+    pub(crate) recipe: &'a str,
+    /// The arguments: the stored JSON value (a command's words), or its text.
+    pub(crate) args: serde_json::Value,
+    /// The key, hex.
+    pub(crate) key: String,
+    /// Variants (signed records) of the key.
+    pub(crate) variants: usize,
+    /// Bytes of their blobs.
+    pub(crate) size: u64,
+    /// Seconds since the newest was built.
+    pub(crate) age_secs: u64,
+}
+
+/// A refused record of `trove status --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedRefusedJson<'a> {
+    /// Its path in the store.
+    pub(crate) path: &'a str,
+    /// Why it was refused.
+    pub(crate) reason: &'a str,
+}
+
+/// The shared tier's health in `trove status --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedHealthJson<'a> {
+    /// The store's URL, as configured.
+    pub(crate) url: &'a str,
+    /// Whether this machine only reads.
+    pub(crate) read_only: bool,
+    /// Whether leases are configured.
+    pub(crate) leases: bool,
+    /// Calls made to the store.
+    pub(crate) calls: u64,
+    /// Calls that failed.
+    pub(crate) failures: u64,
+    /// Calls that timed out.
+    pub(crate) timeouts: u64,
+    /// Calls skipped while backing off.
+    pub(crate) skipped: u64,
+    /// Milliseconds until the store is tried again, when it is backing off.
+    pub(crate) retry_in_ms: Option<u64>,
+    /// The last failure.
+    pub(crate) last_error: Option<&'a str>,
+    /// Records that verified.
+    pub(crate) records_verified: u64,
+    /// Records refused.
+    pub(crate) records_refused: u64,
+    /// Blobs downloaded and verified.
+    pub(crate) blobs_fetched: u64,
+    /// Blobs refused as corrupt.
+    pub(crate) blobs_corrupt: u64,
+    /// Records published by this process.
+    pub(crate) published: u64,
+}
+
+/// `trove gc --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedGc<'a> {
+    /// Nothing was removed (`--dry-run`).
+    pub(crate) dry_run: bool,
+    /// Bytes of blobs freed (or that would be).
+    pub(crate) bytes: u64,
+    /// The variants removed (or that would be).
+    pub(crate) removals: Vec<SharedRemovalJson<'a>>,
+    /// Variants left in the shared tier.
+    pub(crate) kept: usize,
+}
+
+/// One removal of `trove gc --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedRemovalJson<'a> {
+    /// The recipe.
+    pub(crate) recipe: &'a str,
+    /// The arguments.
+    pub(crate) args: serde_json::Value,
+    /// The key, hex.
+    pub(crate) key: String,
+    /// Why (`older than 30d`, `over the size limit (100 GiB)`).
+    pub(crate) reason: &'a str,
+    /// The variant's blob size.
+    pub(crate) bytes: u64,
+    /// Seconds since it was built.
+    pub(crate) age_secs: u64,
+}

@@ -25,7 +25,27 @@ pub(crate) fn run(project: &Project, args: &RunArgs) -> Result<u8, Failure> {
         }
     }
     write_object(&served.value)?;
+    if project.config.shared.is_some() {
+        // The answer is complete: whoever reads stdout gets its end of file now, and the
+        // upload started after the build finishes (bounded) before the process exits.
+        release_stdout();
+        project.engine.finish_uploads();
+    }
     Ok(0)
+}
+
+/// Points stdout at /dev/null, which closes the descriptor the caller reads: a pipe's
+/// reader sees the end of the object while this process still finishes its uploads.
+fn release_stdout() {
+    #[cfg(unix)]
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto descriptor 1 atomically replaces it with /dev/null; nothing
+        // holds a borrowed handle to the old descriptor (stdout's lock was released).
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
 }
 
 /// A `trove run` inside a command recipe's build asks that build, which serves the object

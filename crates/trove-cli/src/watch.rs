@@ -112,7 +112,7 @@ fn rebuild(engine: &Engine, args: &WatchArgs, event: &StaleEvent) -> Result<(), 
     match engine.get_explained(&command, &words) {
         Ok(served) => {
             let outcome = match served.reason {
-                Reason::HitMemory | Reason::HitDisk => "fresh",
+                Reason::HitMemory | Reason::HitDisk | Reason::HitShared => "fresh",
                 _ => "rebuilt",
             };
             report(args, outcome, event, &served.reason.to_string())

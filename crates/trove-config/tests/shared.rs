@@ -143,3 +143,31 @@ fn bad_durations_unknown_keys_and_secrets_are_errors_where_they_are_written() {
         "secret_env",
     );
 }
+
+#[test]
+fn trove_local_ron_says_whether_this_machine_writes_to_the_shared_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("trove.ron");
+    let local = dir.path().join(trove_config::LOCAL_FILE_NAME);
+    std::fs::write(
+        &main,
+        r#"(shared: (url: "file:///mnt/team", read_only: false))"#,
+    )
+    .unwrap();
+    std::fs::write(&local, "(shared: (read_only: true))").unwrap();
+    assert!(Config::load(&main).unwrap().shared.unwrap().read_only);
+
+    std::fs::write(&local, "(shared: (url: \"file:///elsewhere\"))").unwrap();
+    let err = Config::load(&main).unwrap_err();
+    assert!(
+        err.message
+            .contains("`url` cannot be set in trove.local.ron"),
+        "{err}"
+    );
+    assert_eq!((err.line, err.column), (1, 11), "{err}");
+
+    std::fs::write(&main, "()").unwrap();
+    std::fs::write(&local, "(shared: (read_only: true))").unwrap();
+    let err = Config::load(&main).unwrap_err();
+    assert!(err.message.contains("configures no shared tier"), "{err}");
+}

@@ -147,6 +147,13 @@ impl PyEngine {
         }
     }
 
+    /// Waits for the uploads to the shared tier this engine started (bounded by ten
+    /// times `shared.timeout`); the package calls it at exit.
+    fn finish_uploads(&self, py: Python<'_>) {
+        let engine = &self.state.engine;
+        py.detach(|| engine.finish_uploads());
+    }
+
     /// What the engine did since it was opened.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.state.engine.stats();
@@ -156,6 +163,12 @@ impl PyEngine {
         d.set_item("disk_hits", s.disk_hits)?;
         d.set_item("builds", s.builds)?;
         d.set_item("files_checked", s.files_checked)?;
+        // The shared tier (`shared:` in trove.ron), zero without one.
+        d.set_item("shared_hits", s.shared_hits)?;
+        d.set_item("shared_unavailable", s.shared_unavailable)?;
+        d.set_item("shared_refused", s.shared_refused)?;
+        d.set_item("shared_uploads", s.shared_uploads)?;
+        d.set_item("shared_upload_failures", s.shared_upload_failures)?;
         Ok(d)
     }
 

@@ -60,6 +60,8 @@ pub struct SharedHealth {
     pub blobs_corrupt: u64,
     /// Records this machine published first.
     pub published: u64,
+    /// Why the last failed upload of this engine failed, if one did.
+    pub last_upload_error: Option<String>,
 }
 
 /// What `status --shared` shows.
@@ -189,6 +191,7 @@ mod imp {
             blobs_fetched: stats.blobs_fetched,
             blobs_corrupt: stats.blobs_corrupt,
             published: stats.published,
+            last_upload_error: shared.last_upload_error(),
         })
     }
 

@@ -15,6 +15,9 @@ use trove::{Config, Engine, Error, Options, Reason, Residency, Secret, SharedGcO
 
 const SECRET: &[u8] = b"the team's secret, thirty-two b.";
 
+/// Settings of a machine that reads only, so the store keeps what the test put there.
+const READS: &str = ", read_only: true";
+
 /// The team's store: a directory every "machine" reaches by a file:// URL.
 struct Team {
     dir: tempfile::TempDir,
@@ -50,13 +53,17 @@ impl Team {
     }
 }
 
-/// A machine: a project of its own whose `trove.ron` names the team's store.
+/// A machine: a project of its own whose `trove.ron` names the team's store. The timeout
+/// is generous (a loaded machine must not fail a call to a directory) unless `settings`
+/// sets one.
 fn machine(url: &str, settings: &str) -> Project {
+    let settings = if settings.contains("timeout") {
+        settings.to_owned()
+    } else {
+        format!("{settings}, timeout: \"10s\"")
+    };
     let p = Project::new();
-    p.write(
-        "trove.ron",
-        format!("(shared: (url: {url:?}, timeout: \"500ms\"{settings}))"),
-    );
+    p.write("trove.ron", format!("(shared: (url: {url:?}{settings}))"));
     p.write("data/x.txt", "the same input on every machine");
     p
 }
@@ -146,9 +153,10 @@ fn a_read_only_machine_never_uploads() {
 }
 
 /// Machine B, after A built: built again (never served what was refused), with a reason
-/// containing `expected`.
-fn b_refuses(team: &Team, secret: &[u8], expected: &str) -> Engine {
-    let b = machine(&team.url(), "");
+/// containing `expected`. B's project is returned with its engine: its upload reads
+/// B's store.
+fn b_refuses(team: &Team, settings: &str, secret: &[u8], expected: &str) -> (Engine, Project) {
+    let b = machine(&team.url(), settings);
     let log = Log::new();
     let e = open(&b, secret);
     let served = e.get_explained(&text("text", &log), &x()).unwrap();
@@ -158,7 +166,7 @@ fn b_refuses(team: &Team, secret: &[u8], expected: &str) -> Engine {
     assert_eq!(*served.value, "the same input on every machine");
     assert!(e.stats().shared_refused >= 1);
     assert_eq!(e.stats().shared_hits, 0);
-    e
+    (e, b)
 }
 
 #[test]
@@ -167,6 +175,7 @@ fn a_record_signed_with_another_key_is_refused_and_rebuilt() {
     a_builds(&team);
     b_refuses(
         &team,
+        READS,
         b"another team's secret, 32 bytes.",
         "built: shared record refused (record signed with another key",
     );
@@ -182,7 +191,7 @@ fn a_forged_record_is_refused_and_rebuilt() {
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
     std::fs::write(record, bytes).unwrap();
-    b_refuses(&team, SECRET, "forged record");
+    b_refuses(&team, READS, SECRET, "forged record");
 }
 
 #[test]
@@ -192,9 +201,9 @@ fn a_truncated_or_unsigned_record_is_refused_and_rebuilt() {
     let record = &team.files("records")[0];
     let bytes = std::fs::read(record).unwrap();
     std::fs::write(record, &bytes[..bytes.len() - 10]).unwrap();
-    b_refuses(&team, SECRET, "truncated record");
+    b_refuses(&team, READS, SECRET, "truncated record");
     std::fs::write(record, &bytes[..bytes.len() - 40]).unwrap();
-    b_refuses(&team, SECRET, "unsigned record");
+    b_refuses(&team, READS, SECRET, "unsigned record");
 }
 
 #[test]
@@ -205,9 +214,11 @@ fn a_flipped_byte_in_a_shared_blob_is_refused_and_rebuilt() {
     let mut bytes = std::fs::read(blob).unwrap();
     bytes[3] ^= 0x20;
     std::fs::write(blob, bytes).unwrap();
-    let e = b_refuses(&team, SECRET, "built: blob corrupt (shared blob ");
+    let (e, _b) = b_refuses(&team, "", SECRET, "built: blob corrupt (shared blob ");
     // The corrupt blob was removed, and B's upload put a good one in its place.
     e.finish_uploads();
+    assert_eq!(e.stats().shared_uploads, 1, "{:?}", e.shared_health());
+    assert_eq!(team.files("blobs").len(), 1);
     let c = machine(&team.url(), "");
     let log = Log::new();
     let served = open(&c, SECRET)
@@ -224,7 +235,10 @@ fn a_shared_tier_that_is_down_costs_at_most_its_timeout_then_is_skipped() {
         .local_addr()
         .unwrap()
         .port();
-    let p = machine(&format!("webdav://127.0.0.1:{port}/trove"), "");
+    let p = machine(
+        &format!("webdav://127.0.0.1:{port}/trove"),
+        ", timeout: \"500ms\"",
+    );
     let log = Log::new();
     let r = text("text", &log);
     let e = open(&p, SECRET);
@@ -345,4 +359,89 @@ fn status_lists_the_shared_entries_and_gc_trims_them_by_size_then_age() {
     let b = machine(&team.url(), "");
     let served = open(&b, SECRET).get_explained(&r, &x()).unwrap();
     assert_eq!(served.reason, Reason::Built(Why::NoEntry));
+}
+
+/// A Redis server of the test's own on a free port, stopped when dropped; `None` (and a
+/// note) where `redis-server` is not installed (`.ci/test` installs it).
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("note: redis-server is not installed; the lease test has nothing to run");
+            return None;
+        };
+        let up = support::wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "redis-server did not start");
+        Some(Redis {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_machines_asking_at_once_build_once_under_the_lease() {
+    let Some(redis) = Redis::start() else { return };
+    let team = Team::new();
+    let lease = format!(
+        ", lease: (url: \"redis://127.0.0.1:{}\", ttl: \"2s\")",
+        redis.port
+    );
+    let machines = [machine(&team.url(), &lease), machine(&team.url(), &lease)];
+    let log = Log::new();
+    let slow = support::Probe::new("slow", &log, |cx, path| {
+        std::thread::sleep(Duration::from_millis(300));
+        cx.read_to_string(path)
+    });
+    let engines: Vec<Engine> = machines.iter().map(|m| open(m, SECRET)).collect();
+    let barrier = std::sync::Barrier::new(2);
+    let reasons: Vec<Reason> = std::thread::scope(|s| {
+        let handles: Vec<_> = engines
+            .iter()
+            .map(|e| {
+                let (slow, barrier) = (&slow, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let served = e.get_explained(slow, &x()).unwrap();
+                    assert_eq!(*served.value, "the same input on every machine");
+                    served.reason
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(log.take(), ["slow data/x.txt"], "built once: {reasons:?}");
+    assert!(
+        reasons.contains(&Reason::Built(Why::NoEntry)),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&Reason::HitShared), "{reasons:?}");
 }

@@ -1,14 +1,17 @@
-//! `trove.local.ron`: a developer's own version counters over the shared file.
+//! `trove.local.ron`: a developer's own version counters over the shared file, and
+//! whether this machine writes to the shared tier (`shared: (read_only: ..)`).
 
 use super::{RECIPE_KEYS, Reader, TOP_KEYS, suggest};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::syntax::{Kind, Node};
 
-const LOCAL_TOP_KEYS: &[&str] = &["versions", "recipes"];
+const LOCAL_TOP_KEYS: &[&str] = &["versions", "recipes", "shared"];
 const LOCAL_RECIPE_KEYS: &[&str] = &["versions"];
-const LOCAL_HINT: &str = "trove.local.ron may only contain `versions: { \"name\": 1 }` and \
-                          `recipes: { \"recipe\": (versions: { \"name\": 1 }) }`";
+const LOCAL_SHARED_KEYS: &[&str] = &["read_only"];
+const LOCAL_HINT: &str = "trove.local.ron may only contain `versions: { \"name\": 1 }`, \
+                          `recipes: { \"recipe\": (versions: { \"name\": 1 }) }` and \
+                          `shared: (read_only: true)`";
 
 impl Reader<'_> {
     /// Applies `trove.local.ron` to `config`: counters replace the main file's per name.
@@ -23,6 +26,10 @@ impl Reader<'_> {
                 config
                     .versions
                     .extend(self.counters(value, "in trove.local.ron")?);
+                continue;
+            }
+            if field.key == "shared" {
+                self.local_shared(value, config)?;
                 continue;
             }
             let recipes_example = "recipes: { \"prices\": (versions: { \"alice\": 2 }) }";
@@ -67,6 +74,35 @@ impl Reader<'_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `shared: (read_only: true)`: this machine reads the shared tier `trove.ron`
+    /// configures and never uploads (or, `false`, uploads: CI's own overlay).
+    fn local_shared(&self, node: &Node, config: &mut Config) -> Result<(), ConfigError> {
+        let example = "shared: (read_only: true)";
+        let forbidden = Some((super::shared::SHARED_KEYS, LOCAL_HINT));
+        for f in self.fields(
+            node,
+            "`shared` in trove.local.ron",
+            LOCAL_SHARED_KEYS,
+            forbidden,
+            example,
+        )? {
+            let Some(v) = f.value.unwrap_option() else {
+                continue;
+            };
+            let read_only = self.boolean(v, "`read_only`", example)?;
+            let Some(shared) = config.shared.as_mut() else {
+                return Err(self.error(
+                    f.key_start,
+                    "trove.local.ron sets `shared`, and trove.ron configures no shared tier"
+                        .to_owned(),
+                    "configure `shared: (url: ..)` in trove.ron first".to_owned(),
+                ));
+            };
+            shared.read_only = read_only;
         }
         Ok(())
     }

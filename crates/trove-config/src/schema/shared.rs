@@ -12,7 +12,7 @@ use crate::config::{LeaseSettings, Place, SharedSettings};
 use crate::error::ConfigError;
 use crate::syntax::Node;
 
-const SHARED_KEYS: &[&str] = &["url", "secret_env", "read_only", "lease", "timeout"];
+pub(super) const SHARED_KEYS: &[&str] = &["url", "secret_env", "read_only", "lease", "timeout"];
 const LEASE_KEYS: &[&str] = &["url", "ttl"];
 const EXAMPLE: &str = "shared: (url: \"s3://bucket/trove?endpoint=http://127.0.0.1:9000&region=us-east-1\", secret_env: \"TROVE_SHARED_SECRET\")";
 const LEASE_EXAMPLE: &str = "lease: (url: \"redis://127.0.0.1:6379\", ttl: \"30s\")";

@@ -25,6 +25,7 @@ The engine, the store and its locks are trove's Rust engine: a Python process, t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import functools
@@ -108,6 +109,14 @@ if hasattr(os, "register_at_fork"):
 def _ignore_paths() -> None:
     stores = [str(e.store_path) for e in _engines]
     _trove.set_ignored(_code.ignored_prefixes() + stores + ["/proc", "/sys", "/dev"])
+
+
+@atexit.register
+def _finish_uploads() -> None:
+    # Uploads to the shared tier run on threads of their own after each build; the
+    # interpreter's exit would cut them short.
+    for engine in list(_engines):
+        engine._rust_engine.finish_uploads()
 
 
 class Engine:
@@ -219,7 +228,9 @@ class Engine:
         self._rust().set_counter(name, value, recipe)
 
     def stats(self) -> Dict[str, int]:
-        """Memory hits (and watched ones), disk hits, builds and file checks so far."""
+        """Memory hits (and watched ones), disk hits, builds and file checks so far; with
+        a shared tier (``shared`` in trove.ron), its hits, outages, refused records,
+        uploads and failed uploads (``shared_*``)."""
         return dict(self._rust().stats())
 
     def status(self) -> List[Dict[str, Any]]:

@@ -34,8 +34,9 @@ use crate::{Error, Recipe};
 pub(crate) struct SharedState {
     pub(crate) tier: Arc<SharedTier>,
     pub(crate) settings: SharedSettings,
-    /// Whether the current outage was already reported (cleared when the tier answers).
-    warned: AtomicBool,
+    /// Whether the current outage was already reported (cleared when the tier answers);
+    /// shared with the uploads, so one outage is said once, not once per direction.
+    warned: Arc<AtomicBool>,
     counters: Arc<UploadCounters>,
     uploads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -44,7 +45,7 @@ pub(crate) struct SharedState {
 struct UploadCounters {
     uploads: AtomicU64,
     failures: AtomicU64,
-    warned: AtomicBool,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A lease held on a key while it is built here; released once its object is uploaded
@@ -109,7 +110,7 @@ impl SharedState {
         Ok(Some(SharedState {
             tier: Arc::new(tier),
             settings,
-            warned: AtomicBool::new(false),
+            warned: Arc::default(),
             counters: Arc::default(),
             uploads: Mutex::new(Vec::new()),
         }))
@@ -134,6 +135,15 @@ impl SharedState {
             c.uploads.load(Ordering::Relaxed),
             c.failures.load(Ordering::Relaxed),
         )
+    }
+
+    /// The last upload's failure, if an upload failed.
+    pub(crate) fn last_upload_error(&self) -> Option<String> {
+        self.counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits for the uploads started so far, at most `max` in all. Each of their remote
@@ -185,11 +195,13 @@ impl Engine {
             }
             Err(e) => return Ok(Err(shared.unavailable(self, &e))),
         };
+        bump(&self.inner.stats.shared_refused, found.refused.len() as u64);
+        // A record that verified but does not validate here says more than a refused one.
+        let refused = found
+            .refused
+            .first()
+            .map(|r| Why::SharedRefused(r.error.to_string()));
         let mut miss = None;
-        for refused in &found.refused {
-            bump(&self.inner.stats.shared_refused, 1);
-            miss.get_or_insert(Why::SharedRefused(refused.error.to_string()));
-        }
         for record in &found.records {
             let trace = match self.validate_shared(recipe, record)? {
                 Ok(trace) => trace,
@@ -226,7 +238,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Err(miss.unwrap_or(Why::NoEntry)))
+        Ok(Err(miss.or(refused).unwrap_or(Why::NoEntry)))
     }
 
     /// The record's trace, made local and validated here as a local variant's is.
@@ -267,6 +279,17 @@ impl Engine {
             tracing::warn!("cannot copy a shared object into the store: {e}");
             Why::NoEntry
         };
+        // Another process of this machine may have copied the same variant meanwhile (the
+        // shared tier is looked at before the key's lock is taken): one copy is enough.
+        if let Ok(variants) = store.variants(&record.key)
+            && let Some(copied) = variants.iter().find(|v| {
+                v.blob.hash == record.blob.hash
+                    && v.created_ms == record.created_ms
+                    && v.recipe_version == record.recipe_version
+            })
+        {
+            return Ok(copied.id);
+        }
         let blob = if store.has_blob(&blob_id(record.blob)) {
             blob_id(record.blob)
         } else {
@@ -279,6 +302,12 @@ impl Engine {
                     return Err(Why::BlobCorrupt(format!("shared blob {blob}: {problem}")));
                 }
                 Err(e) if e.is_unavailable() => return Err(shared.unavailable(self, &e)),
+                // Deleted (gc, or as corrupt) after its record was listed: a miss.
+                Err(SharedError::BlobMissing { blob }) => {
+                    return Err(Why::Unverifiable(format!(
+                        "the shared blob {blob} is missing"
+                    )));
+                }
                 Err(e) => return Err(local(&e)),
             }
             let id = store.put_blob_file(temp).map_err(|e| local(&e))?;
@@ -390,28 +419,43 @@ impl Engine {
             trace: trace.portable(&self.inner.root).encode(),
             reason: record.reason.clone(),
         };
+        // Opened now, before the answer returns: gc removing the blob meanwhile cannot
+        // take it from the upload.
         let path = store.blob_path(&record.blob.hash);
+        let opened = File::open(&path).map_err(|e| SharedError::Local {
+            what: format!("opening {} to upload it", path.display()),
+            source: e,
+        });
         let tier = Arc::clone(&shared.tier);
         let counters = Arc::clone(&shared.counters);
+        let warned = Arc::clone(&shared.warned);
         let spawned = std::thread::Builder::new()
             .name("trove-upload".to_owned())
             .spawn(move || {
-                let published = File::open(&path)
-                    .map_err(|e| SharedError::Local {
-                        what: format!("opening {} to upload it", path.display()),
-                        source: e,
-                    })
-                    .and_then(|mut file| tier.publish(&remote, &mut file));
+                let published = opened.and_then(|mut file| tier.publish(&remote, &mut file));
                 match published {
                     Ok(_) => {
                         bump(&counters.uploads, 1);
-                        counters.warned.store(false, Ordering::Relaxed);
+                        warned.store(false, Ordering::Relaxed);
+                    }
+                    // An outage is said once, whichever direction meets it first.
+                    Err(e) if e.is_unavailable() => {
+                        bump(&counters.failures, 1);
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        if !warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("shared tier unavailable, not uploaded: {e}");
+                        }
                     }
                     Err(e) => {
                         bump(&counters.failures, 1);
-                        if !counters.warned.swap(true, Ordering::Relaxed) {
-                            tracing::warn!("not uploaded to the shared tier: {e}");
-                        }
+                        tracing::warn!("not uploaded to the shared tier: {e}");
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     }
                 }
                 if let Some(Claim(lease)) = claim {
