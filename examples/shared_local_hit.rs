@@ -30,7 +30,7 @@ impl Recipe for Page {
     type Args = String;
     type Output = Vec<u8>;
     fn build(&self, cx: &mut Cx, path: &String) -> Result<Vec<u8>, BuildError> {
-        Ok(cx.read(path)?)
+        cx.read(path)
     }
 }
 
@@ -134,7 +134,11 @@ fn main() {
     // Built once (and uploaded by the shared engine), then served from the local tiers.
     let builder = open(&shared_config, 1 << 30);
     let first = builder.get_explained(&Page, &page).unwrap();
-    assert!(matches!(first.reason, Reason::Built(_)), "{:?}", first.reason);
+    assert!(
+        matches!(first.reason, Reason::Built(_)),
+        "{:?}",
+        first.reason
+    );
     builder.finish_uploads();
     drop(builder);
 
@@ -161,7 +165,10 @@ fn main() {
         "<= 1.05",
         "median of 31 x 200; the shared tier is asked only after the disk tier misses",
     );
-    assert_eq!(with.stats().shared_hits + with.stats().shared_unavailable, 0);
+    assert_eq!(
+        with.stats().shared_hits + with.stats().shared_unavailable,
+        0
+    );
     drop((with, without));
 
     // Memory hits.

@@ -271,7 +271,11 @@ fn breakdown(
     use futures::StreamExt;
     let op = store.operator().clone();
     let path = blob.path();
-    let label = if blob.len < 1 << 20 { "4 KiB" } else { "64 MiB" };
+    let label = if blob.len < 1 << 20 {
+        "4 KiB"
+    } else {
+        "64 MiB"
+    };
     let stream_only = || {
         let mut v: Vec<u8> = Vec::with_capacity(blob.len as usize);
         store.block_on(async {
@@ -289,7 +293,9 @@ fn breakdown(
         store.block_on(op.read(&path)).unwrap();
     });
     figure(
-        &format!("{name}: breakdown {label}: the streaming path copied out, unverified (vs raw read)"),
+        &format!(
+            "{name}: breakdown {label}: the streaming path copied out, unverified (vs raw read)"
+        ),
         times,
         "none",
         "what streaming into the caller's writer costs by itself",
@@ -337,7 +343,9 @@ fn breakdown(
 fn s3_log() -> Option<PathBuf> {
     let env = std::env::var_os("TROVE_SHARED_SERVERS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/servers.env"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/servers.env")
+        });
     let log = env.parent()?.join("servers/s3.log");
     log.exists().then_some(log)
 }
