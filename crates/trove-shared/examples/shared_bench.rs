@@ -3,6 +3,9 @@
 //! baseline's median, their ratio. Each repetition runs trove and the baseline in turn,
 //! the order flipping every repetition.
 //!
+//! Also a breakdown of each download (the streaming path unverified, then verified) and
+//! how many requests it makes.
+//!
 //! ```sh
 //! bash .ci/servers start
 //! cargo run --release -p trove-shared --features servers --example shared_bench
@@ -151,6 +154,8 @@ fn record(key: [u8; 32], blob: BlobRef) -> SharedRecord {
 }
 
 fn service(name: &str, config: SharedConfig) {
+    // A bound for a busy machine: the figures are times, never timeouts.
+    let config = config.timeout(Duration::from_secs(60));
     let store = Arc::new(RemoteStore::open(&config).unwrap());
     let tier = SharedTier::with_storage(store.clone() as Arc<dyn Storage>, &config).unwrap();
     const MIB: u64 = 1 << 20;
@@ -195,6 +200,40 @@ fn service(name: &str, config: SharedConfig) {
             &format!("median of {reps} x {iters}; trove streams, checks length and blake3"),
         );
     }
+    // Into a file, as a shared hit does (the local tier is a directory): trove streams
+    // and verifies; the baseline reads the whole object, then writes it.
+    for (label, blob, reps, iters) in [("4 KiB", small_blob, 31, 50), ("64 MiB", big_blob, 7, 1)] {
+        let path = blob.path();
+        let mut ours = tempfile::tempfile().unwrap();
+        let mut theirs = tempfile::tempfile().unwrap();
+        let rewind = |f: &mut std::fs::File| {
+            f.set_len(0).unwrap();
+            f.seek(SeekFrom::Start(0)).unwrap();
+        };
+        let times = compare(
+            reps,
+            iters,
+            || {
+                rewind(&mut ours);
+                tier.fetch_blob(&blob, &mut ours).unwrap();
+            },
+            || {
+                rewind(&mut theirs);
+                let bytes = store.block_on(op.read(&path)).unwrap();
+                for chunk in bytes {
+                    theirs.write_all(&chunk).unwrap();
+                }
+            },
+        );
+        figure(
+            &format!("{name}: fetch_blob {label} into a file (vs raw OpenDAL read, then written)"),
+            times,
+            "<= 1.2",
+            &format!("median of {reps} x {iters}; what a shared hit's download is"),
+        );
+    }
+    breakdown(name, &tier, &store, small_blob, 31, 50);
+    breakdown(name, &tier, &store, big_blob, 7, 1);
     let path = small_blob.path();
     let times = compare(
         31,
@@ -215,6 +254,100 @@ fn service(name: &str, config: SharedConfig) {
         "<= 1.2",
         "median of 31 x 20; the hit lists the key's records, reads and verifies one, then the blob",
     );
+}
+
+/// Where a verified download's time goes, against the raw read: the same streaming
+/// path trove takes (`reader` + `into_stream`, each chunk copied out) without verifying,
+/// then `fetch_blob` (the stream, plus the length and blake3 check, the backoff gate and
+/// the per-chunk timeout). Also how many requests each makes (the S3 server's log).
+fn breakdown(
+    name: &str,
+    tier: &SharedTier,
+    store: &RemoteStore,
+    blob: BlobRef,
+    reps: usize,
+    iters: u32,
+) {
+    use futures::StreamExt;
+    let op = store.operator().clone();
+    let path = blob.path();
+    let label = if blob.len < 1 << 20 {
+        "4 KiB"
+    } else {
+        "64 MiB"
+    };
+    let stream_only = || {
+        let mut v: Vec<u8> = Vec::with_capacity(blob.len as usize);
+        store.block_on(async {
+            let reader = op.reader(&path).await.unwrap();
+            let mut stream = reader.into_stream(..).await.unwrap();
+            while let Some(buffer) = stream.next().await {
+                for bytes in buffer.unwrap() {
+                    v.extend_from_slice(&bytes);
+                }
+            }
+        });
+        assert_eq!(v.len() as u64, blob.len);
+    };
+    let times = compare(reps, iters, stream_only, || {
+        store.block_on(op.read(&path)).unwrap();
+    });
+    figure(
+        &format!(
+            "{name}: breakdown {label}: the streaming path copied out, unverified (vs raw read)"
+        ),
+        times,
+        "none",
+        "what streaming into the caller's writer costs by itself",
+    );
+    let times = compare(
+        reps,
+        iters,
+        || {
+            let mut v = Vec::with_capacity(blob.len as usize);
+            tier.fetch_blob(&blob, &mut v).unwrap();
+        },
+        stream_only,
+    );
+    figure(
+        &format!("{name}: breakdown {label}: fetch_blob (vs the same stream unverified)"),
+        times,
+        "none",
+        "what verifying (blake3, length), the backoff gate and the timeouts add",
+    );
+    let log = s3_log();
+    if let Some(log) = log.filter(|_| name.starts_with("s3")) {
+        let count = || std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+        let n = 20;
+        let before = count();
+        for _ in 0..n {
+            tier.fetch_blob_bytes(&blob).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let trove = count() - before;
+        let before = count();
+        for _ in 0..n {
+            store.block_on(op.read(&path)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let raw = count() - before;
+        println!(
+            "figure: {name}: requests per {label} download: fetch_blob {:.1}, raw read {:.1} (the S3 server's log)",
+            trove as f64 / n as f64,
+            raw as f64 / n as f64
+        );
+    }
+}
+
+/// The S3 server's request log, beside the servers file.
+fn s3_log() -> Option<PathBuf> {
+    let env = std::env::var_os("TROVE_SHARED_SERVERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/servers.env")
+        });
+    let log = env.parent()?.join("servers/s3.log");
+    log.exists().then_some(log)
 }
 
 fn main() {
@@ -257,7 +390,7 @@ fn main() {
         access_key_id: s["TROVE_S3_ACCESS_KEY"].clone(),
         secret_access_key: s["TROVE_S3_SECRET_KEY"].clone(),
     });
-    service("s3 (s3s-fs)", s3);
+    service("s3 (moto)", s3);
     let redis = format!("{}/0?prefix={id}", s["TROVE_REDIS_URL"]);
     service("redis", SharedConfig::new(&redis, SECRET).unwrap());
     let dav = format!("{}/{id}", s["TROVE_WEBDAV_URL"]);

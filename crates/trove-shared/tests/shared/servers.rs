@@ -1,5 +1,6 @@
-//! Suites against the real servers `.ci/servers start` runs on 127.0.0.1: Redis, s3s-fs
-//! (an S3 server that checks signatures) and nginx with WebDAV. Their addresses are in
+//! Suites against the real servers `.ci/servers start` runs on 127.0.0.1: Redis, moto's S3
+//! (`.ci/s3-server.py`: an S3 server that checks SigV4 signatures and honours
+//! `If-None-Match: *`) and nginx with WebDAV. Their addresses are in
 //! the file `TROVE_SHARED_SERVERS` names (else `target/servers.env`). Compiled only with
 //! `--features servers`; then a missing file or an unreachable server fails the suite,
 //! it never skips.
@@ -12,8 +13,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use trove_shared::{
-    Backoff, BlobRef, Credentials, LeaseConfig, Published, Remote, SharedConfig, SharedError,
-    SharedTier, Unavailable, Wake,
+    Backoff, BlobRef, Credentials, LeaseConfig, Published, Put, Remote, SharedConfig, SharedError,
+    SharedTier, Storage, Unavailable, Wake,
 };
 
 use crate::scenarios::{self, Place};
@@ -133,6 +134,46 @@ fn s3_serves_small_and_64_mib_objects() {
     scenarios::round_trip(&place, 0);
     scenarios::round_trip(&place, 4096);
     scenarios::round_trip(&place, 64 << 20);
+}
+
+/// The S3 server is a real check, not a stub: a request signed with the wrong secret key
+/// is refused (403 SignatureDoesNotMatch), and the tier reports it as `Refused`, never as
+/// a miss.
+#[test]
+fn s3_refuses_a_request_signed_with_the_wrong_secret_key() {
+    let s = servers();
+    let mut config = s3_config(&unique("s3-badkey"), SECRET);
+    config = config.credentials(Credentials::S3 {
+        access_key_id: s.var("TROVE_S3_ACCESS_KEY").to_owned(),
+        secret_access_key: "not-the-secret-key-0123456789".to_owned(),
+    });
+    let tier = SharedTier::open(config).unwrap();
+    let (remote, why) = unavailable(tier.lookup(&key("bad key")).unwrap_err());
+    assert_eq!(remote, Remote::Store);
+    match why {
+        Unavailable::Refused { message } => {
+            assert!(message.contains("SignatureDoesNotMatch"), "{message}")
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let bytes = b"never stored".to_vec();
+    let rec = record(key("bad key"), BlobRef::of(&bytes), 1);
+    assert!(tier.publish_bytes(&rec, &bytes).is_err());
+}
+
+/// `If-None-Match: *` is honoured: a second create at a path is told the object exists and
+/// the first object stays (the server does not overwrite it).
+#[test]
+fn s3_creates_an_object_only_if_absent() {
+    let tier = s3()(SECRET);
+    let store: &dyn Storage = tier.storage();
+    let path = format!("v1/blobs/00/{}", unique("cond"));
+    assert_eq!(store.put_if_absent(&path, b"first").unwrap(), Put::Created);
+    assert_eq!(
+        store.put_if_absent(&path, b"second").unwrap(),
+        Put::AlreadyExists
+    );
+    assert_eq!(store.get(&path).unwrap().as_deref(), Some(&b"first"[..]));
 }
 
 #[test]

@@ -16,7 +16,8 @@ pub(crate) fn unique(tag: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    // Short: a store's prefix is part of every key, and s3s-fs limits keys' length.
+    // Short: a store's prefix is part of every key, and some S3 servers (s3s-fs) limit
+    // keys' length.
     format!(
         "{tag}-{:x}-{:x}-{}",
         std::process::id(),
