@@ -21,9 +21,14 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
 
-# The CLI binary the shared-store test runs (cargo builds it once, incrementally after).
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p trove-cli
-export TROVE_CLI="$root/target/debug/trove"
+# The CLI binary the shared-store test runs: the one `.ci/test` already built (TROVE_BIN),
+# else cargo builds it (once, incrementally after).
+if [ -n "${TROVE_BIN:-}" ] && [ -x "$TROVE_BIN" ]; then
+    export TROVE_CLI="$TROVE_BIN"
+else
+    cargo build --quiet --manifest-path "$root/Cargo.toml" -p trove-cli
+    export TROVE_CLI="$root/target/debug/trove"
+fi
 
 # maturin develop builds the extension (abi3, CPython 3.9+) and installs the package
 # into the virtualenv; the pure-Python part is installed from python/.
