@@ -76,7 +76,7 @@
 //!
 //! | service | create-if-absent | how |
 //! |---|---|---|
-//! | S3 | as the server makes it | OpenDAL's `if_not_exists` = `If-None-Match: *` on PUT and on CompleteMultipartUpload: atomic on AWS S3 (since 2024), MinIO, R2; s3s-fs checks, then writes (its racing publishers may both be told they won) |
+//! | S3 | as the server makes it | OpenDAL's `if_not_exists` = `If-None-Match: *` on PUT and on CompleteMultipartUpload: atomic on AWS S3 (since 2024), MinIO, R2; moto (the test suite's S3 server) and s3s-fs check, then write (their racing publishers may both be told they won) |
 //! | Redis | atomic | upload to a temporary key, then a Lua script renames it into place only if absent (OpenDAL's Redis service has no conditional write) |
 //! | file system | check, then rename | OpenDAL's `if_not_exists` with an atomic write directory: checks existence, writes a temp file, renames it |
 //! | WebDAV | check, then write | OpenDAL's WebDAV has no conditional write: trove checks, then PUTs (nginx writes a temp file and renames it) |

@@ -24,7 +24,7 @@ pub enum CreateIfAbsent {
     /// `If-None-Match: *`) and the server decides: atomically on servers that implement
     /// the condition atomically (AWS S3 since 2024, MinIO, Cloudflare R2), as
     /// [`CheckThenWrite`](CreateIfAbsent::CheckThenWrite) on servers that check and then
-    /// write (s3s-fs).
+    /// write (moto, the test suite's server; s3s-fs).
     ServerConditional,
     /// The existence check and the write are two steps: writers racing inside that window
     /// may each get [`Put::Created`], and the last complete write stays. Every write is
