@@ -401,6 +401,8 @@ impl Store {
                 tracing::debug!(blob = name, "blob is referenced again; not removed");
                 None
             } else {
+                // The index's copy of the blob goes with its file, under the same lock.
+                crate::inline::remove(&tx, &hash)?;
                 remove_file_counted(path)?
             };
             tx.commit()?;
