@@ -1,11 +1,19 @@
-"""Prototype of the MAP_PRIVATE disk hit, for its cost: map the blob, copy its header and
-pickle (private), blake3 the whole mapping on both cores (trove.canonical of a uint8 view:
-the same hash work), unpickle with the buffers as slices of the mapping."""
+"""Prototype of a mapped disk hit of a large array, for its cost (not what trove does; see
+ARCHITECTURE.md, "The Python package", disk hits): map the stored blob MAP_PRIVATE and
+read-only, copy its header and pickle into private memory (what is unpickled is never
+read from the file again), blake3 the whole blob on all cores (here `trove.canonical` of a
+uint8 view of the mapping: the same hash work), and unpickle with the out-of-band buffers
+as read-only slices of the mapping. Against numpy.load of the same .npy and trove's disk
+hit today, in one run (release build of the extension):
+
+    target/py-venv/bin/python crates/trove-py/bench/mapped_hit.py
+"""
 import os, sys, time, mmap, struct, pickle, statistics, shutil, glob
 import numpy as np
 import trove
 from trove import _objects
-d = "/tmp/dr/proto"; shutil.rmtree(d, ignore_errors=True); os.makedirs(d); os.chdir(d)
+import tempfile
+d = tempfile.mkdtemp(prefix="trove-mapped-hit-"); os.chdir(d)
 array = np.arange(100_000_000 // 8, dtype=np.float64)
 npy = os.path.join(d, "a.npy"); np.save(npy, array)
 eng = trove.Engine(store=os.path.join(d, "store"))
@@ -47,4 +55,5 @@ for i in range(7):
     t, a = proto(); assert a.shape == array.shape and a[-1] == array[-1]; del a
     xs.append(t); ys.append(npl()); zs.append(trove_hit())
 p, n, h = (statistics.median(v) * 1e3 for v in (xs, ys, zs))
+shutil.rmtree(d, ignore_errors=True)
 print(f"mapped prototype {p:.1f} ms, numpy.load {n:.1f} ms, trove disk hit today {h:.1f} ms; ratios {p/n:.2f} and {h/n:.2f}")
