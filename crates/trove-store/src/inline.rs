@@ -47,6 +47,16 @@ pub(crate) fn remove(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// Removes the copies no row references.
+pub(crate) fn remove_unreferenced(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM blob_inline WHERE NOT EXISTS \
+         (SELECT 1 FROM variants WHERE variants.blob_hash = blob_inline.hash)",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
 impl Store {
     /// The content of a record's blob, verified (length, then blake3) before it is
     /// returned: the index's copy when [`Store::variants`] read one with the record (a

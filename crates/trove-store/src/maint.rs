@@ -377,6 +377,10 @@ impl Store {
                 stats.bytes += bytes;
             }
         }
+        // Copies no row references (left by a trove of schema version 1, whose gc removes
+        // files only): a copy is only ever added with a row that references it, in one
+        // transaction, so an unreferenced one is garbage at any moment.
+        self.with_index(|conn| Ok(crate::inline::remove_unreferenced(conn)?))?;
         Ok(stats)
     }
 

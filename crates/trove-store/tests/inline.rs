@@ -120,3 +120,16 @@ fn a_version_1_index_is_migrated_and_its_records_read_from_their_files() {
     );
     assert!(store.verify().unwrap().corrupt.is_empty());
 }
+
+#[test]
+fn gc_removes_a_copy_whose_file_and_rows_an_older_gc_removed() {
+    let (_dir, store) = open();
+    let blob = store.put_blob(b"removed by a version-1 gc").unwrap();
+    let id = store.insert(&record([6; 32], blob)).unwrap();
+    // What a trove of version 1 does: its gc deletes the row and then the file only.
+    store.remove(id).unwrap();
+    fs::remove_file(store.blob_path(&blob.hash)).unwrap();
+    assert_eq!(inline_rows(&store), 1);
+    store.gc_apply(&store.gc_plan().unwrap()).unwrap();
+    assert_eq!(inline_rows(&store), 0);
+}
