@@ -21,13 +21,13 @@ use crate::{BlobId, Record, Store, StoreError, blob};
 /// name: what is copied is what the blob is.
 pub(crate) fn add(
     conn: &Connection,
-    layout_path: &std::path::Path,
+    blob_path: &std::path::Path,
     id: &BlobId,
 ) -> Result<(), OpError> {
     if id.len > INLINE_MAX {
         return Ok(());
     }
-    let Ok(bytes) = std::fs::read(layout_path) else {
+    let Ok(bytes) = std::fs::read(blob_path) else {
         // The copy is an optimisation: a blob that cannot be read back stays a file only.
         return Ok(());
     };
