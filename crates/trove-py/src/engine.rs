@@ -28,31 +28,13 @@ struct Known {
     object: Py<PyAny>,
 }
 
-/// Keys are blake3 digests already: their first eight bytes are the hash (a lookup per
-/// request, cheaper than SipHash over all 32).
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8).take(1) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-}
-
 /// The engine's state shared by its recipes.
 pub(crate) struct State {
     pub(crate) engine: Engine,
     id: usize,
     /// key -> the Python object served for it. An entry goes when the engine's memory
     /// tier lets go of the bytes it was made from (checked as entries are added).
-    known: Mutex<HashMap<Digest, Known, BuildHasherDefault<KeyHasher>>>,
+    known: Mutex<HashMap<Digest, Known, BuildHasherDefault<crate::key::KeyHasher>>>,
     pruned_at: AtomicUsize,
     /// Where the buffer files of `mmap=True` objects live (`trove._objects`).
     buffers: PathBuf,

@@ -333,3 +333,21 @@ pub(crate) fn hash_buffer(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     unsafe { ffi::PyBuffer_Release(&mut view) };
     Ok(hex)
 }
+
+/// Keys are blake3 digests already: their first eight bytes are the hash (a lookup per
+/// request, cheaper than SipHash over all 32).
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}

@@ -97,8 +97,23 @@ pub(crate) fn loads_served(
     Ok(loads.bind(py).call1((owner, buffers))?.unbind())
 }
 
+static PICKLE_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The first byte of a plain pickle of protocol 2 or more (`PROTO`); the framed formats
+/// of `trove._objects` start with their ASCII magic instead.
+const PROTO: u8 = 0x80;
+
 /// Unpickles a verified blob; `buffers` is where an `mmap=True` object's buffer files are.
 pub(crate) fn loads(py: Python<'_>, bytes: &[u8], buffers: &Path) -> PyResult<Py<PyAny>> {
+    if bytes.first() == Some(&PROTO) {
+        // A plain pickle (no out-of-band buffer): `pickle.loads` itself, which is what
+        // `trove._objects.loads` would call, without its Python frame and header checks
+        // (a small object's disk hit).
+        let loads = PICKLE_LOADS.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("pickle")?.getattr("loads")?.unbind())
+        })?;
+        return Ok(loads.bind(py).call1((PyBytes::new(py, bytes),))?.unbind());
+    }
     let loads = LOADS.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("trove._objects")?.getattr("loads")?.unbind())
     })?;

@@ -10,7 +10,18 @@ use trove_fingerprint::now_ms;
 
 /// The index schema version this code writes and reads (`PRAGMA user_version` of
 /// `index.sqlite`); a newer one is refused with [`StoreError::NewerFormat`].
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// 1: the `variants` table. 2: adds `blob_inline`, a copy of each small blob's content
+/// (see [`INLINE_MAX`]) so that a disk hit of a small object reads one SQLite row instead
+/// of a row and a file; a version-1 index is migrated on open (the table starts empty:
+/// blobs published before keep being read from their files).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Blobs up to this many bytes get a copy in the index (`blob_inline`), written in the
+/// transaction that inserts a record pointing at them. The blob file stays the source of
+/// truth for everything else (gc, verify, `has_blob`, the shared tier); the copy is
+/// verified against the blob's blake3 before it is returned, as a file is.
+pub(crate) const INLINE_MAX: u64 = 4096;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS variants (
@@ -33,6 +44,14 @@ CREATE TABLE IF NOT EXISTS variants (
 );
 CREATE INDEX IF NOT EXISTS variants_by_key ON variants (key, status);
 CREATE INDEX IF NOT EXISTS variants_by_blob ON variants (blob_hash);
+";
+
+/// Schema version 2 over 1: the inline copies of small blobs, named by their blake3.
+const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS blob_inline (
+    hash  BLOB PRIMARY KEY,
+    bytes BLOB NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Whether an error means the index file itself is damaged.
@@ -79,8 +98,13 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
         if now > SCHEMA_VERSION {
             return Ok(Err(now));
         }
-        if now < SCHEMA_VERSION {
+        if now < 1 {
             tx.execute_batch(SCHEMA)?;
+        }
+        if now < 2 {
+            tx.execute_batch(SCHEMA_2)?;
+        }
+        if now < SCHEMA_VERSION {
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         }
         tx.commit()?;

@@ -11,7 +11,8 @@
 //!   CACHEDIR.TAG                 standard cache directory tag, so backup tools skip it
 //!   .gitignore                   `*`: the store never shows in `git status`
 //!   v1/                          format version in the name; a reader never touches other vN
-//!     index.sqlite (+ -wal, -shm)  the index: WAL, synchronous=FULL, user_version = 1
+//!     index.sqlite (+ -wal, -shm)  the index: WAL, synchronous=FULL, user_version = 2
+//!                                (table `variants`; `blob_inline`: copies of small blobs)
 //!     blobs/ab/<64 hex blake3>   content-addressed blob files, content only (no header)
 //!     blobs/ab/.tmp-<hex>-<pid>-<n>  in-flight publishes, flock-ed by their writer
 //!     blobs/tmp/.tmp-stream-<pid>-<n>  streamed objects being written (a command's stdout),
@@ -27,6 +28,8 @@
 //!   or it is detected on read and moved to `quarantine/`. Publishing writes a temp file in
 //!   the same directory (or, for a streamed object, in `blobs/tmp/` on the same file
 //!   system), fsyncs it, renames it and fsyncs the directory.
+//! - A copy of a small blob in the index (`blob_inline`) is only ever added after its
+//!   file hashed to its name, and is verified again before it is returned.
 //! - Reading a blob verifies it first: [`Store::read_blob`] reads it whole,
 //!   [`Store::open_blob`] streams it through one 1 MiB buffer and returns the open file, so
 //!   objects of any size are verified in bounded memory.
@@ -48,6 +51,7 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+mod inline;
 mod lock;
 mod maint;
 mod paths;

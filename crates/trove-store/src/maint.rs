@@ -377,6 +377,10 @@ impl Store {
                 stats.bytes += bytes;
             }
         }
+        // Copies no row references (left by a trove of schema version 1, whose gc removes
+        // files only): a copy is only ever added with a row that references it, in one
+        // transaction, so an unreferenced one is garbage at any moment.
+        self.with_index(|conn| Ok(crate::inline::remove_unreferenced(conn)?))?;
         Ok(stats)
     }
 
@@ -401,6 +405,8 @@ impl Store {
                 tracing::debug!(blob = name, "blob is referenced again; not removed");
                 None
             } else {
+                // The index's copy of the blob goes with its file, under the same lock.
+                crate::inline::remove(&tx, &hash)?;
                 remove_file_counted(path)?
             };
             tx.commit()?;

@@ -44,6 +44,10 @@ pub struct Record {
     pub reason: String,
     /// `Some(reason)` when the record is quarantined, `None` when it is live.
     pub quarantined: Option<String>,
+    /// The index's copy of a small blob's content, as read (not yet verified): what
+    /// [`Store::read_blob_of`](crate::Store::read_blob_of) verifies and returns instead of
+    /// reading the file. Only [`Store::variants`](crate::Store::variants) fills it.
+    pub(crate) inline: Option<Vec<u8>>,
 }
 
 /// A record to insert; the store fills in the id, usage counters and checksum.
@@ -209,6 +213,7 @@ pub(crate) fn decode_row(row: &Row<'_>) -> rusqlite::Result<Decoded> {
         trace,
         reason,
         quarantined,
+        inline: None,
     };
     let corrupt = if record.quarantined.is_some() {
         // A quarantined row keeps the reason it was quarantined for.

@@ -313,6 +313,7 @@ impl Store {
             // Checked under the write lock: gc_apply re-checks references under the same
             // lock before deleting a blob, so a committed row always has its blob.
             check_published(&blob_path, &rec.blob)?;
+            crate::inline::add(&tx, &blob_path, &rec.blob)?;
             let id = {
                 let mut st = tx.prepare_cached(
                     "INSERT INTO variants (key, recipe, args, recipe_version, created_ms, \
@@ -361,14 +362,24 @@ impl Store {
     pub fn variants(&self, key: &Key) -> Result<Vec<Record>, StoreError> {
         self.with_index(|conn| {
             let decoded: Vec<Decoded> = {
+                // With each row, the index's copy of its blob when it keeps one (small
+                // blobs): one query serves a small object's record and content.
                 let mut st = conn.prepare_cached(concat!(
                     "SELECT ",
                     columns!(),
-                    " FROM variants WHERE key = ?1 AND status = 0 \
+                    ", (SELECT bytes FROM blob_inline WHERE hash = variants.blob_hash) \
+                     FROM variants WHERE key = ?1 AND status = 0 \
                      ORDER BY created_ms DESC, id DESC"
                 ))?;
-                st.query_map([&key[..]], decode_row)?
-                    .collect::<rusqlite::Result<_>>()?
+                st.query_map([&key[..]], |row| {
+                    let mut d = decode_row(row)?;
+                    d.record.inline = match row.get_ref(16)? {
+                        rusqlite::types::ValueRef::Blob(b) => Some(b.to_vec()),
+                        _ => None,
+                    };
+                    Ok(d)
+                })?
+                .collect::<rusqlite::Result<_>>()?
             };
             let mut out = Vec::with_capacity(decoded.len());
             for d in decoded {

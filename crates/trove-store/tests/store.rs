@@ -518,17 +518,17 @@ fn an_index_from_a_newer_trove_is_refused_and_left_untouched() {
     let index = dir.path().join("v1/index.sqlite");
     rusqlite::Connection::open(&index)
         .unwrap()
-        .execute_batch("PRAGMA user_version = 2")
+        .execute_batch("PRAGMA user_version = 3")
         .unwrap();
     match Store::open(dir.path()) {
-        Err(StoreError::NewerFormat { found, supported }) => assert_eq!((found, supported), (2, 1)),
+        Err(StoreError::NewerFormat { found, supported }) => assert_eq!((found, supported), (3, 2)),
         other => panic!("expected NewerFormat, got {other:?}"),
     }
     let version: i64 = rusqlite::Connection::open(&index)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 // ------------------------------------------------------------------ temp files

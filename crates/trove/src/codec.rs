@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use trove_fingerprint::Digest;
-use trove_store::{BlobId, Store};
+use trove_store::{Record, Store};
 
 use crate::Blob;
 
@@ -96,9 +96,9 @@ pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Encoded<'_>, S
 /// (the caller quarantines it).
 pub(crate) fn load<T: DeserializeOwned + 'static>(
     store: &Store,
-    blob: &BlobId,
-    codec: u8,
+    rec: &Record,
 ) -> Result<(T, u64), String> {
+    let (blob, codec) = (&rec.blob, rec.codec);
     if codec == RAW && TypeId::of::<T>() == TypeId::of::<Blob>() {
         let file = store.open_blob(blob).map_err(|e| e.to_string())?;
         let object: Box<dyn Any> = Box::new(Blob::verified(file, *blob));
@@ -107,7 +107,8 @@ pub(crate) fn load<T: DeserializeOwned + 'static>(
             .map_err(|_| "a blob for a recipe whose output is not Blob".to_owned())?;
         return Ok((*object, BLOB_WEIGHT));
     }
-    let bytes = store.read_blob(blob).map_err(|e| e.to_string())?;
+    // A small blob comes from the index's copy read with the record, verified as a file is.
+    let bytes = store.read_blob_of(rec).map_err(|e| e.to_string())?;
     let size = bytes.len() as u64;
     Ok((decode(bytes, codec)?, size))
 }

@@ -1298,6 +1298,13 @@ fn a_recipe_asking_for_its_own_object_is_a_cycle_error_not_a_deadlock() {
 
 // ---------------------------------------------------------------- corruption
 
+/// Content larger than the store keeps in its index (4 KiB): its blob is read from its
+/// file, which these tests damage. (A small blob's copy in the index is verified the same
+/// way: `crates/trove-store/tests/inline.rs`.)
+fn precious() -> String {
+    "precious data ".repeat(400)
+}
+
 fn stored_text(p: &Project, content: &str) -> (Log, Probe<String>) {
     p.write("a.txt", content);
     let log = Log::new();
@@ -1309,13 +1316,14 @@ fn stored_text(p: &Project, content: &str) -> (Log, Probe<String>) {
 #[test]
 fn a_blob_with_a_flipped_bit_is_rebuilt_as_corrupt_never_served() {
     let p = Project::new();
-    let (log, r) = stored_text(&p, "precious data");
+    let precious = precious();
+    let (log, r) = stored_text(&p, &precious);
     let blob = &p.blobs()[0];
     let mut bytes = std::fs::read(blob).unwrap();
     bytes[3] ^= 0x01;
     std::fs::write(blob, &bytes).unwrap();
     let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
-    assert_eq!(*s.value, "precious data");
+    assert_eq!(*s.value, precious);
     assert!(
         s.reason.to_string().starts_with("built: blob corrupt"),
         "{}",
@@ -1330,9 +1338,39 @@ fn a_blob_with_a_flipped_bit_is_rebuilt_as_corrupt_never_served() {
 }
 
 #[test]
-fn a_truncated_blob_is_rebuilt_as_corrupt() {
+fn a_small_object_is_served_from_its_verified_copy_in_the_index_and_rebuilt_when_both_are_damaged()
+{
     let p = Project::new();
     let (log, r) = stored_text(&p, "precious data");
+    let blob = &p.blobs()[0];
+    let mut bytes = std::fs::read(blob).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(blob, &bytes).unwrap();
+    // The file is damaged; the index's copy still hashes to the blob's name.
+    let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(
+        (&*s.value, &s.reason),
+        (&"precious data".to_owned(), &Reason::HitDisk)
+    );
+    // Damage the copy the same way: neither is served.
+    let conn = rusqlite::Connection::open(p.path(".trove/v1/index.sqlite")).unwrap();
+    conn.execute("UPDATE blob_inline SET bytes = ?1", [&bytes[..]])
+        .unwrap();
+    let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
+    assert_eq!(*s.value, "precious data");
+    assert!(
+        s.reason.to_string().starts_with("built: blob corrupt"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(log.all(), ["text a.txt", "text a.txt"]);
+}
+
+#[test]
+fn a_truncated_blob_is_rebuilt_as_corrupt() {
+    let p = Project::new();
+    let precious = precious();
+    let (log, r) = stored_text(&p, &precious);
     let blob = &p.blobs()[0];
     std::fs::File::options()
         .write(true)
@@ -1341,7 +1379,7 @@ fn a_truncated_blob_is_rebuilt_as_corrupt() {
         .set_len(4)
         .unwrap();
     let s = p.engine().get_explained(&r, &arg("a.txt")).unwrap();
-    assert_eq!(*s.value, "precious data");
+    assert_eq!(*s.value, precious);
     assert!(
         s.reason.to_string().contains("blob corrupt"),
         "{}",

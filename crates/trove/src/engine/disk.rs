@@ -164,7 +164,7 @@ impl Engine {
         };
         // The blob is verified against its blake3 before anything deserializes it (a
         // file-backed object is verified by streaming and handed out as its open file).
-        let (value, size): (R::Output, u64) = match codec::load(store, &rec.blob, rec.codec) {
+        let (value, size): (R::Output, u64) = match codec::load(store, rec) {
             Ok(loaded) => loaded,
             Err(msg) => {
                 let why = Why::BlobCorrupt(msg);
