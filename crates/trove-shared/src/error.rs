@@ -128,6 +128,18 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The storage refused the operation for what it asked, not for being unavailable:
+    /// a content-addressed storage refuses bytes that do not hash to the path's name, a
+    /// path outside what it stores, a corrupt object, or deleting an object still in use.
+    #[error("{op} `{path}`: refused: {reason}")]
+    Rejected {
+        /// The operation.
+        op: &'static str,
+        /// The path it was about.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Which remote an [`SharedError::Unavailable`] is about.
@@ -275,6 +287,16 @@ pub enum SharedError {
     /// A lease was asked of a tier configured without a lease server.
     #[error("no lease server is configured (shared.lease)")]
     NoLeases,
+    /// The storage refused an operation (see [`StorageError::Rejected`]).
+    #[error("{op} `{target}`: refused: {reason}")]
+    Rejected {
+        /// The operation.
+        op: &'static str,
+        /// The path it was about.
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// Local I/O failed (reading the file to publish, writing a download).
     #[error("{what}: {source}")]
     Local {
@@ -305,6 +327,11 @@ impl SharedError {
             StorageError::Local { op, path, source } => SharedError::Local {
                 what: format!("{op} `{path}`"),
                 source,
+            },
+            StorageError::Rejected { op, path, reason } => SharedError::Rejected {
+                op,
+                target: path,
+                reason,
             },
         }
     }

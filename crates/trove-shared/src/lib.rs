@@ -28,8 +28,14 @@
 //! ```
 //!
 //! [`Storage`] is deliberately small (sccache's `Storage`): `get`, `get_into` (streaming),
-//! `put_if_absent`, `put_stream_if_absent`, `list`, `delete`. The local tier can implement
-//! it behind an adapter, so tiers stack with backfill from slow to fast.
+//! `put_if_absent`, `put_stream_if_absent`, `list`, `delete`. The local tier implements it
+//! for its blobs behind an adapter in the `trove` crate (`trove::LocalStorage`, same
+//! paths), so tiers stack with backfill from slow to fast: a shared blob is streamed by
+//! [`SharedTier::fetch_blob`] (a `get_into`, verified as it arrives) into the local
+//! adapter's writer. Records are not shared between the tiers: signed objects here,
+//! SQLite rows in the local store. [`StorageError::Rejected`] is a storage refusing what
+//! was asked (the local adapter: bytes that are not their path's name, a path it does not
+//! hold, a blob a record still uses).
 //!
 //! ## Layout in the store
 //!

@@ -43,6 +43,8 @@ mod engine;
 mod error;
 mod external;
 mod flight;
+#[cfg(feature = "shared")]
+mod local_storage;
 mod memory;
 mod modules;
 mod nested;
@@ -106,6 +108,8 @@ pub use cx::{Cx, Module};
 pub use engine::{Engine, Options, Secret, Served, Stats, Vouched, WatchGuard};
 pub use error::{BuildError, Error};
 pub use external::{DynRecipe, Fingerprinter};
+#[cfg(feature = "shared")]
+pub use local_storage::{BackfillError, BlobSink, LocalStorage};
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{Definition, Recipe, Sources};
 pub use shared_admin::{

@@ -10,7 +10,6 @@
 //! request builds locally, the first failure is logged (once until the tier answers
 //! again), every one is counted, and trove-shared's backoff skips the tier for a while.
 
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,13 +18,15 @@ use std::time::{Duration, Instant};
 use trove_config::{Config, SharedSettings};
 use trove_fingerprint::Digest;
 use trove_shared::{
-    BlobRef, Lease, LeaseConfig, SharedConfig, SharedError, SharedRecord, SharedTier, Wake,
+    BlobRef, Lease, LeaseConfig, SharedConfig, SharedError, SharedRecord, SharedTier, StorageError,
+    Wake,
 };
 use trove_store::{NewRecord, Store};
 
 use crate::codec;
 use crate::engine::verify::{Mode, Validity};
 use crate::engine::{Engine, FlightValue, bump};
+use crate::local_storage::{BackfillError, LocalStorage};
 use crate::reason::{Reason, Residency, Why};
 use crate::trace::Trace;
 use crate::{Error, Recipe};
@@ -266,8 +267,9 @@ impl Engine {
         })
     }
 
-    /// Downloads the record's blob into the disk tier (verified while it streams, and
-    /// again when the store seals it) and records the variant there; its row id.
+    /// Backfills the record's blob into the disk tier (`LocalStorage::backfill`: verified
+    /// while it streams, and again when the store seals it) and records the variant
+    /// there; its row id.
     fn copy_into_store(
         &self,
         shared: &SharedState,
@@ -290,32 +292,34 @@ impl Engine {
         {
             return Ok(copied.id);
         }
-        let blob = if store.has_blob(&blob_id(record.blob)) {
-            blob_id(record.blob)
-        } else {
-            let temp = store.temp_blob().map_err(|e| local(&e))?;
-            let mut file: &File = temp.file();
-            match shared.tier.fetch_blob(&record.blob, &mut file) {
-                Ok(()) => {}
-                Err(SharedError::BlobCorrupt { blob, problem }) => {
-                    bump(&self.inner.stats.shared_refused, 1);
-                    return Err(Why::BlobCorrupt(format!("shared blob {blob}: {problem}")));
-                }
-                Err(e) if e.is_unavailable() => return Err(shared.unavailable(self, &e)),
-                // Deleted (gc, or as corrupt) after its record was listed: a miss.
-                Err(SharedError::BlobMissing { blob }) => {
-                    return Err(Why::Unverifiable(format!(
-                        "the shared blob {blob} is missing"
-                    )));
-                }
-                Err(e) => return Err(local(&e)),
+        // Backfill through the Storage trait: the remote's stream, verified as it arrives,
+        // is written into a temp blob of the local tier, sealed, checked against its name
+        // and renamed into place (nothing is downloaded when the blob is here already).
+        match LocalStorage::new(store).backfill(&shared.tier, &record.blob) {
+            Ok(_) => {}
+            Err(BackfillError::Remote(SharedError::BlobCorrupt { blob, problem })) => {
+                bump(&self.inner.stats.shared_refused, 1);
+                return Err(Why::BlobCorrupt(format!("shared blob {blob}: {problem}")));
             }
-            let id = store.put_blob_file(temp).map_err(|e| local(&e))?;
-            if id.hash != record.blob.hash || id.len != record.blob.len {
-                return Err(Why::BlobCorrupt("shared blob changed on disk".into()));
+            Err(BackfillError::Remote(e)) if e.is_unavailable() => {
+                return Err(shared.unavailable(self, &e));
             }
-            id
-        };
+            // Deleted (gc, or as corrupt) after its record was listed: a miss.
+            Err(BackfillError::Remote(SharedError::BlobMissing { blob })) => {
+                return Err(Why::Unverifiable(format!(
+                    "the shared blob {blob} is missing"
+                )));
+            }
+            Err(BackfillError::Remote(e)) => return Err(local(&e)),
+            // Verified as it streamed, then no longer its name once on disk.
+            Err(BackfillError::Local(StorageError::Rejected { reason, .. })) => {
+                return Err(Why::BlobCorrupt(format!(
+                    "shared blob changed on disk: {reason}"
+                )));
+            }
+            Err(BackfillError::Local(e)) => return Err(local(&e)),
+        }
+        let blob = blob_id(record.blob);
         let new = NewRecord {
             key: record.key,
             recipe: record.recipe.clone(),
@@ -419,13 +423,21 @@ impl Engine {
             trace: trace.portable(&self.inner.root).encode(),
             reason: record.reason.clone(),
         };
-        // Opened now, before the answer returns: gc removing the blob meanwhile cannot
-        // take it from the upload.
-        let path = store.blob_path(&record.blob.hash);
-        let opened = File::open(&path).map_err(|e| SharedError::Local {
-            what: format!("opening {} to upload it", path.display()),
-            source: e,
-        });
+        // Opened now, before the answer returns (gc removing the blob meanwhile cannot
+        // take it from the upload), through the local tier's Storage adapter, by the path
+        // it will have in the shared tier; `publish` hashes it before sending a byte.
+        let path = remote.blob.path();
+        let opened = match LocalStorage::new(store).open(&path) {
+            Ok(Some(file)) => Ok(file),
+            Ok(None) => Err(SharedError::Local {
+                what: format!("opening the local blob {path} to upload it"),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+            Err(e) => Err(SharedError::Local {
+                what: format!("opening the local blob {path} to upload it"),
+                source: std::io::Error::other(e),
+            }),
+        };
         let tier = Arc::clone(&shared.tier);
         let counters = Arc::clone(&shared.counters);
         let warned = Arc::clone(&shared.warned);
