@@ -155,14 +155,17 @@ mod imp {
 mod imp {
     use std::collections::{BTreeMap, HashSet};
 
-    use trove_shared::{SharedError, VerifiedRecord};
+    use std::sync::Arc;
+
+    use trove_shared::{SharedError, SharedTier, VerifiedRecord};
 
     use super::*;
     use crate::clock::now_ms;
-    use crate::engine::shared::SharedState;
 
-    fn tier(engine: &Engine) -> Result<&SharedState, Error> {
-        engine.inner.shared.as_ref().ok_or(Error::NoSharedTier)
+    /// The engine's shared tier, opened.
+    fn tier(engine: &Engine) -> Result<&Arc<SharedTier>, Error> {
+        let shared = engine.inner.shared.as_ref().ok_or(Error::NoSharedTier)?;
+        shared.tier(engine.config()).map_err(Error::from)
     }
 
     fn failed(e: SharedError) -> Error {
@@ -175,11 +178,12 @@ mod imp {
 
     pub(super) fn health(engine: &Engine) -> Option<SharedHealth> {
         let shared = engine.inner.shared.as_ref()?;
-        let stats = shared.tier.stats();
+        let tier = shared.tier(engine.config()).ok()?;
+        let stats = tier.stats();
         Some(SharedHealth {
             url: shared.settings.url.clone(),
-            read_only: shared.tier.is_read_only(),
-            leases: shared.tier.leases().is_some(),
+            read_only: tier.is_read_only(),
+            leases: tier.leases().is_some(),
             calls: stats.store.calls,
             failures: stats.store.failures,
             timeouts: stats.store.timeouts,
@@ -197,7 +201,7 @@ mod imp {
 
     pub(super) fn status(engine: &Engine) -> Result<SharedStatus, Error> {
         let shared = tier(engine)?;
-        let all = shared.tier.all_records().map_err(failed)?;
+        let all = shared.all_records().map_err(failed)?;
         let now = now_ms();
         let mut by_key: BTreeMap<(String, String, [u8; 32]), SharedEntry> = BTreeMap::new();
         for record in &all.records {
@@ -228,10 +232,10 @@ mod imp {
 
     pub(super) fn gc(engine: &Engine, options: &SharedGcOptions) -> Result<SharedGcReport, Error> {
         let shared = tier(engine)?;
-        if shared.tier.is_read_only() && !options.dry_run {
+        if shared.is_read_only() && !options.dry_run {
             return Err(failed(SharedError::ReadOnly));
         }
-        let all = shared.tier.all_records().map_err(failed)?;
+        let all = shared.all_records().map_err(failed)?;
         let now = now_ms();
         // Newest first: the oldest go first under the size limit.
         let mut kept: Vec<&VerifiedRecord> = all.records.iter().collect();
@@ -270,7 +274,7 @@ mod imp {
             ..SharedGcReport::default()
         };
         let mut blobs_gone = HashSet::new();
-        let storage = shared.tier.storage();
+        let storage = shared.storage();
         for (record, reason) in doomed {
             if !options.dry_run {
                 // The record first: a reader that still finds it then misses the blob, a

@@ -11,7 +11,7 @@
 //! again), every one is counted, and trove-shared's backoff skips the tier for a while.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,11 @@ use crate::{Error, Recipe};
 
 /// The shared tier attached to an engine.
 pub(crate) struct SharedState {
-    pub(crate) tier: Arc<SharedTier>,
+    /// What the tier is opened with (checked when the engine opens).
+    config: SharedConfig,
+    /// The tier, opened on first use: its runtime, clients and connections cost a process
+    /// whose requests the local tiers answer nothing (`trove run` of a hit).
+    opened: OnceLock<Result<Arc<SharedTier>, OpenFailure>>,
     pub(crate) settings: SharedSettings,
     /// Whether the current outage was already reported (cleared when the tier answers);
     /// shared with the uploads, so one outage is said once, not once per direction.
@@ -47,6 +51,23 @@ struct UploadCounters {
     uploads: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+/// Why the tier could not be opened: a configuration problem (at its place in the file)
+/// or anything else (said like an outage).
+#[derive(Clone)]
+pub(crate) enum OpenFailure {
+    Config(trove_config::ConfigError),
+    Other(String),
+}
+
+impl From<&OpenFailure> for Error {
+    fn from(failure: &OpenFailure) -> Error {
+        match failure {
+            OpenFailure::Config(e) => Error::ConfigFile(e.clone()),
+            OpenFailure::Other(e) => Error::SharedTier(e.clone()),
+        }
+    }
 }
 
 /// A lease held on a key while it is built here; released once its object is uploaded
@@ -104,12 +125,9 @@ impl SharedState {
                 LeaseConfig::new(&lease.url, lease.ttl).map_err(|e| refused(lease.url_at, &e))?,
             );
         }
-        let tier = SharedTier::open(shared).map_err(|e| match e {
-            SharedError::Config(e) => refused(settings.url_at, &e),
-            e => Error::SharedTier(e.to_string()),
-        })?;
         Ok(Some(SharedState {
-            tier: Arc::new(tier),
+            config: shared,
+            opened: OnceLock::new(),
             settings,
             warned: Arc::default(),
             counters: Arc::default(),
@@ -117,8 +135,32 @@ impl SharedState {
         }))
     }
 
+    /// The tier, opened on its first use. `config` is the engine's, for the place of a
+    /// problem the opening finds in the file.
+    pub(crate) fn tier(&self, config: &Config) -> Result<&Arc<SharedTier>, &OpenFailure> {
+        self.opened
+            .get_or_init(|| {
+                SharedTier::open(self.config.clone())
+                    .map(Arc::new)
+                    .map_err(|e| match e {
+                        SharedError::Config(e) => OpenFailure::Config(config.error_at(
+                            self.settings.url_at,
+                            e.to_string(),
+                            None,
+                        )),
+                        e => OpenFailure::Other(e.to_string()),
+                    })
+            })
+            .as_ref()
+    }
+
+    /// The tier if it was opened already.
+    fn opened(&self) -> Option<&Arc<SharedTier>> {
+        self.opened.get()?.as_ref().ok()
+    }
+
     /// The tier could not answer: said once per outage, counted every time.
-    fn unavailable(&self, engine: &Engine, e: &SharedError) -> Why {
+    fn unavailable(&self, engine: &Engine, e: &dyn std::fmt::Display) -> Why {
         bump(&engine.inner.stats.shared_unavailable, 1);
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!("shared tier unavailable, building locally: {e}");
@@ -177,6 +219,19 @@ impl Engine {
         Some((self.inner.shared.as_ref()?, self.inner.store.as_ref()?))
     }
 
+    /// The tier, opened on first use; `Ok(Err(why))` when it cannot be opened (said and
+    /// counted like an outage). A problem in the configuration is an error.
+    fn open_tier<'a>(
+        &self,
+        shared: &'a SharedState,
+    ) -> Result<Result<&'a Arc<SharedTier>, Why>, Error> {
+        match shared.tier(&self.inner.config) {
+            Ok(tier) => Ok(Ok(tier)),
+            Err(OpenFailure::Config(e)) => Err(Error::ConfigFile(e.clone())),
+            Err(OpenFailure::Other(e)) => Ok(Err(shared.unavailable(self, e))),
+        }
+    }
+
     /// Looks the key up in the shared tier: the first record that verifies and validates
     /// here is downloaded into the disk tier and served from there. `Err(why)` on a miss:
     /// why the records there were not used, `NoEntry` when there were none.
@@ -189,7 +244,11 @@ impl Engine {
         let Some((shared, store)) = self.shared() else {
             return Ok(Err(Why::NoEntry));
         };
-        let found = match shared.tier.lookup(&key.0) {
+        let tier = match self.open_tier(shared)? {
+            Ok(tier) => tier,
+            Err(why) => return Ok(Err(why)),
+        };
+        let found = match tier.lookup(&key.0) {
             Ok(found) => {
                 shared.answered();
                 found
@@ -295,7 +354,10 @@ impl Engine {
         // Backfill through the Storage trait: the remote's stream, verified as it arrives,
         // is written into a temp blob of the local tier, sealed, checked against its name
         // and renamed into place (nothing is downloaded when the blob is here already).
-        match LocalStorage::new(store).backfill(&shared.tier, &record.blob) {
+        let Some(tier) = shared.opened() else {
+            return Err(Why::NoEntry);
+        };
+        match LocalStorage::new(store).backfill(tier, &record.blob) {
             Ok(_) => {}
             Err(BackfillError::Remote(SharedError::BlobCorrupt { blob, problem })) => {
                 bump(&self.inner.stats.shared_refused, 1);
@@ -346,14 +408,18 @@ impl Engine {
         let Some((shared, _)) = self.shared() else {
             return Ok(Err(None));
         };
-        let Some(leases) = shared.tier.leases() else {
+        let tier = match self.open_tier(shared)? {
+            Ok(tier) => tier,
+            Err(_) => return Ok(Err(None)),
+        };
+        let Some(leases) = tier.leases() else {
             return Ok(Err(None));
         };
         let ttl = leases.ttl();
         loop {
             // A read-only machine never publishes, so it never holds a lease: it waits for
             // a holder's object, and builds alone when nobody holds one.
-            let acquired = if shared.tier.is_read_only() {
+            let acquired = if tier.is_read_only() {
                 match leases.holder_ttl(&key.hex()) {
                     Ok(Some(_)) => None,
                     Ok(None) => return Ok(Err(None)),
@@ -363,7 +429,7 @@ impl Engine {
                     }
                 }
             } else {
-                match shared.tier.lease(&key.0) {
+                match tier.lease(&key.0) {
                     Ok(lease) => lease,
                     Err(e) => {
                         shared.unavailable(self, &e);
@@ -381,7 +447,7 @@ impl Engine {
                     Err(_) => Err(Some(Claim(lease))),
                 });
             }
-            match shared.tier.wait_for(&key.0, ttl) {
+            match tier.wait_for(&key.0, ttl) {
                 Ok(Wake::Published) => {
                     if let Ok(hit) = self.lookup_shared(recipe, key, args_display)? {
                         return Ok(Ok(hit));
@@ -403,9 +469,16 @@ impl Engine {
         let Some((shared, store)) = self.shared() else {
             return;
         };
-        if shared.tier.is_read_only() {
+        if shared.settings.read_only {
             return;
         }
+        let tier = match shared.tier(&self.inner.config) {
+            Ok(tier) => Arc::clone(tier),
+            Err(e) => {
+                tracing::warn!("not uploaded to the shared tier: {}", Error::from(e));
+                return;
+            }
+        };
         let Some(trace) = Trace::decode(&record.trace) else {
             return;
         };
@@ -438,7 +511,6 @@ impl Engine {
                 source: std::io::Error::other(e),
             }),
         };
-        let tier = Arc::clone(&shared.tier);
         let counters = Arc::clone(&shared.counters);
         let warned = Arc::clone(&shared.warned);
         let spawned = std::thread::Builder::new()
@@ -494,7 +566,11 @@ impl Engine {
         let Some((shared, _)) = self.shared() else {
             return Ok(None);
         };
-        let Ok(found) = shared.tier.lookup(&key.0) else {
+        let tier = match self.open_tier(shared)? {
+            Ok(tier) => tier,
+            Err(_) => return Ok(None),
+        };
+        let Ok(found) = tier.lookup(&key.0) else {
             return Ok(None);
         };
         for record in &found.records {
