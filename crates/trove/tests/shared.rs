@@ -443,3 +443,80 @@ fn two_machines_asking_at_once_build_once_under_the_lease() {
     );
     assert!(reasons.contains(&Reason::HitShared), "{reasons:?}");
 }
+
+#[test]
+fn readers_racing_gc_of_the_shared_tier_see_the_object_or_a_miss_never_an_error() {
+    let team = Team::new();
+    let content = "r".repeat(1 << 20);
+    let machines_with = |n: usize| -> Vec<Project> {
+        (0..n)
+            .map(|_| {
+                let p = machine(&team.url(), "");
+                p.write("data/x.txt", &content);
+                p
+            })
+            .collect()
+    };
+    // Published once before the race starts.
+    let first = machines_with(1).pop().unwrap();
+    let e = open(&first, SECRET);
+    let log = Log::new();
+    e.get(&text("text", &log), &x()).unwrap();
+    e.finish_uploads();
+    assert_eq!(team.files("records").len(), 1);
+
+    let readers = machines_with(24);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (removed, answers) = std::thread::scope(|s| {
+        let gc = s.spawn(|| {
+            let mut removed = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let report = e
+                    .shared_gc(&SharedGcOptions {
+                        max_age: Some(Duration::ZERO),
+                        ..SharedGcOptions::default()
+                    })
+                    .unwrap();
+                removed += report.removed.len();
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            removed
+        });
+        // Each reader is a machine of its own (nothing local): every request asks the
+        // shared tier, and a reader that builds publishes again, so gc keeps finding
+        // something to remove while other readers download it. Four at a time.
+        let answers: Vec<_> = std::thread::scope(|r| {
+            let lanes: Vec<_> = readers
+                .chunks(readers.len() / 4)
+                .map(|lane| {
+                    r.spawn(move || {
+                        lane.iter()
+                            .map(|p| {
+                                let engine = open(p, SECRET);
+                                let log = Log::new();
+                                let served = engine.get_explained(&text("text", &log), &x());
+                                engine.finish_uploads();
+                                served.map(|s| ((*s.value).clone(), s.reason))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            lanes.into_iter().flat_map(|l| l.join().unwrap()).collect()
+        });
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (gc.join().unwrap(), answers)
+    });
+    assert!(removed >= 1, "gc never removed anything while readers read");
+    for answer in answers {
+        let (value, reason) = answer.expect("a reader racing gc got an error");
+        assert!(
+            value == content,
+            "a reader racing gc was served other bytes ({reason})"
+        );
+        assert!(
+            matches!(reason, Reason::HitShared | Reason::Built(_)),
+            "{reason}"
+        );
+    }
+}
