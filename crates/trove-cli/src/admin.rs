@@ -173,18 +173,25 @@ pub(crate) fn verify(project: Option<Project>, json: bool) -> Result<u8, Failure
     Ok(if report.is_clean() { 0 } else { 1 })
 }
 
+/// `gc`'s `--max-size`, parsed (for the local store and the shared tier alike).
+pub(crate) fn max_size(args: &GcArgs) -> Result<Option<u64>, Failure> {
+    args.max_size
+        .as_deref()
+        .map(|text| {
+            trove::parse_size(text).map_err(|e| {
+                Failure::usage(
+                    Diagnostic::error(format!("--max-size {text}: {e}"))
+                        .hint("sizes look like 500MiB, 20GiB or 1000000"),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// Collects garbage (or lists it, with `--dry-run`); with no store there is none.
 pub(crate) fn gc(config_flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
     // The size is checked before the store is looked for: a typo is an error anywhere.
-    let max_size = match &args.max_size {
-        None => None,
-        Some(text) => Some(trove::parse_size(text).map_err(|e| {
-            Failure::usage(
-                Diagnostic::error(format!("--max-size {text}: {e}"))
-                    .hint("sizes look like 500MiB, 20GiB or 1000000"),
-            )
-        })?),
-    };
+    let max_size = max_size(args)?;
     let Some(project) = project::open_existing(config_flag)? else {
         return print_gc(
             &GcReport {

@@ -159,15 +159,7 @@ pub(crate) fn status(flag: Option<&Path>, json: bool) -> Result<u8, Failure> {
 
 /// `trove gc --shared`.
 pub(crate) fn gc(flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
-    let max_size = match &args.max_size {
-        None => None,
-        Some(text) => Some(trove::parse_size(text).map_err(|e| {
-            Failure::usage(
-                Diagnostic::error(format!("--max-size {text}: {e}"))
-                    .hint("sizes look like 500MiB, 20GiB or 1000000"),
-            )
-        })?),
-    };
+    let max_size = crate::admin::max_size(args)?;
     let max_age = match &args.max_age {
         None => None,
         Some(text) => Some(trove::parse_duration(text).map_err(|e| {
