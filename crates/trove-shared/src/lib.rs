@@ -140,6 +140,7 @@ mod config;
 mod error;
 mod health;
 mod lease;
+mod lookup;
 mod record;
 mod redis_kv;
 mod remote;
@@ -157,7 +158,8 @@ pub use error::{
 pub use health::RemoteStats;
 pub use lease::{Lease, Leases, Wake};
 pub use record::{
-    BlobRef, Key, LAYOUT_DIR, RECORD_VERSION, SharedRecord, Signer, VerifiedRecord, records_dir,
+    BlobRef, INLINE_MAX, Key, LAYOUT_DIR, RECORD_VERSION, SharedRecord, Signer, VerifiedRecord,
+    newest_path, newest_root, records_dir,
 };
 pub use remote::RemoteStore;
 pub use storage::{CreateIfAbsent, Entry, Put, Storage};
