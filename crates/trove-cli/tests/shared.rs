@@ -56,11 +56,14 @@ fn machine(url: &str, settings: &str) -> Project {
     recipes: {{
         "x": (command: ["cat", "data/x.txt"], inputs: ["data/x.txt"]),
         "big": (command: ["cat", "data/big.txt"], inputs: ["data/big.txt"]),
+        "huge": (command: ["cat", "data/huge.txt"], inputs: ["data/huge.txt"]),
     }},
 )"#
     ));
     p.write("data/x.txt", "the same input on every machine\n");
     p.write("data/big.txt", &"b".repeat(10_000));
+    // Over 64 KiB: not carried inline by its record, so a hit downloads its blob.
+    p.write("data/huge.txt", &"h".repeat(100 << 10));
     p
 }
 
@@ -139,28 +142,35 @@ fn forged_and_foreign_records_and_a_flipped_blob_byte_are_refused_and_rebuilt() 
         "{err}"
     );
 
-    // Forged: a byte of the record's body changed.
-    let record = &team.files("records")[0];
-    let good = std::fs::read(record).unwrap();
-    let mut forged = good.clone();
-    let at = forged.len() / 2;
-    forged[at] ^= 1;
-    std::fs::write(record, &forged).unwrap();
+    // Forged: a byte of the record's body changed, and of its hint (a signed copy).
+    let files = [team.files("records"), team.files("newest")].concat();
+    assert_eq!(files.len(), 2, "the record and its hint");
+    for file in &files {
+        let mut forged = std::fs::read(file).unwrap();
+        let at = forged.len() / 2;
+        forged[at] ^= 1;
+        std::fs::write(file, &forged).unwrap();
+    }
     let (out, reason) = run(&machine(&team.url(), ""), "x");
     assert_eq!(out, "the same input on every machine\n");
     assert!(
         reason.contains("built: shared record refused (forged record"),
         "{reason}"
     );
-    std::fs::write(record, &good).unwrap();
 
-    // A flipped byte in the blob.
-    let blob = &team.files("blobs")[0];
-    let mut bytes = std::fs::read(blob).unwrap();
+    // A flipped byte in the blob of an object over 64 KiB (a smaller one travels in its
+    // record and hint, verified with them).
+    run(&machine(&team.url(), ""), "huge");
+    let blob = team
+        .files("blobs")
+        .into_iter()
+        .find(|b| std::fs::metadata(b).unwrap().len() > 64 << 10)
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
     bytes[0] ^= 0x20;
-    std::fs::write(blob, &bytes).unwrap();
-    let (out, reason) = run(&machine(&team.url(), ""), "x");
-    assert_eq!(out, "the same input on every machine\n");
+    std::fs::write(&blob, &bytes).unwrap();
+    let (out, reason) = run(&machine(&team.url(), ""), "huge");
+    assert_eq!(out, "h".repeat(100 << 10));
     assert!(
         reason.contains("built: blob corrupt (shared blob "),
         "{reason}"

@@ -168,7 +168,7 @@ pub enum RecordError {
     #[error("not a trove record")]
     NotARecord,
     /// A format version this trove does not read (a newer trove wrote it).
-    #[error("unknown record format version {found} (this trove reads version {known})")]
+    #[error("unknown record format version {found} (this trove reads versions up to {known})")]
     UnknownVersion {
         /// The version found.
         found: u8,

@@ -87,6 +87,9 @@ struct Inner {
     timeout: Duration,
     health: Health,
     rt: Arc<Rt>,
+    /// The scripts, built once (building one hashes its text).
+    renew: redis::Script,
+    release: redis::Script,
 }
 
 /// The lease server: per-key leases in Redis. Cheap to clone.
@@ -143,6 +146,8 @@ impl Leases {
                 timeout,
                 health: Health::new(backoff),
                 rt,
+                renew: redis::Script::new(RENEW),
+                release: redis::Script::new(RELEASE),
             }),
         })
     }
@@ -234,6 +239,7 @@ impl Leases {
         });
         let renewer = self.inner.rt.handle().spawn(renew_forever(
             self.inner.conn.clone(),
+            self.inner.renew.clone(),
             self.inner.timeout,
             state.clone(),
         ));
@@ -363,13 +369,13 @@ impl State {
 
 async fn renew_once(
     conn: &mut ConnectionManager,
+    script: &redis::Script,
     timeout: Duration,
     state: &State,
 ) -> Result<bool, Fail> {
     let ms = u64::try_from(state.ttl.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
-    let script = redis::Script::new(RENEW);
     let mut invocation = script.key(&state.key);
     invocation.arg(&state.token).arg(ms);
     let renewed: i64 = bounded(timeout, invocation.invoke_async(conn)).await?;
@@ -378,12 +384,17 @@ async fn renew_once(
 
 /// Extends the lease every `ttl / 3` until it is dropped, released or lost. A lease that
 /// could not be renewed for a whole `ttl` is lost: another machine may hold it now.
-async fn renew_forever(mut conn: ConnectionManager, timeout: Duration, state: Arc<State>) {
+async fn renew_forever(
+    mut conn: ConnectionManager,
+    script: redis::Script,
+    timeout: Duration,
+    state: Arc<State>,
+) {
     let period = (state.ttl / 3).max(Duration::from_millis(5));
     loop {
         tokio::time::sleep(period).await;
         let started = Instant::now();
-        match renew_once(&mut conn, timeout, &state).await {
+        match renew_once(&mut conn, &script, timeout, &state).await {
             Ok(true) => state.mark_renewed(started),
             Ok(false) => {
                 state.lost.store(true, Ordering::SeqCst);
@@ -440,7 +451,7 @@ impl Lease {
         let held = self.leases.inner.rt.block_on(self.leases.call(
             "renew",
             &self.state.name,
-            renew_once(&mut conn, timeout, &self.state),
+            renew_once(&mut conn, &self.leases.inner.renew, timeout, &self.state),
         ))?;
         if held {
             self.state.mark_renewed(started);
@@ -457,8 +468,7 @@ impl Lease {
         let mut conn = self.leases.inner.conn.clone();
         let timeout = self.leases.inner.timeout;
         let channel = self.leases.channel(&self.state.name);
-        let script = redis::Script::new(RELEASE);
-        let mut invocation = script.key(&self.state.key);
+        let mut invocation = self.leases.inner.release.key(&self.state.key);
         invocation.arg(&self.state.token).arg(&channel);
         let released: i64 = self.leases.inner.rt.block_on(self.leases.call(
             "release",
@@ -492,8 +502,8 @@ impl Drop for Lease {
         let timeout = self.leases.inner.timeout;
         let channel = self.leases.channel(&self.state.name);
         let state = self.state.clone();
+        let script = self.leases.inner.release.clone();
         self.leases.inner.rt.handle().spawn(async move {
-            let script = redis::Script::new(RELEASE);
             let mut invocation = script.key(&state.key);
             invocation.arg(&state.token).arg(&channel);
             let _ = bounded(timeout, invocation.invoke_async::<i64>(&mut conn)).await;

@@ -28,7 +28,8 @@
 //! ```
 //!
 //! [`Storage`] is deliberately small (sccache's `Storage`): `get`, `get_into` (streaming),
-//! `put_if_absent`, `put_stream_if_absent`, `list`, `delete`. The local tier implements it
+//! `put_if_absent`, `put_stream_if_absent`, `put` (replace, for hints only), `list`,
+//! `delete`. The local tier implements it
 //! for its blobs behind an adapter in the `trove` crate (`trove::LocalStorage`, same
 //! paths), so tiers stack with backfill from slow to fast: a shared blob is streamed by
 //! [`SharedTier::fetch_blob`] (a `get_into`, verified as it arrives) into the local
@@ -42,7 +43,17 @@
 //! ```text
 //! <prefix>/v1/blobs/ab/<64 hex blake3>                content only, content-addressed
 //! <prefix>/v1/records/ab/<64 hex key>/<32 hex variant> a signed record (see `record.rs`)
+//! <prefix>/v1/newest/ab/<64 hex key>                  the key's hint: a signed copy of
+//!                                                     the record last published under it
 //! ```
+//!
+//! A hit reads the key's hint first ([`SharedTier::lookup_newest`], one GET): a record
+//! like any other (verified the same way, and it must name the key), which carries the
+//! object inline when it is at most [`INLINE_MAX`] (64 KiB). So a small hit is one
+//! request and a large one two (hint, blob) on every service; when the hint is missing or
+//! does not serve, [`SharedTier::lookup`] lists the key's records (LIST + a GET each).
+//! Only the publisher that created the variant's record replaces the hint (a plain
+//! overwrite, [`Storage::put`], whole on every service), after the blob and the record.
 //!
 //! The variant is a blake3 of what the object was built from (key, recipe, version, codec,
 //! trace), not of what it produced: two machines that build one key from the same inputs
@@ -54,7 +65,8 @@
 //!
 //! A record carries the key, recipe, arguments, recipe version, creation time, blob
 //! (blake3 and length), codec, the engine's trace (with the recipe's definition) and the
-//! build's reason, in a fixed little-endian encoding with a format version, followed by the
+//! build's reason (and, format version 2, the object inline when small; version 1 is still
+//! read), in a fixed little-endian encoding with a format version, followed by the
 //! signing key's id and a blake3 keyed hash. The MAC key is
 //! `blake3::derive_key("trove shared record v1", secret)`; the key id is the first 8 bytes
 //! of `derive_key("trove shared key id v1", secret)`. Verification refuses, each with its
@@ -140,6 +152,7 @@ mod config;
 mod error;
 mod health;
 mod lease;
+mod lookup;
 mod record;
 mod redis_kv;
 mod remote;
@@ -157,7 +170,8 @@ pub use error::{
 pub use health::RemoteStats;
 pub use lease::{Lease, Leases, Wake};
 pub use record::{
-    BlobRef, Key, LAYOUT_DIR, RECORD_VERSION, SharedRecord, Signer, VerifiedRecord, records_dir,
+    BlobRef, INLINE_MAX, Key, LAYOUT_DIR, RECORD_VERSION, SharedRecord, Signer, VerifiedRecord,
+    newest_path, newest_root, records_dir,
 };
 pub use remote::RemoteStore;
 pub use storage::{CreateIfAbsent, Entry, Put, Storage};

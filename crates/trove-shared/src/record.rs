@@ -1,11 +1,11 @@
 //! Records: what a variant was built from and which blob it produced, signed with a
 //! blake3 keyed hash, and the paths of records and blobs in the store.
 //!
-//! # Wire format (version 1)
+//! # Wire format (version 2; version 1 is still read)
 //!
 //! ```text
 //! magic   "TRVS"                      4 bytes
-//! version 1                           1 byte
+//! version 2 (or 1)                    1 byte
 //! length  of the body, u64 LE         8 bytes
 //! body    the fields below            `length` bytes
 //! key id  of the signing key          8 bytes   blake3::derive_key("trove shared key id v1", secret)[..8]
@@ -15,8 +15,16 @@
 //!
 //! Body fields, in order: key (32 bytes), recipe (u32 LE length + UTF-8), args (u32 + UTF-8),
 //! recipe version (u32), created (i64 ms since the epoch), blob blake3 (32 bytes), blob
-//! length (u64), codec (u8), trace (u64 length + bytes), reason (u32 + UTF-8). Integers are
-//! little-endian and fixed width: the encoding is the same on every platform.
+//! length (u64), codec (u8), trace (u64 length + bytes), reason (u32 + UTF-8); version 2
+//! adds the object inline: a tag (u8: 0 none, 1 present) and, when present, the object's
+//! bytes (u64 length + bytes), at most [`INLINE_MAX`] of them, which must hash to the blob
+//! field (a record whose inline bytes are not its blob is refused as malformed). Integers
+//! are little-endian and fixed width: the encoding is the same on every platform. The
+//! version byte is under the MAC, so a record cannot be passed off as another version.
+//!
+//! A version-1 record (written by trove before records carried objects inline) is read as
+//! one without inline bytes. A trove that knows only version 1 refuses a version-2 record
+//! as `UnknownVersion`: a miss there, never an error.
 //!
 //! The header's length tells a truncated record (shorter than announced) from an unsigned
 //! one (exactly the body, no trailer); the key id tells a foreign record (another secret)
@@ -31,8 +39,12 @@ use crate::error::RecordError;
 pub type Key = [u8; 32];
 
 const MAGIC: &[u8; 4] = b"TRVS";
-/// The record format this crate writes and reads.
-pub const RECORD_VERSION: u8 = 1;
+/// The record format this crate writes (it reads this one and version 1).
+pub const RECORD_VERSION: u8 = 2;
+/// The oldest record format this crate reads.
+const OLDEST_VERSION: u8 = 1;
+/// Objects up to this length travel inside their record (one GET serves a hit).
+pub const INLINE_MAX: u64 = 64 << 10;
 const HEADER: usize = 4 + 1 + 8;
 const TRAILER: usize = 8 + 32;
 /// Every path starts with the layout's version; another version is never read.
@@ -119,8 +131,9 @@ impl SharedRecord {
         format!("{}{}", records_dir(&self.key), &hex(&self.variant())[..32])
     }
 
-    fn encode_body(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + self.trace.len());
+    fn encode_body(&self, version: u8, inline: Option<&[u8]>) -> Vec<u8> {
+        let extra = inline.map_or(0, <[u8]>::len);
+        let mut out = Vec::with_capacity(128 + self.trace.len() + extra);
         out.extend_from_slice(&self.key);
         put_str(&mut out, &self.recipe);
         put_str(&mut out, &self.args);
@@ -132,10 +145,23 @@ impl SharedRecord {
         out.extend_from_slice(&(self.trace.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.trace);
         put_str(&mut out, &self.reason);
+        if version >= 2 {
+            match inline {
+                None => out.push(0),
+                Some(bytes) => {
+                    out.push(1);
+                    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
         out
     }
 
-    fn decode_body(body: &[u8]) -> Result<SharedRecord, RecordError> {
+    fn decode_body(
+        version: u8,
+        body: &[u8],
+    ) -> Result<(SharedRecord, Option<Vec<u8>>), RecordError> {
         let mut r = Cursor { rest: body };
         let record = SharedRecord {
             key: r.array()?,
@@ -155,10 +181,29 @@ impl SharedRecord {
             },
             reason: r.string()?,
         };
+        let inline = if version >= 2 {
+            match r.array::<1>()?[0] {
+                0 => None,
+                1 => {
+                    let len = u64::from_le_bytes(r.array()?);
+                    if len > INLINE_MAX || len != record.blob.len {
+                        return Err(malformed("inline object of the wrong length"));
+                    }
+                    let bytes = r.take(usize::try_from(len).expect("under INLINE_MAX"))?;
+                    if BlobRef::of(bytes) != record.blob {
+                        return Err(malformed("inline object that is not the record's blob"));
+                    }
+                    Some(bytes.to_vec())
+                }
+                _ => return Err(malformed("inline tag")),
+            }
+        } else {
+            None
+        };
         if !r.rest.is_empty() {
             return Err(malformed("bytes after the last field"));
         }
-        Ok(record)
+        Ok((record, inline))
     }
 }
 
@@ -168,12 +213,27 @@ pub fn records_dir(key: &Key) -> String {
     format!("{LAYOUT_DIR}/records/{}/{hex}/", &hex[..2])
 }
 
+/// The directory of the per-key "newest" hints: `v1/newest/`.
+pub fn newest_root() -> String {
+    format!("{LAYOUT_DIR}/newest/")
+}
+
+/// Where the key's "newest" hint lives: `v1/newest/ab/<key hex>`, a signed copy of the
+/// record most recently published under the key, overwritten by each publish (see
+/// `SharedTier::lookup_newest`). Outside `v1/records/`, so listings of records never
+/// see it.
+pub fn newest_path(key: &Key) -> String {
+    let hex = hex(key);
+    format!("{LAYOUT_DIR}/newest/{}/{hex}", &hex[..2])
+}
+
 /// A record whose signature, key and name were checked. Only [`Signer::verify`] makes
 /// one, so holding one means it may be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedRecord {
     record: SharedRecord,
     path: String,
+    inline: Option<Vec<u8>>,
 }
 
 impl VerifiedRecord {
@@ -185,6 +245,12 @@ impl VerifiedRecord {
     /// Where it was read from.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The object's bytes when the record carries them (version 2, objects up to
+    /// [`INLINE_MAX`]): covered by the MAC and checked to hash to the record's blob.
+    pub fn inline(&self) -> Option<&[u8]> {
+        self.inline.as_deref()
     }
 
     /// The record, owned.
@@ -228,12 +294,30 @@ impl Signer {
         hex(&self.key_id)
     }
 
-    /// The signed encoding of `record`.
+    /// The signed encoding of `record`, without the object.
     pub fn encode(&self, record: &SharedRecord) -> Vec<u8> {
-        let body = record.encode_body();
+        self.encode_version(RECORD_VERSION, record, None)
+    }
+
+    /// The signed encoding of `record` carrying `object`, which must be its blob's bytes
+    /// and at most [`INLINE_MAX`] long (else the object is left out).
+    pub fn encode_inline(&self, record: &SharedRecord, object: &[u8]) -> Vec<u8> {
+        let fits = object.len() as u64 <= INLINE_MAX && BlobRef::of(object) == record.blob;
+        self.encode_version(RECORD_VERSION, record, fits.then_some(object))
+    }
+
+    /// The version-1 encoding trove wrote before records carried objects, for tests of
+    /// the compatibility with tiers written then.
+    #[doc(hidden)]
+    pub fn encode_v1(&self, record: &SharedRecord) -> Vec<u8> {
+        self.encode_version(1, record, None)
+    }
+
+    fn encode_version(&self, version: u8, record: &SharedRecord, inline: Option<&[u8]>) -> Vec<u8> {
+        let body = record.encode_body(version, inline);
         let mut out = Vec::with_capacity(HEADER + body.len() + TRAILER);
         out.extend_from_slice(MAGIC);
-        out.push(RECORD_VERSION);
+        out.push(version);
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
         out.extend_from_slice(&body);
         out.extend_from_slice(&self.key_id);
@@ -247,7 +331,7 @@ impl Signer {
     /// (its key or variant is not the one its path names) or malformed.
     pub fn verify(&self, path: &str, bytes: &[u8]) -> Result<VerifiedRecord, RecordError> {
         let body = self.check_signature(bytes)?;
-        let record = SharedRecord::decode_body(body)?;
+        let (record, inline) = SharedRecord::decode_body(bytes[4], body)?;
         if record.path() != path {
             return Err(RecordError::Misplaced {
                 found: hex(&record.key),
@@ -257,6 +341,26 @@ impl Signer {
         Ok(VerifiedRecord {
             record,
             path: path.to_owned(),
+            inline,
+        })
+    }
+
+    /// Checks a "newest" hint read for `key` as [`verify`](Signer::verify) checks a
+    /// record, the key it names included (a hint copied under another key is
+    /// misplaced); the record's path is its variant's, where the original lives.
+    pub fn verify_newest(&self, key: &Key, bytes: &[u8]) -> Result<VerifiedRecord, RecordError> {
+        let body = self.check_signature(bytes)?;
+        let (record, inline) = SharedRecord::decode_body(bytes[4], body)?;
+        if record.key != *key {
+            return Err(RecordError::Misplaced {
+                found: hex(&record.key),
+                path: newest_path(key),
+            });
+        }
+        Ok(VerifiedRecord {
+            path: record.path(),
+            record,
+            inline,
         })
     }
 
@@ -271,7 +375,7 @@ impl Signer {
                 expected: HEADER,
             });
         }
-        if bytes[4] != RECORD_VERSION {
+        if !(OLDEST_VERSION..=RECORD_VERSION).contains(&bytes[4]) {
             return Err(RecordError::UnknownVersion {
                 found: bytes[4],
                 known: RECORD_VERSION,
@@ -361,113 +465,5 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn signer(secret: &[u8]) -> Signer {
-        Signer::new(&Secret::new(secret.to_vec()).unwrap())
-    }
-
-    fn record() -> SharedRecord {
-        SharedRecord {
-            key: [7; 32],
-            recipe: "table".into(),
-            args: "\"EUR\"".into(),
-            recipe_version: 3,
-            created_ms: 1_700_000_000_000,
-            blob: BlobRef::of(b"object bytes"),
-            codec: 1,
-            trace: vec![2, 0, 1, 2, 3],
-            reason: "built: no entry".into(),
-        }
-    }
-
-    fn verify(s: &Signer, bytes: &[u8]) -> Result<VerifiedRecord, RecordError> {
-        s.verify(&record().path(), bytes)
-    }
-
-    #[test]
-    fn a_signed_record_round_trips() {
-        let s = signer(b"team secret, sixteen+ bytes");
-        let bytes = s.encode(&record());
-        let verified = verify(&s, &bytes).unwrap();
-        assert_eq!(verified.record(), &record());
-        assert!(verified.path().starts_with("v1/records/07/0707"));
-    }
-
-    #[test]
-    fn every_bad_record_is_refused_with_its_own_reason() {
-        let s = signer(b"team secret, sixteen+ bytes");
-        let good = s.encode(&record());
-        let body_end = good.len() - TRAILER;
-
-        assert_eq!(verify(&s, &good[..body_end]), Err(RecordError::Unsigned));
-        assert!(matches!(
-            verify(&s, &good[..body_end - 3]),
-            Err(RecordError::Truncated { .. })
-        ));
-        assert!(matches!(
-            verify(&s, &good[..good.len() - 1]),
-            Err(RecordError::Truncated { .. })
-        ));
-        assert!(matches!(
-            verify(&s, &good[..7]),
-            Err(RecordError::Truncated { .. })
-        ));
-        let mut forged = good.clone();
-        forged[HEADER + 40] ^= 1; // inside the recipe name
-        assert_eq!(verify(&s, &forged), Err(RecordError::Forged));
-        let foreign = signer(b"another team's secret").encode(&record());
-        assert!(matches!(
-            verify(&s, &foreign),
-            Err(RecordError::Foreign { .. })
-        ));
-        let mut newer = good.clone();
-        newer[4] = 2;
-        assert_eq!(
-            verify(&s, &newer),
-            Err(RecordError::UnknownVersion { found: 2, known: 1 })
-        );
-        assert_eq!(verify(&s, b"{\"json\": 1}"), Err(RecordError::NotARecord));
-        assert_eq!(
-            verify(&s, b""),
-            Err(RecordError::Truncated {
-                len: 0,
-                expected: 13
-            })
-        );
-        let mut longer = good.clone();
-        longer.push(0);
-        assert!(matches!(
-            verify(&s, &longer),
-            Err(RecordError::Malformed { .. })
-        ));
-    }
-
-    #[test]
-    fn a_record_replayed_under_another_key_is_misplaced() {
-        let s = signer(b"team secret, sixteen+ bytes");
-        let bytes = s.encode(&record());
-        let mut other = record();
-        other.key = [8; 32];
-        assert!(matches!(
-            s.verify(&other.path(), &bytes),
-            Err(RecordError::Misplaced { .. })
-        ));
-    }
-
-    #[test]
-    fn the_variant_names_the_inputs_not_the_output() {
-        let mut later = record();
-        later.created_ms += 5;
-        later.blob = BlobRef::of(b"another build's bytes");
-        assert_eq!(later.variant(), record().variant());
-        later.trace.push(9);
-        assert_ne!(later.variant(), record().variant());
-    }
-
-    #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0, 0xab, 0x1f]), "00ab1f");
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;

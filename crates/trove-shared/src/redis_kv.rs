@@ -42,6 +42,14 @@ end
 return 1
 ";
 
+const REPLACE: &str = r"
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[i])
+end
+return 1
+";
+
 const REMOVE: &str = r"
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
@@ -94,11 +102,19 @@ pub(crate) async fn bounded<T>(
     }
 }
 
+/// The scripts, built once (building one hashes its text).
+struct Scripts {
+    commit: redis::Script,
+    replace: redis::Script,
+    remove: redis::Script,
+}
+
 #[derive(Clone)]
 pub(crate) struct RedisKv {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    scripts: std::sync::Arc<Scripts>,
 }
 
 impl RedisKv {
@@ -107,6 +123,11 @@ impl RedisKv {
             conn,
             prefix: url.key_prefix(),
             timeout,
+            scripts: std::sync::Arc::new(Scripts {
+                commit: redis::Script::new(COMMIT),
+                replace: redis::Script::new(REPLACE),
+                remove: redis::Script::new(REMOVE),
+            }),
         }
     }
 
@@ -166,8 +187,7 @@ impl RedisKv {
                 break;
             }
         }
-        let script = redis::Script::new(COMMIT);
-        let mut invocation = script.key(tmp);
+        let mut invocation = self.scripts.commit.key(tmp);
         invocation.key(self.key(path));
         for (dir, name) in parents(path) {
             invocation.key(self.index(&dir));
@@ -179,6 +199,20 @@ impl RedisKv {
         } else {
             Put::AlreadyExists
         })
+    }
+
+    /// Sets `path` to `bytes` (a small value: one `SET`), replacing it, and indexes it in
+    /// its directories, in one script: a reader sees the old value or the new one.
+    pub(crate) async fn replace(&self, path: &str, bytes: &[u8]) -> Result<(), Fail> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.replace.key(self.key(path));
+        invocation.arg(bytes);
+        for (dir, name) in parents(path) {
+            invocation.key(self.index(&dir));
+            invocation.arg(name);
+        }
+        bounded(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
     }
 
     /// Streams the value at `path` into `out` in `CHUNK`-sized `GETRANGE`s: one round
@@ -230,8 +264,7 @@ impl RedisKv {
     pub(crate) async fn delete(&self, path: &str) -> Result<(), Fail> {
         let mut conn = self.conn.clone();
         let (dir, name) = parents(path).pop().expect("a path has a last component");
-        let script = redis::Script::new(REMOVE);
-        let mut invocation = script.key(self.key(path));
+        let mut invocation = self.scripts.remove.key(self.key(path));
         invocation.key(self.index(&dir)).arg(name);
         bounded(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await?;
         Ok(())

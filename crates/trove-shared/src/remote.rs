@@ -349,6 +349,24 @@ impl RemoteStore {
         }
     }
 
+    async fn replace_async(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        const OP: &str = "put";
+        if let Some(redis) = &self.redis {
+            return redis
+                .replace(path, bytes)
+                .await
+                .map_err(|f| self.redis_failed(OP, path, f));
+        }
+        // One PUT: S3 and WebDAV (nginx: a temp file, then a rename) replace whole;
+        // the file system writes a temp file and renames it over the old one.
+        let buffer = bytes::Bytes::copy_from_slice(bytes);
+        let wrote = self.bounded(self.op.write(path, buffer)).await;
+        match wrote.map_err(|c| self.unavailable(OP, path, c))? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.failed(OP, path, &e)),
+        }
+    }
+
     async fn exists(&self, op: &'static str, path: &str) -> Result<bool, StorageError> {
         let exists = self.bounded(self.op.exists(path)).await;
         match exists.map_err(|c| self.unavailable(op, path, c))? {
@@ -511,6 +529,10 @@ impl Storage for RemoteStore {
         len: u64,
     ) -> Result<Put, StorageError> {
         self.rt.block_on(self.put_async(path, from, len))
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.rt.block_on(self.replace_async(path, bytes))
     }
 
     fn list(&self, dir: &str) -> Result<Vec<Entry>, StorageError> {

@@ -86,6 +86,11 @@ pub trait Storage: Send + Sync {
         len: u64,
     ) -> Result<Put, StorageError>;
 
+    /// Writes `bytes` at `path`, replacing what was there: whole (a reader sees the old
+    /// object, the new one or none, never a mix), last writer wins. Only for the shared
+    /// tier's "newest" hints, which are never trusted unverified.
+    fn put(&self, path: &str, bytes: &[u8]) -> Result<(), StorageError>;
+
     /// The entries directly under the directory `dir` (`v1/records/`), files and
     /// directories; an empty list when the directory does not exist.
     fn list(&self, dir: &str) -> Result<Vec<Entry>, StorageError>;

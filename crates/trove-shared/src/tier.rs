@@ -2,7 +2,7 @@
 //! leases, over any [`Storage`], behind the backoff.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::SharedConfig;
-use crate::error::{BlobProblem, RecordError, Remote, SharedError, StorageError};
+use crate::error::{BlobProblem, Remote, SharedError, StorageError};
 use crate::health::{Health, RemoteStats};
 use crate::lease::{Lease, Leases, Wake};
-use crate::record::{BlobRef, Key, SharedRecord, Signer, VerifiedRecord, hex, records_dir};
+use crate::record::{BlobRef, INLINE_MAX, Key, SharedRecord, Signer, hex, newest_path};
 use crate::remote::RemoteStore;
 use crate::rt::Rt;
 use crate::storage::{Put, Storage};
@@ -21,23 +21,7 @@ use crate::storage::{Put, Storage};
 /// A record larger than this is refused unread: records hold traces, not objects.
 pub const MAX_RECORD_LEN: u64 = 64 << 20;
 
-/// What [`SharedTier::lookup`] found under a key.
-#[derive(Clone, Debug, Default)]
-pub struct Lookup {
-    /// The records that verified, newest first.
-    pub records: Vec<VerifiedRecord>,
-    /// The records that were refused, each with its reason.
-    pub refused: Vec<Refused>,
-}
-
-/// A record that was refused, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refused {
-    /// Where it was read.
-    pub path: String,
-    /// Why it was refused.
-    pub error: RecordError,
-}
+pub use crate::lookup::{Lookup, Refused};
 
 /// What [`SharedTier::publish`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,18 +59,18 @@ pub struct SharedStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    records_verified: AtomicU64,
-    records_refused: AtomicU64,
-    blobs_fetched: AtomicU64,
-    blobs_corrupt: AtomicU64,
-    bytes_downloaded: AtomicU64,
-    published: AtomicU64,
-    already_present: AtomicU64,
-    bytes_uploaded: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) records_verified: AtomicU64,
+    pub(crate) records_refused: AtomicU64,
+    pub(crate) blobs_fetched: AtomicU64,
+    pub(crate) blobs_corrupt: AtomicU64,
+    pub(crate) bytes_downloaded: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) already_present: AtomicU64,
+    pub(crate) bytes_uploaded: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64, by: u64) {
+pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
 }
 
@@ -120,12 +104,12 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// ```
 pub struct SharedTier {
     storage: Arc<dyn Storage>,
-    signer: Signer,
+    pub(crate) signer: Signer,
     read_only: bool,
     health: Health,
     leases: Option<Leases>,
     lease_ttl: Duration,
-    counters: Counters,
+    pub(crate) counters: Counters,
 }
 
 impl std::fmt::Debug for SharedTier {
@@ -184,7 +168,7 @@ impl SharedTier {
     }
 
     /// One store call under the backoff: skipped while backing off, counted.
-    fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         op: &'static str,
         path: &str,
@@ -210,73 +194,6 @@ impl SharedTier {
                 Err(SharedError::from_storage(Remote::Store, e))
             }
         }
-    }
-
-    /// The verified records of `key`, newest first, and the refused ones with their
-    /// reasons. A record is used only if it is signed with our secret, unaltered, stored
-    /// under its own key and name, and in a format this trove reads.
-    pub fn lookup(&self, key: &Key) -> Result<Lookup, SharedError> {
-        let dir = records_dir(key);
-        let entries = self.call("list", &dir, |s| s.list(&dir))?;
-        let mut found = Lookup::default();
-        for entry in entries.iter().filter(|e| !e.is_dir()) {
-            self.read_record(&entry.path, &mut found)?;
-        }
-        found
-            .records
-            .sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.path().cmp(b.path())));
-        Ok(found)
-    }
-
-    fn read_record(&self, path: &str, found: &mut Lookup) -> Result<(), SharedError> {
-        let mut bytes = Limited {
-            inner: Vec::new(),
-            limit: MAX_RECORD_LEN,
-            over: false,
-        };
-        let got = self.call("get", path, |s| s.get_into(path, &mut bytes));
-        let verdict = match got {
-            Ok(None) => return Ok(()), // deleted since it was listed
-            Ok(Some(_)) => self.signer.verify(path, &bytes.inner),
-            Err(SharedError::Local { .. }) if bytes.over => Err(RecordError::Malformed {
-                what: format!("longer than {MAX_RECORD_LEN} bytes"),
-            }),
-            Err(e) => return Err(e),
-        };
-        match verdict {
-            Ok(record) => {
-                bump(&self.counters.records_verified, 1);
-                found.records.push(record);
-            }
-            Err(error) => {
-                bump(&self.counters.records_refused, 1);
-                tracing::warn!("refused shared record {path}: {error}");
-                found.refused.push(Refused {
-                    path: path.to_owned(),
-                    error,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Every record in the store (for `trove status --shared` and `gc --shared`).
-    pub fn all_records(&self) -> Result<Lookup, SharedError> {
-        let mut found = Lookup::default();
-        let mut dirs = vec![format!("{}/records/", crate::record::LAYOUT_DIR)];
-        while let Some(dir) = dirs.pop() {
-            for entry in self.call("list", &dir, |s| s.list(&dir))? {
-                if entry.is_dir() {
-                    dirs.push(entry.path);
-                } else {
-                    self.read_record(&entry.path, &mut found)?;
-                }
-            }
-        }
-        found
-            .records
-            .sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(a.path().cmp(b.path())));
-        Ok(found)
     }
 
     /// Downloads the blob into `to`, streaming, and verifies its length and blake3. Only
@@ -358,6 +275,15 @@ impl SharedTier {
             source,
         };
         blob.seek(SeekFrom::Start(0)).map_err(local)?;
+        if record.blob.len <= INLINE_MAX {
+            // Small: read once, published inline in its record too (see `publish_bytes`).
+            let mut bytes = Vec::with_capacity(usize::try_from(record.blob.len).unwrap_or(0));
+            (&mut *blob)
+                .take(INLINE_MAX + 1)
+                .read_to_end(&mut bytes)
+                .map_err(local)?;
+            return self.publish_bytes(record, &bytes);
+        }
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(&mut *blob).map_err(local)?;
         let found = BlobRef {
@@ -373,7 +299,7 @@ impl SharedTier {
         if put == Put::Created {
             bump(&self.counters.bytes_uploaded, record.blob.len);
         }
-        self.publish_record(record)
+        self.publish_record(record, None)
     }
 
     /// [`publish`](SharedTier::publish) from memory.
@@ -390,16 +316,34 @@ impl SharedTier {
         if self.call("put", &path, |s| s.put_if_absent(&path, blob))? == Put::Created {
             bump(&self.counters.bytes_uploaded, record.blob.len);
         }
-        self.publish_record(record)
+        let inline = (record.blob.len <= INLINE_MAX).then_some(blob);
+        self.publish_record(record, inline)
     }
 
-    fn publish_record(&self, record: &SharedRecord) -> Result<Published, SharedError> {
+    /// The signed record (carrying `inline`, the object's bytes, when given) created if
+    /// absent; when this writer created it, the key's "newest" hint is replaced by a copy.
+    /// The blob was published first, so neither ever names a blob that is not there yet.
+    fn publish_record(
+        &self,
+        record: &SharedRecord,
+        inline: Option<&[u8]>,
+    ) -> Result<Published, SharedError> {
         let path = record.path();
-        let bytes = self.signer.encode(record);
+        let bytes = match inline {
+            Some(object) => self.signer.encode_inline(record, object),
+            None => self.signer.encode(record),
+        };
         let put = self.call("put", &path, |s| s.put_if_absent(&path, &bytes))?;
         let published = match put {
             Put::Created => {
                 bump(&self.counters.published, 1);
+                // Only the writer that won the variant's record writes the hint, so the
+                // hint is a copy of a record that stands (first writer wins there); it is
+                // only a hint, so failing to write it costs readers a LIST, nothing else.
+                let newest = newest_path(&record.key);
+                if let Err(e) = self.call("put", &newest, |s| s.put(&newest, &bytes)) {
+                    tracing::warn!("could not update the shared hint {newest}: {e}");
+                }
                 Published::Created
             }
             Put::AlreadyExists => {
@@ -559,27 +503,5 @@ impl Write for Verifying<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A `Vec` that refuses to grow past `limit`.
-struct Limited {
-    inner: Vec<u8>,
-    limit: u64,
-    over: bool,
-}
-
-impl Write for Limited {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.inner.len() as u64 + buf.len() as u64 > self.limit {
-            self.over = true;
-            return Err(io::Error::other("record too long"));
-        }
-        self.inner.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

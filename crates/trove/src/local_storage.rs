@@ -60,7 +60,8 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use trove_shared::{
-    BlobRef, CreateIfAbsent, Entry, LAYOUT_DIR, Put, SharedError, SharedTier, Storage, StorageError,
+    BlobRef, CreateIfAbsent, Entry, LAYOUT_DIR, Put, SharedError, SharedTier, Storage,
+    StorageError, VerifiedRecord,
 };
 use trove_store::{BlobId, GcItem, Store, StoreError, TempBlob};
 
@@ -195,6 +196,24 @@ impl<'a> LocalStorage<'a> {
     /// arrives, by `SharedTier::fetch_blob`) into a [`BlobSink`], then published here.
     /// `AlreadyExists`, with nothing downloaded, when the store has it already.
     pub fn backfill(&self, tier: &SharedTier, blob: &BlobRef) -> Result<Put, BackfillError> {
+        self.backfill_with(blob, |sink| tier.fetch_blob(blob, sink))
+    }
+
+    /// [`backfill`](LocalStorage::backfill) of a record's object: from the record itself
+    /// when it carries the object inline (nothing is downloaded), else its blob.
+    pub fn backfill_record(
+        &self,
+        tier: &SharedTier,
+        record: &VerifiedRecord,
+    ) -> Result<Put, BackfillError> {
+        self.backfill_with(&record.blob, |sink| tier.fetch(record, sink))
+    }
+
+    fn backfill_with(
+        &self,
+        blob: &BlobRef,
+        fetch: impl FnOnce(&mut BlobSink<'_>) -> Result<(), SharedError>,
+    ) -> Result<Put, BackfillError> {
         let id = BlobId {
             hash: blob.hash,
             len: blob.len,
@@ -203,8 +222,7 @@ impl<'a> LocalStorage<'a> {
             return Ok(Put::AlreadyExists);
         }
         let mut sink = self.sink(&blob.path()).map_err(BackfillError::Local)?;
-        tier.fetch_blob(blob, &mut sink)
-            .map_err(BackfillError::Remote)?;
+        fetch(&mut sink).map_err(BackfillError::Remote)?;
         sink.commit(Some(blob.len)).map_err(BackfillError::Local)
     }
 }
@@ -357,6 +375,16 @@ impl Storage for LocalStorage<'_> {
             left -= want as u64;
         }
         sink.commit(Some(len))
+    }
+
+    /// Refused (`Rejected`): blobs are never replaced, and the shared tier's "newest"
+    /// hints, the only objects written this way, are not part of the local tier.
+    fn put(&self, path: &str, _bytes: &[u8]) -> Result<(), StorageError> {
+        Err(rejected(
+            "put",
+            path,
+            "the local store's blobs are created once, never replaced".to_owned(),
+        ))
     }
 
     /// `v1/`, `v1/blobs/` (the shards, `v1/blobs/ab/`) and a shard (its blobs, with their

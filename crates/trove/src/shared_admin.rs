@@ -157,7 +157,7 @@ mod imp {
 
     use std::sync::Arc;
 
-    use trove_shared::{SharedError, SharedTier, VerifiedRecord};
+    use trove_shared::{SharedError, SharedTier, VerifiedRecord, newest_path};
 
     use super::*;
     use crate::clock::now_ms;
@@ -275,6 +275,22 @@ mod imp {
         };
         let mut blobs_gone = HashSet::new();
         let storage = shared.storage();
+        if !options.dry_run {
+            // The hints before the records: a hint copying a doomed record, or a record
+            // gone already (a publish that raced an earlier gc), is removed first, so a
+            // reader never finds a removed record through its hint. A hint of a record
+            // published since the listing is removed too: only a hint, rewritten by the
+            // key's next publish; readers fall back to listing the key's records.
+            let listed: HashSet<&str> = all.records.iter().map(|r| r.path()).collect();
+            let doomed_paths: HashSet<&str> = doomed.iter().map(|(r, _)| r.path()).collect();
+            for hint in &shared.all_newest().map_err(failed)?.records {
+                if doomed_paths.contains(hint.path()) || !listed.contains(hint.path()) {
+                    storage
+                        .delete(&newest_path(&hint.key))
+                        .map_err(|e| Error::SharedTier(e.to_string()))?;
+                }
+            }
+        }
         for (record, reason) in doomed {
             if !options.dry_run {
                 // The record first: a reader that still finds it then misses the blob, a

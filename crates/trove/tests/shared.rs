@@ -81,9 +81,19 @@ fn x() -> String {
     "data/x.txt".to_owned()
 }
 
+/// What `data/x.txt` holds on every machine unless a test says otherwise.
+const SAME: &str = "the same input on every machine";
+
 /// Machine A builds `data/x.txt` and uploads it; returns once the upload is done.
 fn a_builds(team: &Team) -> Project {
+    a_builds_with(team, SAME)
+}
+
+/// [`a_builds`] with `data/x.txt` holding `content` (over 64 KiB: an object that its
+/// record and hint do not carry, so a hit downloads its blob).
+fn a_builds_with(team: &Team, content: &str) -> Project {
     let a = machine(&team.url(), "");
+    a.write("data/x.txt", content);
     let log = Log::new();
     let e = open(&a, SECRET);
     let served = e.get_explained(&text("text", &log), &x()).unwrap();
@@ -92,6 +102,7 @@ fn a_builds(team: &Team) -> Project {
     assert_eq!(e.stats().shared_uploads, 1);
     assert_eq!(team.files("records").len(), 1);
     assert_eq!(team.files("blobs").len(), 1);
+    assert_eq!(team.files("newest").len(), 1, "the key's hint");
     a
 }
 
@@ -156,14 +167,25 @@ fn a_read_only_machine_never_uploads() {
 /// containing `expected`. B's project is returned with its engine: its upload reads
 /// B's store.
 fn b_refuses(team: &Team, settings: &str, secret: &[u8], expected: &str) -> (Engine, Project) {
+    b_refuses_with(team, settings, secret, expected, SAME)
+}
+
+fn b_refuses_with(
+    team: &Team,
+    settings: &str,
+    secret: &[u8],
+    expected: &str,
+    content: &str,
+) -> (Engine, Project) {
     let b = machine(&team.url(), settings);
+    b.write("data/x.txt", content);
     let log = Log::new();
     let e = open(&b, secret);
     let served = e.get_explained(&text("text", &log), &x()).unwrap();
     let reason = served.reason.to_string();
     assert!(reason.contains(expected), "{reason}");
     assert_eq!(log.take(), ["text data/x.txt"], "rebuilt");
-    assert_eq!(*served.value, "the same input on every machine");
+    assert_eq!(*served.value, content);
     assert!(e.stats().shared_refused >= 1);
     assert_eq!(e.stats().shared_hits, 0);
     (e, b)
@@ -181,16 +203,26 @@ fn a_record_signed_with_another_key_is_refused_and_rebuilt() {
     );
 }
 
+/// The key's record and its hint (a signed copy of it), each changed by `damage`.
+fn damage_record_and_hint(team: &Team, damage: impl Fn(&mut Vec<u8>)) {
+    let files = [team.files("records"), team.files("newest")].concat();
+    assert_eq!(files.len(), 2);
+    for file in files {
+        let mut bytes = std::fs::read(&file).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&file, bytes).unwrap();
+    }
+}
+
 #[test]
 fn a_forged_record_is_refused_and_rebuilt() {
     let team = Team::new();
     a_builds(&team);
-    let record = &team.files("records")[0];
-    let mut bytes = std::fs::read(record).unwrap();
     // Inside the body (the arguments): the content no longer matches the signature.
-    let at = bytes.len() / 2;
-    bytes[at] ^= 1;
-    std::fs::write(record, bytes).unwrap();
+    damage_record_and_hint(&team, |bytes| {
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+    });
     b_refuses(&team, READS, SECRET, "forged record");
 }
 
@@ -198,28 +230,67 @@ fn a_forged_record_is_refused_and_rebuilt() {
 fn a_truncated_or_unsigned_record_is_refused_and_rebuilt() {
     let team = Team::new();
     a_builds(&team);
-    let record = &team.files("records")[0];
-    let bytes = std::fs::read(record).unwrap();
-    std::fs::write(record, &bytes[..bytes.len() - 10]).unwrap();
+    damage_record_and_hint(&team, |bytes| bytes.truncate(bytes.len() - 10));
     b_refuses(&team, READS, SECRET, "truncated record");
-    std::fs::write(record, &bytes[..bytes.len() - 40]).unwrap();
+    damage_record_and_hint(&team, |bytes| bytes.truncate(bytes.len() - 30));
     b_refuses(&team, READS, SECRET, "unsigned record");
+}
+
+#[test]
+fn a_forged_hint_falls_back_to_the_keys_records() {
+    let team = Team::new();
+    a_builds(&team);
+    let hint = &team.files("newest")[0];
+    let mut bytes = std::fs::read(hint).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(hint, bytes).unwrap();
+    let b = machine(&team.url(), READS);
+    let log = Log::new();
+    let e = open(&b, SECRET);
+    let served = e.get_explained(&text("text", &log), &x()).unwrap();
+    assert_eq!(served.reason, Reason::HitShared, "served from the record");
+    assert_eq!(*served.value, SAME);
+    assert!(log.take().is_empty());
+    assert_eq!(e.stats().shared_refused, 1, "the forged hint");
+}
+
+#[test]
+fn a_hint_whose_blob_gc_removed_is_a_miss_never_an_error() {
+    let team = Team::new();
+    let big = "h".repeat(100 << 10);
+    a_builds_with(&team, &big);
+    // The blob gone (gc) while the record and its hint stay: a reader sees a miss.
+    std::fs::remove_file(&team.files("blobs")[0]).unwrap();
+    let b = machine(&team.url(), READS);
+    b.write("data/x.txt", &big);
+    let log = Log::new();
+    let served = open(&b, SECRET)
+        .get_explained(&text("text", &log), &x())
+        .unwrap();
+    let reason = served.reason.to_string();
+    assert!(reason.contains("is missing"), "{reason}");
+    assert_eq!(*served.value, big);
+    assert_eq!(log.take(), ["text data/x.txt"], "rebuilt");
 }
 
 #[test]
 fn a_flipped_byte_in_a_shared_blob_is_refused_and_rebuilt() {
     let team = Team::new();
-    a_builds(&team);
+    // Over 64 KiB: not carried in its record, so the blob is downloaded.
+    let big = "f".repeat(100 << 10);
+    a_builds_with(&team, &big);
     let blob = &team.files("blobs")[0];
     let mut bytes = std::fs::read(blob).unwrap();
     bytes[3] ^= 0x20;
     std::fs::write(blob, bytes).unwrap();
-    let (e, _b) = b_refuses(&team, "", SECRET, "built: blob corrupt (shared blob ");
+    let (e, _b) = b_refuses_with(&team, "", SECRET, "built: blob corrupt (shared blob ", &big);
     // The corrupt blob was removed, and B's upload put a good one in its place.
     e.finish_uploads();
     assert_eq!(e.stats().shared_uploads, 1, "{:?}", e.shared_health());
     assert_eq!(team.files("blobs").len(), 1);
     let c = machine(&team.url(), "");
+    c.write("data/x.txt", &big);
     let log = Log::new();
     let served = open(&c, SECRET)
         .get_explained(&text("text", &log), &x())
@@ -344,6 +415,11 @@ fn status_lists_the_shared_entries_and_gc_trims_them_by_size_then_age() {
     assert!(report.freed > 10_000);
     assert_eq!(team.files("records").len(), 1);
     assert_eq!(team.files("blobs").len(), 1);
+    assert_eq!(
+        team.files("newest").len(),
+        1,
+        "the removed key's hint went with it"
+    );
 
     // A reader that finds nothing there builds (a miss, never a torn object).
     std::thread::sleep(Duration::from_millis(5));
@@ -356,6 +432,10 @@ fn status_lists_the_shared_entries_and_gc_trims_them_by_size_then_age() {
     assert_eq!(report.removed.len(), 1);
     assert!(report.removed[0].reason.starts_with("older than"));
     assert!(team.files("records").is_empty() && team.files("blobs").is_empty());
+    assert!(
+        team.files("newest").is_empty(),
+        "gc removes the hints of what it removes"
+    );
     let b = machine(&team.url(), "");
     let served = open(&b, SECRET).get_explained(&r, &x()).unwrap();
     assert_eq!(served.reason, Reason::Built(Why::NoEntry));
@@ -446,8 +526,14 @@ fn two_machines_asking_at_once_build_once_under_the_lease() {
 
 #[test]
 fn readers_racing_gc_of_the_shared_tier_see_the_object_or_a_miss_never_an_error() {
+    // 1 MiB: the hint names a blob gc may remove; 4 KiB: the hint carries the object.
+    readers_racing_gc(&"r".repeat(1 << 20));
+    readers_racing_gc(&"s".repeat(4 << 10));
+}
+
+fn readers_racing_gc(content: &str) {
     let team = Team::new();
-    let content = "r".repeat(1 << 20);
+    let content = content.to_owned();
     let machines_with = |n: usize| -> Vec<Project> {
         (0..n)
             .map(|_| {

@@ -193,11 +193,18 @@ fn s3_stopped_mid_upload_degrades_to_local_builds() {
 }
 
 /// A record forged (our key id, a MAC that does not match), a record signed with another
-/// team's key and a flipped byte in a shared blob are refused: host B rebuilds and serves
-/// the real object, never the planted one.
+/// team's key (each planted as the key's hint too) and a flipped byte in a shared blob are
+/// refused: host B rebuilds and serves the real object, never the planted one. The
+/// objects are over 64 KiB, so their records do not carry them and B downloads the blob.
 #[test]
 fn forged_foreign_and_corrupt_shared_objects_are_refused_and_rebuilt() {
-    let w = World::new(2, world::Options::default());
+    let w = World::new(
+        2,
+        world::Options {
+            size: 100 << 10,
+            ..world::Options::default()
+        },
+    );
     let (a, b) = (w.host(0), w.host(1));
     for (n, attack) in [
         world::Attack::Forged,

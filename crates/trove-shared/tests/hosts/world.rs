@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trove_shared::{
-    BlobRef, Credentials, Secret, SharedConfig, SharedTier, Signer, VerifiedRecord,
+    BlobRef, Credentials, Secret, SharedConfig, SharedTier, Signer, VerifiedRecord, newest_path,
 };
 
 use crate::netns::{self, Net};
@@ -556,6 +556,8 @@ impl World {
                 }
                 store.delete(&path).unwrap();
                 store.put_if_absent(&path, &bytes).unwrap();
+                // And as the key's hint, which readers look at first.
+                store.put(&newest_path(&evil.key), &bytes).unwrap();
             }
             Attack::FlippedBlob => {
                 let blob = newest.record().blob.path();

@@ -11,6 +11,7 @@ use trove_shared::{
     SharedError, SharedTier, Storage, Unavailable,
 };
 
+use crate::hints;
 use crate::scenarios::{self, Place};
 use crate::support::{SECRET, key, noise_file, record, unique};
 
@@ -248,4 +249,24 @@ fn the_blocking_calls_work_from_inside_async_code() {
     assert_eq!(fetched, bytes);
     // Opening and dropping a tier inside async code does not panic either.
     caller.block_on(async { drop(place(SECRET)) });
+}
+
+#[test]
+fn a_small_hit_is_one_request_a_large_one_two() {
+    each_place(hints::a_small_hit_is_one_request_a_large_one_two);
+}
+
+#[test]
+fn a_bad_hint_is_refused_never_served() {
+    each_place(hints::a_bad_hint_is_refused_never_served);
+}
+
+#[test]
+fn version_1_records_are_still_read() {
+    each_place(hints::version_1_records_are_still_read);
+}
+
+#[test]
+fn every_hint_is_listed() {
+    each_place(hints::every_hint_is_listed);
 }

@@ -2,6 +2,7 @@
 //! ports on 127.0.0.1); `servers` runs against the real servers `.ci/servers` starts, only
 //! with `--features servers` (see `.ci/shared`).
 
+mod hints;
 mod local;
 mod scenarios;
 #[cfg(feature = "servers")]

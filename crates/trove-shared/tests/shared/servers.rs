@@ -17,6 +17,7 @@ use trove_shared::{
     SharedTier, Storage, Unavailable, Wake,
 };
 
+use crate::hints;
 use crate::scenarios::{self, Place};
 use crate::support::{SECRET, key, record, unique};
 
@@ -467,4 +468,24 @@ fn a_redis_stopped_mid_build_fails_within_the_timeout_and_is_then_skipped() {
         stats.store.skipped >= 1 && stats.leases.as_ref().unwrap().skipped >= 1,
         "{stats:?}"
     );
+}
+
+#[test]
+fn a_small_hit_is_one_request_a_large_one_two() {
+    each_service(hints::a_small_hit_is_one_request_a_large_one_two);
+}
+
+#[test]
+fn a_bad_hint_is_refused_never_served() {
+    each_service(hints::a_bad_hint_is_refused_never_served);
+}
+
+#[test]
+fn version_1_records_are_still_read() {
+    each_service(hints::version_1_records_are_still_read);
+}
+
+#[test]
+fn every_hint_is_listed() {
+    each_service(hints::every_hint_is_listed);
 }
