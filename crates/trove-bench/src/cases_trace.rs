@@ -5,9 +5,12 @@
 //! directories, each header including a system header) and a python3 script importing
 //! thirty modules; its `trove.ron` defines each command twice, `trace: true` and
 //! `trace: false` with the project files declared as `inputs` (what one writes without a
-//! tracer). The build rows time whole `trove run --force` processes of the two in
-//! alternation (the bare command joins the rotation, for the note), wall time and the CPU
-//! time of each process tree; the hit row times `Engine::get_explained` on a freshly
+//! tracer); after the first builds a fifth recipe, `cc-declared`, declares the very files
+//! the traced compile read (its trace's regular files, system ones included): the hit
+//! row's baseline, the "declared one with the same files" (the 13-file
+//! declaration stays as a reference row). The build rows time whole `trove run --force`
+//! processes of the two in alternation (the bare command joins the rotation, for the
+//! note), wall time and the CPU time of each process tree; the hit row times `Engine::get_explained` on a freshly
 //! opened engine, so every repetition is a disk hit that validates the whole trace. The
 //! hit row runs first, while the index's write-ahead log is short (every `trove run`
 //! process reads it whole when it opens the index; the builds grow it).
