@@ -10,9 +10,9 @@
 //! row's baseline, the "declared one with the same files" (the 13-file
 //! declaration stays as a reference row). The build rows time whole `trove run --force`
 //! processes of the two in alternation (the bare command joins the rotation, for the
-//! note), wall time and the CPU time of each process tree; the hit row times `Engine::get_explained` on a freshly
-//! opened engine, so every repetition is a disk hit that validates the whole trace. The
-//! hit row runs first, while the index's write-ahead log is short (every `trove run`
+//! note), wall time and the CPU time of each process tree; the hit row times
+//! `Engine::get_explained` on a freshly opened engine, so every repetition is a disk hit
+//! that validates the whole trace. The hit row runs first, while the index's write-ahead log is short (every `trove run`
 //! process reads it whole when it opens the index; the builds grow it).
 
 use std::collections::BTreeMap;
