@@ -12,8 +12,9 @@
 //! processes of the two in alternation (the bare command joins the rotation, for the
 //! note), wall time and the CPU time of each process tree; the hit row times
 //! `Engine::get_explained` on a freshly opened engine, so every repetition is a disk hit
-//! that validates the whole trace. The hit row runs first, while the index's write-ahead log is short (every `trove run`
-//! process reads it whole when it opens the index; the builds grow it).
+//! that validates the whole trace. The hit row runs first, while the index's write-ahead
+//! log is short (every `trove run` process reads it whole when it opens the index; the
+//! builds grow it).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
