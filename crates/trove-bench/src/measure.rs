@@ -47,6 +47,19 @@ impl Row {
         }
     }
 
+    /// A row comparing two times for reference, with no goal.
+    pub(crate) fn reference(case: &str, trove: f64, base: f64, note: &str) -> Row {
+        Row {
+            case: case.to_owned(),
+            trove: fmt_secs(trove),
+            baseline: fmt_secs(base),
+            ratio: Some(trove / base),
+            goal: "-".to_owned(),
+            met: Met::NotApplicable,
+            note: note.to_owned(),
+        }
+    }
+
     /// A row that could not be measured.
     pub(crate) fn not_run(case: &str, goal: &str, reason: &str) -> Row {
         Row {

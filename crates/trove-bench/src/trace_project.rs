@@ -74,7 +74,7 @@ impl Project {
         let root = dir.path().canonicalize()?;
         write_c(&root)?;
         write_python(&root)?;
-        std::fs::write(root.join("trove.ron"), config(&python))?;
+        std::fs::write(root.join("trove.ron"), config(&python, &[]))?;
         Ok(Project {
             _dir: dir,
             root,
@@ -218,8 +218,9 @@ pub(crate) fn write_python(root: &Path) -> Result<()> {
 }
 
 /// Four recipes: the compile and the script, each traced and untraced with the project
-/// files declared.
-pub(crate) fn config(python: &str) -> String {
+/// files declared; and, when `cc_same` names files, `cc-declared`: the compile untraced
+/// with exactly those files declared (the files the traced compile read).
+pub(crate) fn config(python: &str, cc_same: &[String]) -> String {
     let words = |argv: &[String]| {
         argv.iter()
             .map(|w| format!("{w:?}"))
@@ -243,7 +244,17 @@ pub(crate) fn config(python: &str) -> String {
            \"cc-untraced\": (command: [{gcc}], trace: false, inputs: [{c_inputs}]),\n  \
            \"py-traced\": (command: [{py}], trace: true),\n  \
            \"py-untraced\": (command: [{py}], trace: false, inputs: [{py_inputs}]),\n\
+           {same}\
          }})\n",
+        same = if cc_same.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\"cc-declared\": (command: [{}], trace: false, inputs: [{}]),\n",
+                words(&gcc),
+                words(cc_same)
+            )
+        },
         gcc = words(&gcc),
         c_inputs = words(&c_inputs),
         py = words(&py),

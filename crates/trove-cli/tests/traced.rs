@@ -52,6 +52,46 @@ fn gcc_headers_are_discovered_an_edit_or_an_earlier_header_rebuilds_an_unrelated
 }
 
 #[test]
+fn gcc_include_search_absences_are_vouched_for_by_their_directory_until_a_header_appears() {
+    let p = one_recipe("gcc -E -P -Iinc1 -Iinc2 main.c");
+    p.write(
+        "main.c",
+        "#include \"a.h\"\n#include <stdint.h>\nint x = A;\n",
+    );
+    p.write("inc2/a.h", "#define A 2\n");
+    std::fs::create_dir(p.path("inc1")).expect("mkdir");
+    assert!(p.ok(&["run", "r"]).contains("int x = 2;"));
+    // The directories (and the store's) out of the racy window, then a build that
+    // stamps them: gcc looked for a.h and every system header in inc1/ and inc2/ first.
+    std::thread::sleep(Duration::from_millis(2_100));
+    p.ok(&["run", "--force", "r"]);
+    let config = trove::Config::load(&p.path("trove.ron")).expect("config");
+    let rc = config.recipes.get("r").cloned().expect("recipe r");
+    let recipe = trove::CommandRecipe::new("r", rc);
+    let engine = trove::Engine::open(config).expect("engine");
+    let hit = engine.get_explained(&recipe, &Vec::new()).expect("hit");
+    assert_eq!(hit.reason, trove::Reason::HitDisk);
+    let stats = engine.stats();
+    assert!(
+        stats.absences_vouched >= 3,
+        "absences vouched for by their directory: {}, files checked: {}",
+        stats.absences_vouched,
+        stats.files_checked
+    );
+    drop(engine);
+    // A header created earlier in the include path than the one gcc found.
+    p.write("inc1/a.h", "#define A 1\n");
+    let (out, why) = p.run_explained(&["r"]);
+    assert!(out.contains("int x = 1;"), "{out}");
+    assert!(
+        why.starts_with("built: inc1/a.h changed (absent -> "),
+        "{why}"
+    );
+    assert_eq!(reason(&p, &["r"]), "hit disk");
+    assert_eq!(p.lines("log"), 3);
+}
+
+#[test]
 fn python_imports_are_discovered_and_a_module_created_where_it_was_looked_for_rebuilds() {
     let p = one_recipe("python3 -S -B main.py");
     p.write(

@@ -121,6 +121,9 @@ pub struct Stats {
     pub waits: u64,
     /// File inputs checked against the file system (a `stat`, and a hash when in doubt).
     pub files_checked: u64,
+    /// Absent paths not looked up because their directory's unchanged stamp vouched for
+    /// them (one `stat` of the directory instead of one per absent path).
+    pub absences_vouched: u64,
     /// Requests served from the shared tier (`hit shared`).
     pub shared_hits: u64,
     /// Times the shared tier could not answer (slow, down, refusing, backing off) and the
@@ -143,6 +146,7 @@ struct StatCounters {
     builds: AtomicU64,
     waits: AtomicU64,
     files_checked: AtomicU64,
+    absences_vouched: AtomicU64,
     shared_hits: AtomicU64,
     shared_unavailable: AtomicU64,
     shared_refused: AtomicU64,
@@ -280,6 +284,7 @@ impl Engine {
             builds: get(&s.builds),
             waits: get(&s.waits),
             files_checked: get(&s.files_checked),
+            absences_vouched: get(&s.absences_vouched),
         }
     }
 

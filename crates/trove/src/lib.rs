@@ -32,6 +32,7 @@
 //! # Ok::<(), trove::Error>(())
 //! ```
 
+mod absence;
 mod admin;
 mod blob;
 mod clock;

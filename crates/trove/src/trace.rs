@@ -70,6 +70,17 @@ pub(crate) enum Input {
         name: String,
         value: Option<String>,
     },
+    /// Absent file inputs (`members`, indices into the trace's inputs) anchored under the
+    /// existing directory `dir`, and its stamp: while a `stat` of `dir` gives the same
+    /// stamp (not racy), every member is still absent (`absence.rs`). An accelerator: the
+    /// members stay inputs of their own. Appended last, like `External`: traces without
+    /// one encode as before, and an older reader fails to decode a trace with one and
+    /// treats the variant as a miss.
+    AbsentGroup {
+        dir: String,
+        stamp: crate::absence::DirStamp,
+        members: Vec<u32>,
+    },
 }
 
 /// Everything one build depended on.
@@ -194,6 +205,15 @@ impl Trace {
                     kind: kind.clone(),
                     name: map(name),
                     value: value.clone(),
+                },
+                Input::AbsentGroup {
+                    dir,
+                    stamp,
+                    members,
+                } => Input::AbsentGroup {
+                    dir: map(dir),
+                    stamp: stamp.clone(),
+                    members: members.clone(),
                 },
                 other => other.clone(),
             })

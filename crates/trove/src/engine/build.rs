@@ -112,6 +112,8 @@ impl Engine {
             );
             return Ok(((object, reason, digest, args_display), None));
         }
+        // The trace is complete: its absences are grouped under their directories.
+        crate::absence::group_absences(&mut cx.trace);
         let trace_bytes = cx.trace.encode();
         let meta = self.remember(
             key,

@@ -199,9 +199,16 @@ impl Engine {
             bump(&self.inner.stats.watched_hits, 1);
             return Ok(Validity::Valid { refreshed: None });
         }
+        // Absences whose directory's stamp still holds need no `stat` of their own.
+        let vouched = crate::absence::vouch(trace, |i| {
+            only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok())
+        });
+        bump(&self.inner.stats.absences_vouched, vouched.count);
+        // Directory inputs checked by their group's `stat` count as checked files.
+        bump(&self.inner.stats.files_checked, vouched.dirs);
         let mut prechecked = match only {
             Some(_) => None,
-            None => precheck_files(trace),
+            None => precheck_files(trace, &vouched),
         };
         let all: Vec<usize>;
         let indices: &mut dyn Iterator<Item = usize> = match only {
@@ -214,6 +221,7 @@ impl Engine {
         for index in indices {
             let input = &trace.inputs[index];
             let outcome = match input {
+                Input::File { .. } if vouched.skips(index) => None,
                 Input::File { path, state, .. } => {
                     bump(&self.inner.stats.files_checked, 1);
                     let p = Path::new(path);
@@ -271,6 +279,7 @@ impl Engine {
                 return Ok(Validity::Invalid(why));
             }
         }
+        crate::absence::refresh(trace, &vouched.stale_groups, &mut refreshed);
         Ok(Validity::Valid { refreshed })
     }
 
@@ -401,15 +410,18 @@ pub(crate) fn cheap_inputs(trace: &Trace) -> Vec<u32> {
 /// is a system call each, and the kernel answers them in parallel.
 pub(crate) const PARALLEL_CHECK_MIN: usize = 256;
 
-/// Checks every file input of a large trace on all cores, ahead of the in-order pass
+/// Checks every file input of a large trace (but the absences `vouched` for) on all cores, ahead of the in-order pass
 /// that decides (which then takes each result instead of checking again).
 #[allow(clippy::type_complexity)]
-pub(crate) fn precheck_files(trace: &Trace) -> Option<Vec<Option<std::io::Result<FileCheck>>>> {
+pub(crate) fn precheck_files(
+    trace: &Trace,
+    vouched: &crate::absence::Vouched,
+) -> Option<Vec<Option<std::io::Result<FileCheck>>>> {
     let files: Vec<usize> = trace
         .inputs
         .iter()
         .enumerate()
-        .filter(|(_, i)| matches!(i, Input::File { .. }))
+        .filter(|(index, i)| matches!(i, Input::File { .. }) && !vouched.skips(*index))
         .map(|(index, _)| index)
         .collect();
     if files.len() < PARALLEL_CHECK_MIN {

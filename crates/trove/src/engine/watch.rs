@@ -64,6 +64,8 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
             Input::External { kind, name, .. } => {
                 inputs.push((InputKind::Module, format!("{kind}:{name}")))
             }
+            // An accelerator of its members' checks, which are inputs of their own.
+            Input::AbsentGroup { .. } => {}
         }
     }
     for name in trace.counters.keys() {
