@@ -34,6 +34,7 @@
 
 mod admin;
 mod blob;
+mod bytes;
 mod clock;
 mod codec;
 mod command;
@@ -99,6 +100,7 @@ pub mod fuzzing {
 
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use blob::{Blob, BlobReader, BlobWriter};
+pub use bytes::{Bytes, MAP_MIN, PrivateHead};
 pub use command::{CommandRecipe, Lint};
 #[cfg(unix)]
 pub use command::{
