@@ -182,9 +182,19 @@ pub(crate) fn load_mapped(
     if need > len || ((len - need) as u64) < MAP_MIN {
         return Ok(None);
     }
-    let mut map = map::Map::new(&file, len).map_err(|e| format!("cannot map the blob: {e}"))?;
-    map.privatize(need)
-        .map_err(|e| format!("cannot copy the blob's head: {e}"))?;
+    // A file system that cannot map, or no address space: read the blob whole instead (a
+    // rebuild would be needless).
+    let mut map = match map::Map::new(&file, len) {
+        Ok(map) => map,
+        Err(e) => {
+            tracing::debug!("cannot map a blob, reading it instead: {e}");
+            return Ok(None);
+        }
+    };
+    if let Err(e) = map.privatize(need) {
+        tracing::debug!("cannot copy a mapped blob's head, reading it instead: {e}");
+        return Ok(None);
+    }
     if trove_fingerprint::Digest::of_bytes(map.as_slice()).0 != id.hash {
         let e = store.corrupt_blob(id, &file, "blake3 of the content does not match");
         return Err(e.to_string());
