@@ -1,5 +1,5 @@
-"""Prototype of a mapped disk hit of a large array, for its cost (not what trove does; see
-ARCHITECTURE.md, "The Python package", disk hits): map the stored blob MAP_PRIVATE and
+"""Prototype of a mapped disk hit of a large array, in Python, against trove's own (which
+now does this in the engine: ARCHITECTURE.md, "A mapped disk hit"): map the stored blob MAP_PRIVATE and
 read-only, copy its header and pickle into private memory (what is unpickled is never
 read from the file again), blake3 the whole blob on all cores (here `trove.canonical` of a
 uint8 view of the mapping: the same hash work), and unpickle with the out-of-band buffers
@@ -56,4 +56,4 @@ for i in range(7):
     xs.append(t); ys.append(npl()); zs.append(trove_hit())
 p, n, h = (statistics.median(v) * 1e3 for v in (xs, ys, zs))
 shutil.rmtree(d, ignore_errors=True)
-print(f"mapped prototype {p:.1f} ms, numpy.load {n:.1f} ms, trove disk hit today {h:.1f} ms; ratios {p/n:.2f} and {h/n:.2f}")
+print(f"mapped prototype {p:.1f} ms, numpy.load {n:.1f} ms, trove disk hit {h:.1f} ms; ratios {p/n:.2f} and {h/n:.2f}")

@@ -13,7 +13,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use trove::{BuildError, Config, Definition, Digest, DynRecipe, Engine, GcOptions, Served};
+use trove::{BuildError, Bytes, Config, Definition, Digest, DynRecipe, Engine, GcOptions, Served};
 
 use crate::errors::{PyBuildError, to_pyerr};
 use crate::tracking::{self, BuildContext, lock};
@@ -24,7 +24,7 @@ static NEXT_ENGINE: AtomicUsize = AtomicUsize::new(1);
 /// One object of the identity map: the Python object made from the bytes with `digest`.
 struct Known {
     digest: Digest,
-    bytes: Weak<Vec<u8>>,
+    bytes: Weak<Bytes>,
     object: Py<PyAny>,
 }
 
@@ -144,11 +144,12 @@ impl PyEngine {
         let engine_id = self.state.id;
         let target_id = target.as_ptr() as usize;
         let builder = target.clone_ref_unattached();
-        let mut recipe = DynRecipe::new(name, version, move |cx, text| {
+        let mut recipe = DynRecipe::new_bytes(name, version, move |cx, text| {
             build(cx, text, &builder, target_id, engine_id, max_age)
         })
         .with_max_age(max_age)
-        .with_definition(def);
+        .with_definition(def)
+        .with_private_head(objects::private_head);
         if has_check || mapped {
             let checker = target.clone_ref_unattached();
             let buffers = self.state.buffers.clone();
@@ -303,7 +304,7 @@ impl PyEngine {
 #[pyclass(frozen, name = "RecipeHandle", module = "trove._trove")]
 pub(crate) struct PyRecipe {
     state: Arc<State>,
-    recipe: DynRecipe,
+    recipe: DynRecipe<Bytes>,
     /// The parameter names, for [`PyRecipe::call`].
     names: Option<Py<PyTuple>>,
     /// The Python recipe object's address: how a build finds the arguments of the call
@@ -436,7 +437,7 @@ impl PyRecipe {
         }
     }
 
-    fn serve(&self, py: Python<'_>, text: &str) -> PyResult<Served<Vec<u8>>> {
+    fn serve(&self, py: Python<'_>, text: &str) -> PyResult<Served<Bytes>> {
         match tracking::current() {
             // A recipe called by a build of this engine is that build's dependency.
             Some(ctx) if ctx.engine == self.state.id => nested(py, &ctx, &self.recipe, text),
@@ -450,7 +451,7 @@ impl PyRecipe {
 
     /// The Python object for a served pickle: the one already handed out for the same key
     /// and bytes, the one the build (or the check) made, or a new one unpickled now.
-    fn object(&self, py: Python<'_>, served: Served<Vec<u8>>) -> PyResult<Py<PyAny>> {
+    fn object(&self, py: Python<'_>, served: Served<Bytes>) -> PyResult<Py<PyAny>> {
         let Served {
             value, key, digest, ..
         } = served;
@@ -508,9 +509,9 @@ impl PyRecipe {
 fn nested(
     py: Python<'_>,
     ctx: &BuildContext,
-    recipe: &DynRecipe,
+    recipe: &DynRecipe<Bytes>,
     text: &str,
-) -> PyResult<Served<Vec<u8>>> {
+) -> PyResult<Served<Bytes>> {
     let text = text.to_owned();
     match ctx.with_cx(py, |cx| cx.get_explained(recipe, &text)) {
         Some(Ok(served)) => Ok(served),
@@ -530,7 +531,7 @@ fn build(
     target_id: usize,
     engine: usize,
     max_age: Option<Duration>,
-) -> Result<Vec<u8>, BuildError> {
+) -> Result<Bytes, BuildError> {
     Python::attach(|py| {
         let args = call_args(py, target_id, text);
         let ctx = Arc::new(BuildContext::new(cx, engine, max_age));
@@ -551,7 +552,7 @@ fn build(
         }
         let bytes = data.as_bytes().to_vec();
         objects::made(py, &bytes, object.unbind());
-        Ok(bytes)
+        Ok(Bytes::from(bytes))
     })
 }
 

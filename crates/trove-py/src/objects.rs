@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
-use trove::Digest;
+use trove::{Bytes, Digest};
 
 thread_local! {
     /// Objects a build or a check on this thread made, by the digest of their pickle,
@@ -60,10 +60,10 @@ const SHARE_MIN: usize = 1 << 20;
 
 /// The engine's bytes of a served blob, lent to Python: `trove._objects.loads_shared`
 /// makes a read-only view of them whose owner holds this object, so out-of-band buffers
-/// (numpy arrays) are slices of the engine's allocation and stay valid as long as any
-/// array does.
+/// (numpy arrays) are slices of the engine's allocation, or of its verified map of the
+/// blob file (`trove::Bytes`), and stay valid as long as any array does.
 #[pyclass(frozen, name = "StoredBytes", module = "trove._trove")]
-pub(crate) struct StoredBytes(Arc<Vec<u8>>);
+pub(crate) struct StoredBytes(Arc<Bytes>);
 
 #[pymethods]
 impl StoredBytes {
@@ -78,12 +78,38 @@ impl StoredBytes {
     }
 }
 
+/// The magic of `trove._objects.dumps`' framing: magic, pickle length (u64 LE), buffer
+/// count (u32 LE), the buffers' lengths (u64 LE each), the pickle, the buffers.
+const MAGIC: &[u8] = b"trove-pickle5-oob\x01";
+
+/// The head of a stored object that must be private memory when the engine maps it
+/// (`DynRecipe::with_private_head`): the framing's header and the pickle, everything
+/// `pickle.loads` interprets; only the out-of-band buffers after them (array values)
+/// stay the file's pages. `None` (never mapped) for a plain pickle or an `mmap=True`
+/// object, whose large buffers are files of their own.
+pub(crate) fn private_head(first: &[u8]) -> Option<usize> {
+    let rest = first.strip_prefix(MAGIC)?;
+    let length = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let count = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?);
+    let head = (MAGIC.len() as u64 + 12)
+        .checked_add(u64::from(count).checked_mul(8)?)?
+        .checked_add(length)?;
+    usize::try_from(head).ok()
+}
+
 /// Unpickles a verified blob the engine served; a large one without copying it.
 pub(crate) fn loads_served(
     py: Python<'_>,
-    bytes: &Arc<Vec<u8>>,
+    bytes: &Arc<Bytes>,
     buffers: &Path,
 ) -> PyResult<Py<PyAny>> {
+    if bytes.is_mapped() && private_head(bytes).is_none_or(|head| head > bytes.private_len()) {
+        // The engine checked this before serving the map; what is unpickled must never be
+        // read from the file.
+        return Err(PyValueError::new_err(
+            "a mapped object's pickle is not in private memory",
+        ));
+    }
     if bytes.len() < SHARE_MIN {
         return loads(py, bytes, buffers);
     }

@@ -153,6 +153,7 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
     file.lock().map_err(|e| fail(StoreError::io(&tmp, e)))?;
     fail_point!("store::blob-write", |e| Err(fail(StoreError::io(&tmp, e))));
     write_content(&mut file, bytes).map_err(|e| fail(StoreError::io(&tmp, e)))?;
+    make_read_only(&file).map_err(|e| fail(StoreError::io(&tmp, e)))?;
     // Never fsync twice: after a failed fsync the page cache may be clean but the data lost.
     fail_point!("store::blob-fsync", |source| Err(fail(StoreError::Sync {
         path: tmp.clone(),
@@ -185,6 +186,30 @@ fn publish_once(dir: &Path, final_path: &Path, hash: &[u8; 32], bytes: &[u8]) ->
     Ok(())
 }
 
+/// The mode a published blob file has: read-only for everyone. Nothing in trove writes a
+/// blob in place (a blob is a temp file renamed into place; gc unlinks; quarantine
+/// renames), and a served object may be a memory map of the file (the Python package's
+/// large arrays), whose values a write into the file would change: the mode keeps an
+/// accidental writer (an editor, a script, another user) out. Root, or the owner after a
+/// `chmod`, can still write; ARCHITECTURE.md, "The Python package", states that residue.
+pub(crate) const READ_ONLY: u32 = 0o444;
+
+/// Sets a blob file's mode to [`READ_ONLY`] through its open descriptor (the writer's own
+/// descriptor stays writable; it is dropped right after the publish).
+pub(crate) fn make_read_only(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(READ_ONLY))
+    }
+    // Elsewhere (Windows) a read-only file could not be renamed over nor removed by gc.
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Ok(())
+    }
+}
+
 /// Writes a blob's content to its temp file. With fail points compiled in, the content is
 /// written in two halves with the point `store::blob-write-partial` between them, so a
 /// test can stop the process with half a blob on disk.
@@ -200,8 +225,8 @@ fn write_content(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// An open blob file whose length matched its record, not yet hashed.
-struct Opened {
-    file: File,
+pub(crate) struct Opened {
+    pub(crate) file: File,
     path: PathBuf,
     meta: fs::Metadata,
 }
@@ -209,7 +234,7 @@ struct Opened {
 /// Opens a blob and checks its length against the record. A length mismatch is told apart:
 /// a blob that still hashes to its name is intact (the record is wrong), anything else is
 /// corrupt and goes to quarantine.
-fn open_checked(layout: &Layout, id: &BlobId) -> Result<Opened, StoreError> {
+pub(crate) fn open_checked(layout: &Layout, id: &BlobId) -> Result<Opened, StoreError> {
     let path = layout.blob_path(&id.hash);
     let hash_hex = hex(&id.hash);
     let file = match File::open(&path) {

@@ -264,7 +264,9 @@ impl Store {
         {
             // Refresh the mtime so that gc's grace period protects a blob that is about
             // to be referenced again.
-            if let Ok(f) = fs::File::options().append(true).open(&path) {
+            // A read-only descriptor suffices: setting explicit times asks for ownership,
+            // not write access (blobs are published read-only, mode 0444).
+            if let Ok(f) = fs::File::open(&path) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
             return Ok(id);

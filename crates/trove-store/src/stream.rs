@@ -193,7 +193,7 @@ impl Store {
         {
             // Identical content is stored once; the mtime is refreshed so that gc's grace
             // period protects a blob about to be referenced again.
-            if let Ok(f) = File::options().append(true).open(&final_path) {
+            if let Ok(f) = File::open(&final_path) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
             return Ok(id);
@@ -212,6 +212,8 @@ impl Store {
             path: temp.path.clone(),
             source,
         })?;
+        // Published read-only: nothing writes a blob in place (see `blob::READ_ONLY`).
+        blob::make_read_only(&temp.file).map_err(|e| StoreError::io(&temp.path, e))?;
         fail_point!("store::blob-rename", |e| Err(StoreError::io(
             &final_path,
             e
@@ -234,5 +236,33 @@ impl Store {
     /// `quarantine/` and reported as [`StoreError::CorruptBlob`].
     pub fn open_blob(&self, id: &BlobId) -> Result<File, StoreError> {
         blob::open_verified(&self.layout, id)
+    }
+
+    /// Opens a blob read-only and checks its length against `id`, without hashing its
+    /// content: for a caller that verifies the content itself, from the bytes it will
+    /// serve (a memory map of the file). A content that does not match must then be
+    /// reported with [`Store::corrupt_blob`], which quarantines it as a failed
+    /// [`Store::open_blob`] would. Errors as [`Store::open_blob`] for a missing blob or a
+    /// length that does not match.
+    pub fn open_blob_unhashed(&self, id: &BlobId) -> Result<File, StoreError> {
+        blob::open_checked(&self.layout, id).map(|opened| opened.file)
+    }
+
+    /// Reports the blob `file` (opened by [`Store::open_blob_unhashed`]) as corrupt:
+    /// moved to `quarantine/` if its path still names that file (a good copy published in
+    /// the meantime stays), and returned as [`StoreError::CorruptBlob`].
+    pub fn corrupt_blob(&self, id: &BlobId, file: &File, reason: &str) -> StoreError {
+        let hash_hex = trove_fingerprint::hex(&id.hash);
+        let path = self.blob_path(&id.hash);
+        blob::quarantine_file(
+            &self.layout,
+            &path,
+            &hash_hex,
+            file.metadata().ok().as_ref(),
+        );
+        StoreError::CorruptBlob {
+            hash_hex,
+            reason: reason.to_owned(),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Object encoding: postcard through serde, or the object's own bytes for a `Vec<u8>` or a
-//! file-backed [`Blob`].
+//! Object encoding: postcard through serde, or the object's own bytes for a `Vec<u8>`, a
+//! [`Bytes`] or a file-backed [`Blob`].
 //!
 //! The codec id is stored with every variant; an unknown id is a miss. A `Vec<u8>` and a
 //! `Blob` share the id `RAW`: on disk both are the blob file holding exactly the object's
@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use trove_fingerprint::Digest;
 use trove_store::{Record, Store};
 
-use crate::Blob;
+use crate::bytes::{self, PrivateHead};
+use crate::{Blob, Bytes};
 
 /// postcard 1.x of the object.
 pub(crate) const POSTCARD: u8 = 1;
@@ -82,6 +83,9 @@ pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Encoded<'_>, S
     if let Some(bytes) = any.downcast_ref::<Vec<u8>>() {
         return Ok(Encoded::Bytes(Cow::Borrowed(bytes.as_slice()), RAW));
     }
+    if let Some(bytes) = any.downcast_ref::<Bytes>() {
+        return Ok(Encoded::Bytes(Cow::Borrowed(&bytes[..]), RAW));
+    }
     if let Some(blob) = any.downcast_ref::<Blob>() {
         return Ok(Encoded::File(blob));
     }
@@ -92,13 +96,26 @@ pub(crate) fn encode<T: Serialize + 'static>(value: &T) -> Result<Encoded<'_>, S
 
 /// Loads a stored object, verifying its blob against its blake3 before anything decodes
 /// it; returns the object and its weight in the memory tier. A `Blob` is opened and
-/// verified by streaming, never read whole. Any error means the variant cannot be served
-/// (the caller quarantines it).
+/// verified by streaming, never read whole; a large [`Bytes`] object of a recipe with a
+/// private head is served as a verified map of its blob (`bytes::load_mapped`). Any error
+/// means the variant cannot be served (the caller quarantines it).
 pub(crate) fn load<T: DeserializeOwned + 'static>(
     store: &Store,
     rec: &Record,
+    head: Option<PrivateHead>,
 ) -> Result<(T, u64), String> {
     let (blob, codec) = (&rec.blob, rec.codec);
+    if codec == RAW
+        && let Some(head) = head
+        && TypeId::of::<T>() == TypeId::of::<Bytes>()
+        && let Some(mapped) = bytes::load_mapped(store, rec, head)?
+    {
+        let object: Box<dyn Any> = Box::new(mapped);
+        let object = object
+            .downcast::<T>()
+            .map_err(|_| "a mapped blob for a recipe whose output is not Bytes".to_owned())?;
+        return Ok((*object, blob.len));
+    }
     if codec == RAW && TypeId::of::<T>() == TypeId::of::<Blob>() {
         let file = store.open_blob(blob).map_err(|e| e.to_string())?;
         let object: Box<dyn Any> = Box::new(Blob::verified(file, *blob));
@@ -114,14 +131,18 @@ pub(crate) fn load<T: DeserializeOwned + 'static>(
 }
 
 /// Decodes an object that was verified against its digest; a raw blob becomes the
-/// `Vec<u8>` without a copy.
+/// `Vec<u8>` (or [`Bytes`]) without a copy.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(
     bytes: Vec<u8>,
     codec: u8,
 ) -> Result<T, String> {
     match codec {
         RAW => {
-            let boxed: Box<dyn Any> = Box::new(bytes);
+            let boxed: Box<dyn Any> = if TypeId::of::<T>() == TypeId::of::<Bytes>() {
+                Box::new(Bytes::from(bytes))
+            } else {
+                Box::new(bytes)
+            };
             boxed
                 .downcast::<T>()
                 .map(|b| *b)

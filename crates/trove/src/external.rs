@@ -12,6 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bytes::{Bytes, PrivateHead};
 use crate::engine::Engine;
 use crate::reason::Why;
 use crate::trace::Input;
@@ -25,13 +29,15 @@ pub type Fingerprinter = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// The fingerprinters registered with an engine, by kind.
 pub(crate) type Fingerprinters = std::sync::RwLock<HashMap<String, Fingerprinter>>;
 
-type DynBuild = dyn Fn(&mut Cx, &String) -> Result<Vec<u8>, BuildError> + Send + Sync;
-type DynCheck = dyn Fn(&Vec<u8>) -> Result<(), String> + Send + Sync;
+type DynBuild<O> = dyn Fn(&mut Cx, &String) -> Result<O, BuildError> + Send + Sync;
+type DynCheck<O> = dyn Fn(&O) -> Result<(), String> + Send + Sync;
 
 /// A recipe made at run time: its name, version, `max_age` and definition are values,
 /// its arguments are a canonical string the caller computed (the key is derived from it
-/// like any other arguments), and its object is bytes, stored raw. For fronts in other
-/// languages (the Python package), where the recipe's code is a callback.
+/// like any other arguments), and its object is bytes, stored raw: a `Vec<u8>`, or a
+/// [`Bytes`], which a large stored object can be served as a verified map of
+/// ([`DynRecipe::with_private_head`]). For fronts in other languages (the Python
+/// package), where the recipe's code is a callback.
 ///
 /// ```
 /// use trove::{DynRecipe, Engine};
@@ -46,14 +52,28 @@ type DynCheck = dyn Fn(&Vec<u8>) -> Result<(), String> + Send + Sync;
 /// # std::fs::remove_dir_all(&dir).ok();
 /// # Ok::<(), trove::Error>(())
 /// ```
-#[derive(Clone)]
-pub struct DynRecipe {
+pub struct DynRecipe<O = Vec<u8>> {
     name: Arc<str>,
     version: u32,
     max_age: Option<Duration>,
     definition: Definition,
-    build: Arc<DynBuild>,
-    check: Option<Arc<DynCheck>>,
+    build: Arc<DynBuild<O>>,
+    check: Option<Arc<DynCheck<O>>>,
+    head: Option<PrivateHead>,
+}
+
+impl<O> Clone for DynRecipe<O> {
+    fn clone(&self) -> Self {
+        DynRecipe {
+            name: self.name.clone(),
+            version: self.version,
+            max_age: self.max_age,
+            definition: self.definition.clone(),
+            build: self.build.clone(),
+            check: self.check.clone(),
+            head: self.head,
+        }
+    }
 }
 
 impl DynRecipe {
@@ -64,49 +84,83 @@ impl DynRecipe {
         version: u32,
         build: impl Fn(&mut Cx, &String) -> Result<Vec<u8>, BuildError> + Send + Sync + 'static,
     ) -> DynRecipe {
+        DynRecipe::made(name, version, Arc::new(build))
+    }
+}
+
+impl<O> DynRecipe<O> {
+    fn made(name: &str, version: u32, build: Arc<DynBuild<O>>) -> DynRecipe<O> {
         DynRecipe {
             name: name.into(),
             version,
             max_age: None,
             definition: Definition::default(),
-            build: Arc::new(build),
+            build,
             check: None,
+            head: None,
         }
     }
 
     /// The invariant an object must satisfy before it is served from disk.
     pub fn with_check(
         mut self,
-        check: impl Fn(&Vec<u8>) -> Result<(), String> + Send + Sync + 'static,
-    ) -> DynRecipe {
+        check: impl Fn(&O) -> Result<(), String> + Send + Sync + 'static,
+    ) -> DynRecipe<O> {
         self.check = Some(Arc::new(check));
         self
     }
 
     /// How long an object may be served after it was built.
-    pub fn with_max_age(mut self, max_age: Option<Duration>) -> DynRecipe {
+    pub fn with_max_age(mut self, max_age: Option<Duration>) -> DynRecipe<O> {
         self.max_age = max_age;
         self
     }
 
     /// The named parts of the recipe's definition (see [`Recipe::definition`]).
-    pub fn with_definition(mut self, definition: Definition) -> DynRecipe {
+    pub fn with_definition(mut self, definition: Definition) -> DynRecipe<O> {
         self.definition = definition;
         self
     }
 }
 
-impl Recipe for DynRecipe {
+impl DynRecipe<Bytes> {
+    /// [`DynRecipe::new`] for objects handed out as [`Bytes`] (stored the same way).
+    pub fn new_bytes(
+        name: &str,
+        version: u32,
+        build: impl Fn(&mut Cx, &String) -> Result<Bytes, BuildError> + Send + Sync + 'static,
+    ) -> DynRecipe<Bytes> {
+        DynRecipe::made(name, version, Arc::new(build))
+    }
+
+    /// Serves a stored object whose raw part (after the head `head` declares) is at least
+    /// [`crate::MAP_MIN`] as a verified read-only map of its blob file, the head a private
+    /// copy ([`Bytes`]; the module `bytes` says how it is verified); others are read
+    /// whole, as without it.
+    pub fn with_private_head(mut self, head: PrivateHead) -> DynRecipe<Bytes> {
+        self.head = Some(head);
+        self
+    }
+
+    pub(crate) fn private_head(&self) -> Option<PrivateHead> {
+        self.head
+    }
+}
+
+impl<O> Recipe for DynRecipe<O>
+where
+    O: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     const NAME: &'static str = "(run-time recipe)";
     const VERSION: u32 = 0;
     type Args = String;
-    type Output = Vec<u8>;
+    type Output = O;
 
-    fn build(&self, cx: &mut Cx, args: &String) -> Result<Vec<u8>, BuildError> {
+    fn build(&self, cx: &mut Cx, args: &String) -> Result<O, BuildError> {
         (self.build)(cx, args)
     }
 
-    fn check(&self, object: &Vec<u8>) -> Result<(), String> {
+    fn check(&self, object: &O) -> Result<(), String> {
         self.check.as_ref().map_or(Ok(()), |check| check(object))
     }
 

@@ -35,6 +35,7 @@
 mod absence;
 mod admin;
 mod blob;
+mod bytes;
 mod clock;
 mod codec;
 mod command;
@@ -100,6 +101,7 @@ pub mod fuzzing {
 
 pub use admin::{EntryStatus, GcOptions, GcReport, Removal};
 pub use blob::{Blob, BlobReader, BlobWriter};
+pub use bytes::{Bytes, MAP_MIN, PrivateHead};
 pub use command::{CommandRecipe, Lint};
 #[cfg(unix)]
 pub use command::{

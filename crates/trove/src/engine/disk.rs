@@ -164,14 +164,15 @@ impl Engine {
         };
         // The blob is verified against its blake3 before anything deserializes it (a
         // file-backed object is verified by streaming and handed out as its open file).
-        let (value, size): (R::Output, u64) = match codec::load(store, rec) {
-            Ok(loaded) => loaded,
-            Err(msg) => {
-                let why = Why::BlobCorrupt(msg);
-                let _ = store.quarantine(rec.id, &why.to_string());
-                return Ok(Err(why));
-            }
-        };
+        let (value, size): (R::Output, u64) =
+            match codec::load(store, rec, crate::bytes::private_head(recipe)) {
+                Ok(loaded) => loaded,
+                Err(msg) => {
+                    let why = Why::BlobCorrupt(msg);
+                    let _ = store.quarantine(rec.id, &why.to_string());
+                    return Ok(Err(why));
+                }
+            };
         if let Err(msg) = recipe.check(&value) {
             let why = Why::CheckFailed(msg);
             let _ = store.quarantine(rec.id, &why.to_string());
