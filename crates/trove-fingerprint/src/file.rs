@@ -154,6 +154,17 @@ impl FileState {
         }
     }
 
+    /// Whether this recorded state vouches, by metadata alone, for the file whose stat is
+    /// `now`: a regular file recorded with exactly these stat fields, and not racy against
+    /// the moment its fingerprint was taken. The rule [`check_file`] trusts without
+    /// hashing, so a build may reuse the recorded hash instead of hashing the file again.
+    pub fn vouches_for(&self, now: &Stat) -> bool {
+        match self {
+            FileState::Present { stat, taken_ns, .. } => stat == now && !now.is_racy(*taken_ns),
+            _ => false,
+        }
+    }
+
     /// A short human description, for explanations: `blake3 1f3a9c2e..`, `absent`, `a directory`.
     pub fn describe(&self) -> String {
         match self {
@@ -283,15 +294,8 @@ pub fn check_file(recorded: &FileState, path: &Path) -> io::Result<FileCheck> {
             }
         }
         (FileState::Present { .. }, None) => Ok(FileCheck::Changed(FileState::Absent)),
-        (
-            FileState::Present {
-                stat: old,
-                hash,
-                taken_ns,
-            },
-            Some(stat),
-        ) => {
-            if stat == *old && !stat.is_racy(*taken_ns) {
+        (FileState::Present { hash, .. }, Some(stat)) => {
+            if recorded.vouches_for(&stat) {
                 return Ok(FileCheck::Unchanged);
             }
             if stat.kind != FileKind::File {

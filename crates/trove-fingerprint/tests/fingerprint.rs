@@ -262,6 +262,58 @@ fn a_racy_fingerprint_is_rehashed_even_when_every_stat_field_matches() {
 }
 
 #[test]
+fn a_recorded_state_vouches_for_exactly_the_same_stat_outside_the_racy_window() {
+    use trove_fingerprint::{FileKind, RACY_WINDOW_NS, Stat};
+    let stat = Stat {
+        dev: 1,
+        ino: 2,
+        len: 3,
+        mtime_ns: 1_000 * RACY_WINDOW_NS,
+        ctime_ns: 1_000 * RACY_WINDOW_NS + 5,
+        kind: FileKind::File,
+    };
+    let recorded = |taken_ns| FileState::Present {
+        stat,
+        hash: trove_fingerprint::Digest::of_bytes(b"abc"),
+        taken_ns,
+    };
+    let long_after = stat.ctime_ns + RACY_WINDOW_NS + 1;
+    assert!(recorded(long_after).vouches_for(&stat));
+    // Any field different, ctime alone included (`touch -d`, `cp -p`), and mtime moved
+    // backwards: never "newer than".
+    for now in [
+        Stat { dev: 9, ..stat },
+        Stat { ino: 9, ..stat },
+        Stat { len: 9, ..stat },
+        Stat {
+            mtime_ns: stat.mtime_ns - 1,
+            ..stat
+        },
+        Stat {
+            ctime_ns: stat.ctime_ns + 1,
+            ..stat
+        },
+        Stat {
+            kind: FileKind::Other,
+            ..stat
+        },
+    ] {
+        assert!(!recorded(long_after).vouches_for(&now), "{now:?}");
+    }
+    // Racy: taken within the window after the last change (or before it).
+    assert!(!recorded(stat.ctime_ns + RACY_WINDOW_NS).vouches_for(&stat));
+    assert!(!recorded(stat.mtime_ns - 1).vouches_for(&stat));
+    // Absent and not-a-file states carry no hash to reuse.
+    assert!(!FileState::Absent.vouches_for(&stat));
+    assert!(
+        !FileState::NotAFile {
+            kind: FileKind::File
+        }
+        .vouches_for(&stat)
+    );
+}
+
+#[test]
 fn read_file_fingerprints_exactly_the_bytes_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a");

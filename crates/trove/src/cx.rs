@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use trove_fingerprint::{FileCheck, FileState, GlobMode, read_file};
+use trove_fingerprint::{FileState, GlobMode, read_file};
 
 use crate::engine::Engine;
 use crate::trace::{Input, Role, Trace};
@@ -30,8 +30,8 @@ pub struct Cx {
     /// traced command's): their fingerprint vouches for what the build saw only if they
     /// were not modified after the build started.
     pub(crate) late: Vec<String>,
-    /// Fingerprints a previous build of this key recorded (see `track_file_as`).
-    hints: std::collections::HashMap<String, FileState>,
+    /// Fingerprints a previous build of this key recorded (see `crate::reuse`).
+    pub(crate) hints: std::collections::HashMap<String, FileState>,
 }
 
 /// A module loaded by [`Cx::load_module`].
@@ -83,6 +83,14 @@ impl Cx {
             source,
         })?;
         let present = matches!(state, FileState::Present { .. });
+        if present {
+            // Exactly the bytes returned were hashed; never a reused fingerprint.
+            self.engine.count_hashed(1);
+            if stable {
+                let key = abs.to_string_lossy();
+                self.engine.inner.file_states.learn(&key, &state);
+            }
+        }
         let not_a_file = matches!(state, FileState::NotAFile { .. });
         self.record_file(role, &abs, state, stable);
         if not_a_file {
@@ -149,23 +157,41 @@ impl Cx {
         role: Role,
         abs: &Path,
     ) -> Result<FileState, BuildError> {
-        // A file the previous build of this key recorded and that provably did not
-        // change since (same stat fields, not racy: the rule validation uses) keeps its
-        // fingerprint: a compiler a traced command ran is not hashed again per build.
-        if let Some(hint) = self.hints.get(abs.to_string_lossy().as_ref())
-            && let Ok(FileCheck::Unchanged) = trove_fingerprint::check_file(hint, abs)
-        {
-            let state = hint.clone();
-            self.record_file(role, abs, state.clone(), true);
-            return Ok(state);
-        }
-        let (state, stable) =
-            trove_fingerprint::fingerprint_file(abs).map_err(|source| BuildError::Io {
-                path: abs.to_path_buf(),
-                source,
-            })?;
-        self.record_file(role, abs, state.clone(), stable);
-        Ok(state)
+        self.track_files_as(&[(role, abs)])
+            .pop()
+            .unwrap_or_else(|| Err(BuildError::Failed("no fingerprint".into())))
+    }
+
+    /// Fingerprints and records files, in order (`crate::reuse`: a recorded state reused
+    /// where it provably still holds, the rest hashed); returns each
+    /// file's state recorded, or why it could not be fingerprinted (then nothing is
+    /// recorded for it).
+    pub(crate) fn track_files_as(
+        &mut self,
+        files: &[(Role, &Path)],
+    ) -> Vec<Result<FileState, BuildError>> {
+        let paths: Vec<&Path> = files.iter().map(|(_, p)| *p).collect();
+        let taken = self.fingerprint_all(&paths);
+        files
+            .iter()
+            .zip(taken)
+            .map(|((role, abs), taken)| {
+                let taken = taken.map_err(|source| BuildError::Io {
+                    path: abs.to_path_buf(),
+                    source,
+                })?;
+                self.record_file(*role, abs, taken.state.clone(), taken.stable);
+                Ok(taken.state)
+            })
+            .collect()
+    }
+
+    /// [`Cx::track_files_as`] of files in one role; the first failure is the error.
+    fn track_paths(&mut self, role: Role, paths: &[PathBuf]) -> Result<(), BuildError> {
+        let files: Vec<(Role, &Path)> = paths.iter().map(|p| (role, p.as_path())).collect();
+        self.track_files_as(&files)
+            .into_iter()
+            .try_for_each(|r| r.map(drop))
     }
 
     /// Gives the build the file fingerprints a previous build of the same key recorded,
@@ -224,12 +250,8 @@ impl Cx {
             mode,
             state: listing.state,
         });
-        let mut paths = Vec::with_capacity(listing.files.len());
-        for name in listing.files {
-            let abs = root.join(&name);
-            self.track_file_as(role, &abs)?;
-            paths.push(abs);
-        }
+        let paths: Vec<PathBuf> = listing.files.iter().map(|n| root.join(n)).collect();
+        self.track_paths(role, &paths)?;
         Ok(paths)
     }
 
@@ -243,12 +265,8 @@ impl Cx {
             path: abs.to_string_lossy().into_owned(),
             state: listing.state,
         });
-        let mut paths = Vec::with_capacity(listing.files.len());
-        for name in listing.files {
-            let file = abs.join(&name);
-            self.track_file_as(Role::Data, &file)?;
-            paths.push(file);
-        }
+        let paths: Vec<PathBuf> = listing.files.iter().map(|n| abs.join(n)).collect();
+        self.track_paths(Role::Data, &paths)?;
         Ok(paths)
     }
 

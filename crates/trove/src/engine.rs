@@ -124,6 +124,10 @@ pub struct Stats {
     /// Absent paths not looked up because their directory's unchanged stamp vouched for
     /// them (one `stat` of the directory instead of one per absent path).
     pub absences_vouched: u64,
+    /// Files whose content builds hashed (`cx.read` and every fingerprint a build took);
+    /// a fingerprint reused because the file provably did not change is not counted, nor
+    /// is a hash validation makes.
+    pub files_hashed: u64,
     /// Requests served from the shared tier (`hit shared`).
     pub shared_hits: u64,
     /// Times the shared tier could not answer (slow, down, refusing, backing off) and the
@@ -147,6 +151,7 @@ struct StatCounters {
     waits: AtomicU64,
     files_checked: AtomicU64,
     absences_vouched: AtomicU64,
+    files_hashed: AtomicU64,
     shared_hits: AtomicU64,
     shared_unavailable: AtomicU64,
     shared_refused: AtomicU64,
@@ -183,6 +188,9 @@ pub(crate) struct Inner {
     pub(crate) fingerprinters: crate::external::Fingerprinters,
     /// The team's shared tier, when `shared:` configures one.
     pub(crate) shared: Option<shared::SharedState>,
+    /// The newest fingerprint this engine took or reused of each file, for builds of
+    /// other keys to reuse (`crate::reuse`).
+    pub(crate) file_states: crate::reuse::KnownStates,
 }
 
 /// The engine: serves objects from memory, from disk, or by building them. Cheap to clone
@@ -254,6 +262,7 @@ impl Engine {
                 graph: Mutex::new(trove_graph::Graph::new()),
                 loaded_libraries: Mutex::new(HashMap::new()),
                 fingerprinters: Default::default(),
+                file_states: Default::default(),
                 config,
             }),
         };
@@ -264,6 +273,11 @@ impl Engine {
             }
         }
         Ok(engine)
+    }
+
+    /// Counts files whose content a build hashed (`Stats::files_hashed`).
+    pub(crate) fn count_hashed(&self, n: u64) {
+        bump(&self.inner.stats.files_hashed, n);
     }
 
     /// What the engine has done since it was opened.
@@ -285,6 +299,7 @@ impl Engine {
             waits: get(&s.waits),
             files_checked: get(&s.files_checked),
             absences_vouched: get(&s.absences_vouched),
+            files_hashed: get(&s.files_hashed),
         }
     }
 

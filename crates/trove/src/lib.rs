@@ -52,6 +52,7 @@ mod modules;
 mod nested;
 mod reason;
 mod recipe;
+mod reuse;
 mod shared_admin;
 mod stale;
 mod trace;

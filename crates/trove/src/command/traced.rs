@@ -49,21 +49,13 @@ pub(crate) fn record(
     max_age: Option<Duration>,
     report: &trove_trace::Report,
 ) -> Result<(), BuildError> {
-    let late = |cx: &mut Cx, role: Role, path: &Path| -> Result<(), BuildError> {
-        // A path the command touched but this process cannot fingerprint (no permission)
-        // was not readable by the command either: it is left out, and said.
-        match cx.track_file_as(role, path) {
-            Ok(FileState::NotAFile {
-                kind: FileKind::Dir,
-            }) => {}
-            Ok(_) => cx.late.push(path.to_string_lossy().into_owned()),
-            Err(e) => tracing::debug!(recipe, "traced path not tracked: {e}"),
-        }
-        Ok(())
-    };
-    for path in &report.execs {
-        late(cx, Role::Module, path)?;
-    }
+    // Every path at once: what did not change since a recorded fingerprint keeps it, the
+    // rest is hashed (`crate::reuse`).
+    let mut files: Vec<(Role, &Path)> = report
+        .execs
+        .iter()
+        .map(|p| (Role::Module, p.as_path()))
+        .collect();
     for path in report
         .reads
         .iter()
@@ -72,7 +64,18 @@ pub(crate) fn record(
         .chain(&report.stats)
     {
         if !report.execs.contains(path) {
-            late(cx, Role::Data, path)?;
+            files.push((Role::Data, path.as_path()));
+        }
+    }
+    for ((_, path), tracked) in files.iter().zip(cx.track_files_as(&files)) {
+        // A path the command touched but this process cannot fingerprint (no permission)
+        // was not readable by the command either: it is left out, and said.
+        match tracked {
+            Ok(FileState::NotAFile {
+                kind: FileKind::Dir,
+            }) => {}
+            Ok(_) => cx.late.push(path.to_string_lossy().into_owned()),
+            Err(e) => tracing::debug!(recipe, "traced path not tracked: {e}"),
         }
     }
     for dir in &report.dirs {
