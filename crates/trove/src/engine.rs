@@ -168,8 +168,9 @@ pub(crate) struct Inner {
     store: Option<Store>,
     store_error: Option<String>,
     pub(crate) memory: Memory,
-    /// A flight ends with its value and whether waiters must ask again.
-    flights: Flights<(FlightValue, bool)>,
+    /// A flight ends with its value and the moment its inputs were checked (`None`: never,
+    /// waiters ask again).
+    flights: Flights<(FlightValue, Option<std::time::Instant>)>,
     registry: RwLock<HashMap<String, Arc<dyn Erased>>>,
     /// The configuration's part of each recipe's definition (declared inputs and env).
     config_definitions: HashMap<String, crate::Definition>,

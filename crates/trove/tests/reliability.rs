@@ -255,13 +255,17 @@ fn inputs_edited_during_builds_are_never_served_stale() {
                         .unwrap();
                     requests.fetch_add(1, Ordering::SeqCst);
                     match version_of(&served.value) {
+                        // Older than what was committed before the request began: stale,
+                        // whatever the reason (a hit, or the answer of a flight this
+                        // request waited on, which must have checked its inputs after
+                        // the request arrived).
                         Some(v) if v < floor => {
                             if matches!(served.reason, Reason::Waited(_)) {
                                 stale_waited.fetch_add(1, Ordering::SeqCst);
                             } else {
                                 stale.fetch_add(1, Ordering::SeqCst);
-                                eprintln!("stale: served v{v} after v{floor} ({})", served.reason);
                             }
+                            eprintln!("stale: served v{v} after v{floor} ({})", served.reason);
                         }
                         Some(_) => {}
                         None => {
@@ -340,6 +344,89 @@ fn inputs_edited_during_builds_are_never_served_stale() {
         unparsed.load(Ordering::SeqCst)
     );
     assert_eq!(stale, 0, "stale serves");
+    assert_eq!(waited, 0, "stale answers to waiters");
+}
+
+/// A request that joins a flight after the leader checked the inputs does not take the
+/// leader's answer: the leader validated a stored variant (its file first, then a
+/// dependency whose rebuild this test holds), the file changed, and then a second request
+/// joined the flight. Before the fix it got the leader's `hit disk` of the old content.
+#[test]
+fn a_request_joining_a_flight_after_its_check_is_not_served_what_the_check_saw() {
+    let project = Project::new();
+    project.write("f.txt", "one");
+    project.write("g.txt", "1");
+    let log = Log::new();
+    let hold = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, release_rx) = (
+        Arc::new(std::sync::Mutex::new(entered_tx)),
+        Arc::new(std::sync::Mutex::new(release_rx)),
+    );
+    // `dep` reads g.txt but its output does not depend on it (early cutoff keeps the
+    // dependent's variant valid once it rebuilt); while `hold` is set its build waits.
+    let dep = {
+        let hold = hold.clone();
+        Probe::new("dep", &log, move |cx, p: &String| {
+            cx.read(p)?;
+            if hold.load(Ordering::SeqCst) {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+            }
+            Ok("constant".to_owned())
+        })
+    };
+    let top = {
+        let dep = dep.clone();
+        Probe::new("top", &log, move |cx, p: &String| {
+            let text = cx.read_to_string(p)?;
+            cx.get(&dep, &"g.txt".to_owned())?;
+            Ok(text)
+        })
+    };
+    let f = "f.txt".to_owned();
+    assert_eq!(*project.engine().get(&top, &f).unwrap(), "one");
+    log.take();
+
+    // A new engine (nothing in memory): its first request leads a flight that validates
+    // the stored variant of `top`: f.txt first, then `dep`, which must rebuild (g.txt
+    // changed) and is held there.
+    project.write("g.txt", "2");
+    hold.store(true, Ordering::SeqCst);
+    let engine = Arc::new(project.engine());
+    engine.register(dep.clone());
+    let leader = {
+        let (engine, top, f) = (engine.clone(), top.clone(), f.clone());
+        std::thread::spawn(move || engine.get_explained(&top, &f).unwrap())
+    };
+    entered_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the dependency's build started");
+    // The leader has checked f.txt. It changes, and then another request asks.
+    project.write("f.txt", "two");
+    let follower = {
+        let (engine, top, f) = (engine.clone(), top.clone(), f.clone());
+        std::thread::spawn(move || engine.get_explained(&top, &f).unwrap())
+    };
+    // Let the follower join the leader's flight before the leader finishes.
+    std::thread::sleep(Duration::from_millis(300));
+    hold.store(false, Ordering::SeqCst);
+    release_tx.send(()).unwrap();
+    let led = leader.join().unwrap();
+    let followed = follower.join().unwrap();
+    // The leader checked f.txt before it changed: its answer is the stored object.
+    assert_eq!(*led.value, "one", "{}", led.reason);
+    assert_eq!(
+        *followed.value, "two",
+        "a request made after f.txt changed was served {:?} ({})",
+        followed.value, followed.reason
+    );
+    assert!(
+        matches!(followed.reason, Reason::Built(_)),
+        "{}",
+        followed.reason
+    );
 }
 
 /// Runs `f` on another thread and waits for it at most 20 s: `None` means it hung.

@@ -87,6 +87,9 @@ impl Engine {
         let value = recipe.build(&mut cx, args).map_err(build_error)?;
         self.track_mapped_libraries(&mut cx, recipe.name(), &libraries_before)
             .map_err(build_error)?;
+        // Read before the check: a waiter that asked after this may have followed a
+        // change the check did not see, and asks again (see `Engine::answer`).
+        let checked = std::time::Instant::now();
         let unstable = match cx.unstable.take() {
             Some(path) => Some(path),
             None => self.changed_during_build(&cx.trace, &cx.late, &started),
@@ -145,6 +148,7 @@ impl Engine {
             meta,
             lock,
             claim: None,
+            checked,
         };
         Ok(((object, reason, digest, args_display), Some(pending)))
     }

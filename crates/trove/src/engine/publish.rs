@@ -27,6 +27,9 @@ pub(crate) struct Pending<T> {
     pub(crate) lock: Option<KeyLock>,
     /// The key's lease in the shared tier, released after the upload.
     pub(crate) claim: Option<super::shared::Claim>,
+    /// When the build's inputs were checked unchanged after it ran (see
+    /// `Engine::changed_during_build`): the object vouches for them as of then.
+    pub(crate) checked: std::time::Instant,
 }
 
 impl Engine {

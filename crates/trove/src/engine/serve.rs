@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use trove_fingerprint::Digest;
 
@@ -81,19 +82,26 @@ impl Engine {
                 recipe: recipe.name().to_owned(),
             });
         }
+        // A waiter takes the leader's answer only if the leader checked the inputs after
+        // this request arrived: an answer checked before (a hit validated just before, a
+        // build whose inputs were checked before) may predate a change this caller made
+        // or saw, and serving it would be stale for this caller.
+        let arrived = std::time::Instant::now();
         match self.inner.flights.join(key) {
             FlightRole::Cycle => Err(Error::Cycle {
                 recipe: recipe.name().to_owned(),
             }),
             FlightRole::Waiter(flight) => {
                 bump(&self.inner.stats.waits, 1);
-                let ((object, reason, digest, args_json), ask_again) =
+                let ((object, reason, digest, args_json), checked) =
                     flight.wait().map_err(Error::Shared)?;
                 let built = matches!(reason, Reason::Built(_) | Reason::Waited(_));
-                if ask_again || (request == Request::Refresh && !built) {
-                    // The leader's build read an input that changed while it ran: its
-                    // object is the leader's to return, not evidence of the inputs now.
-                    // (A refresh that joined a flight which served a stored object asks
+                if checked.is_none_or(|at| at < arrived) || (request == Request::Refresh && !built)
+                {
+                    // The leader's build read an input that changed while it ran (its
+                    // object is the leader's to return, not evidence of the inputs now),
+                    // or the leader checked the inputs before this request arrived. (A
+                    // refresh that joined a flight which served a stored object asks
                     // again too: it wants a new build.)
                     return self.answer(recipe, args, request);
                 }
@@ -110,14 +118,14 @@ impl Engine {
                     Request::Refresh => self.lead_refresh(recipe, args, key),
                 };
                 match outcome {
-                    Ok((v, pending)) => {
+                    Ok(((v, pending), checked)) => {
                         // A build that is not going to be stored saw an input change
                         // while it ran; a waiter may have asked after that change, so
                         // waiters ask again instead of taking this object.
                         let ask_again = matches!(v.1, Reason::Built(_)) && pending.is_none();
                         // Waiters in this process get the object now; other processes
                         // wait on the key's lock until it is stored.
-                        leader.finish(Ok((v.clone(), ask_again)));
+                        leader.finish(Ok((v.clone(), (!ask_again).then_some(checked))));
                         if let Some(pending) = pending {
                             self.publish(recipe, key, pending);
                         }
@@ -194,9 +202,11 @@ impl Engine {
         recipe: &R,
         args: &R::Args,
         key: Digest,
-    ) -> Result<Built<R::Output>, Error> {
+    ) -> Result<(Built<R::Output>, Instant), Error> {
         let lock = self.lock_key(key, recipe.name())?;
-        self.build(recipe, args, key, describe_args(args), Why::Forced, lock)
+        let built = self.build(recipe, args, key, describe_args(args), Why::Forced, lock)?;
+        let checked = built.1.as_ref().map_or_else(Instant::now, |p| p.checked);
+        Ok((built, checked))
     }
 
     /// The key's cross-process lock; `None` without a store (or when it cannot be taken,
@@ -240,29 +250,37 @@ impl Engine {
         args: &R::Args,
         key: Digest,
         stale: Option<Why>,
-    ) -> Result<Built<R::Output>, Error> {
+    ) -> Result<(Built<R::Output>, Instant), Error> {
+        // Each answer goes with the moment its inputs were checked (read before the
+        // check): the flight's waiters that arrived later ask again.
+        let checked = Instant::now();
         // A flight that finished just before this one began left its object in memory.
         if let Some((object, meta)) = self.inner.memory.lookup(&key)
             && self.check_memory(recipe, &meta)?.is_none()
         {
             bump(&self.inner.stats.memory_hits, 1);
             return Ok((
-                (object, Reason::HitMemory, meta.digest, meta.args.clone()),
-                None,
+                (
+                    (object, Reason::HitMemory, meta.digest, meta.args.clone()),
+                    None,
+                ),
+                checked,
             ));
         }
         let args_display = describe_args(args);
         // The newest variant the look saw: anything published after it shows up as a
         // different newest variant under the lock below.
         let mut seen = None;
+        let checked = Instant::now();
         let mut why = match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
-            Ok(hit) => return Ok((hit, None)),
+            Ok(hit) => return Ok(((hit, None), checked)),
             Err(why) => stale.unwrap_or(why),
         };
         // The shared tier, unlocked like the disk tier above: a hit is copied into the
         // disk tier and served from there.
+        let checked = Instant::now();
         match self.lookup_shared(recipe, key, &args_display)? {
-            Ok(hit) => return Ok((hit, None)),
+            Ok(hit) => return Ok(((hit, None), checked)),
             Err(w) if why == Why::NoEntry => why = w,
             Err(_) => {}
         }
@@ -276,25 +294,31 @@ impl Engine {
                 break lock;
             }
             drop(lock);
+            let checked = Instant::now();
             match self.lookup_disk(recipe, key, &args_display, &mut seen)? {
-                Ok(hit) => return Ok((hit, None)),
+                Ok(hit) => return Ok(((hit, None), checked)),
                 Err(w) if why == Why::NoEntry => why = w,
                 Err(_) => {}
             }
         };
         // The third lock: the key's lease across machines (when configured), then a look
         // in the shared tier, where its last holder may have published.
+        let checked = Instant::now();
         let claim = match self.claim_shared(recipe, key, &args_display)? {
-            Ok(hit) => return Ok((hit, None)),
+            Ok(hit) => return Ok(((hit, None), checked)),
             Err(claim) => claim,
         };
         let (value, pending) = self.build(recipe, args, key, args_display, why, lock)?;
+        let checked = pending.as_ref().map_or_else(Instant::now, |p| p.checked);
         Ok((
-            value,
-            pending.map(|mut p| {
-                p.claim = claim;
-                p
-            }),
+            (
+                value,
+                pending.map(|mut p| {
+                    p.claim = claim;
+                    p
+                }),
+            ),
+            checked,
         ))
     }
 }
