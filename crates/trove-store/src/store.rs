@@ -362,6 +362,19 @@ impl Store {
     /// Every row's checksum is verified; a row that fails, or holds out-of-range values,
     /// is quarantined and left out.
     pub fn variants(&self, key: &Key) -> Result<Vec<Record>, StoreError> {
+        self.newest_variants(key, None)
+    }
+
+    /// The first `limit` rows of [`Store::variants`] (all of them for `None`): a hit that
+    /// the newest variant answers reads one row, not every variant's trace. Rows that fail
+    /// their checksum are quarantined and left out, so fewer may come back.
+    pub fn newest_variants(
+        &self,
+        key: &Key,
+        limit: Option<usize>,
+    ) -> Result<Vec<Record>, StoreError> {
+        // SQLite reads a negative LIMIT as "no limit".
+        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         self.with_index(|conn| {
             let decoded: Vec<Decoded> = {
                 // With each row, the index's copy of its blob when it keeps one (small
@@ -371,9 +384,9 @@ impl Store {
                     columns!(),
                     ", (SELECT bytes FROM blob_inline WHERE hash = variants.blob_hash) \
                      FROM variants WHERE key = ?1 AND status = 0 \
-                     ORDER BY created_ms DESC, id DESC"
+                     ORDER BY created_ms DESC, id DESC LIMIT ?2"
                 ))?;
-                st.query_map([&key[..]], |row| {
+                st.query_map(params![&key[..], limit], |row| {
                     let mut d = decode_row(row)?;
                     d.record.inline = match row.get_ref(16)? {
                         rusqlite::types::ValueRef::Blob(b) => Some(b.to_vec()),

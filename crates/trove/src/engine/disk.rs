@@ -112,33 +112,59 @@ impl Engine {
         let Some(store) = self.inner.store.as_ref() else {
             return Ok(Err(Why::NoEntry));
         };
-        let variants = match store.variants(&key.0) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("treating the disk tier as empty: {e}");
-                return Ok(Err(Why::NoEntry));
-            }
-        };
-        *seen = variants.first().map(VariantId::of);
+        // The newest variant alone first: it is the one a hit usually serves, and each
+        // row carries its whole trace. The others are read only if it is not served.
+        let mut tried: Option<VariantId> = None;
         let mut miss = MissReason::default();
-        for rec in variants {
-            match self.try_variant(store, recipe, &rec)? {
-                Ok(object) => {
-                    bump(&self.inner.stats.disk_hits, 1);
-                    self.touch(rec.id);
-                    return Ok(Ok((
-                        object,
-                        Reason::HitDisk,
-                        Digest(rec.blob.hash),
-                        args_display.to_owned(),
-                    )));
+        for limit in [Some(1), None] {
+            let variants = match store.newest_variants(&key.0, limit) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("treating the disk tier as empty: {e}");
+                    return Ok(Err(miss.take().unwrap_or(Why::NoEntry)));
                 }
-                Err(why) => {
-                    miss.offer(rec.last_used_ms, why);
+            };
+            if seen.is_none() {
+                *seen = variants.first().map(VariantId::of);
+            }
+            for rec in variants {
+                if tried == Some(VariantId::of(&rec)) {
+                    continue; // the newest, tried by the first pass
+                }
+                tried.get_or_insert(VariantId::of(&rec));
+                if let Some(hit) = self.try_stored(store, recipe, &rec, args_display, &mut miss)? {
+                    return Ok(Ok(hit));
                 }
             }
         }
         Ok(Err(miss.take().unwrap_or(Why::NoEntry)))
+    }
+
+    /// One stored variant: served (`Some`), or its reason offered to `miss`.
+    fn try_stored<R: Recipe>(
+        &self,
+        store: &Store,
+        recipe: &R,
+        rec: &Record,
+        args_display: &str,
+        miss: &mut MissReason,
+    ) -> Result<Option<FlightValue>, Error> {
+        match self.try_variant(store, recipe, rec)? {
+            Ok(object) => {
+                bump(&self.inner.stats.disk_hits, 1);
+                self.touch(rec.id);
+                Ok(Some((
+                    object,
+                    Reason::HitDisk,
+                    Digest(rec.blob.hash),
+                    args_display.to_owned(),
+                )))
+            }
+            Err(why) => {
+                miss.offer(rec.last_used_ms, why);
+                Ok(None)
+            }
+        }
     }
 
     pub(crate) fn try_variant<R: Recipe>(
