@@ -333,9 +333,18 @@ fn the_newest_variants_are_read_up_to_a_limit_and_a_corrupt_newest_is_quarantine
     let a = insert(&store, key(1), b"a", 100);
     let c = insert(&store, key(1), b"c", 300);
     let b = insert(&store, key(1), b"b", 200);
-    assert_eq!(ids(&store.newest_variants(&key(1), Some(1)).unwrap()), vec![c]);
-    assert_eq!(ids(&store.newest_variants(&key(1), Some(2)).unwrap()), vec![c, b]);
-    assert_eq!(ids(&store.newest_variants(&key(1), None).unwrap()), vec![c, b, a]);
+    assert_eq!(
+        ids(&store.newest_variants(&key(1), Some(1)).unwrap()),
+        vec![c]
+    );
+    assert_eq!(
+        ids(&store.newest_variants(&key(1), Some(2)).unwrap()),
+        vec![c, b]
+    );
+    assert_eq!(
+        ids(&store.newest_variants(&key(1), None).unwrap()),
+        vec![c, b, a]
+    );
     // The newest row damaged: the one-row read quarantines it and returns nothing; the
     // full read then has the others.
     raw_index(&store)
@@ -343,8 +352,14 @@ fn the_newest_variants_are_read_up_to_a_limit_and_a_corrupt_newest_is_quarantine
         .unwrap();
     assert!(store.newest_variants(&key(1), Some(1)).unwrap().is_empty());
     assert!(quarantine_reason(&store, c).is_some());
-    assert_eq!(ids(&store.newest_variants(&key(1), Some(1)).unwrap()), vec![b]);
-    assert_eq!(ids(&store.newest_variants(&key(1), None).unwrap()), vec![b, a]);
+    assert_eq!(
+        ids(&store.newest_variants(&key(1), Some(1)).unwrap()),
+        vec![b]
+    );
+    assert_eq!(
+        ids(&store.newest_variants(&key(1), None).unwrap()),
+        vec![b, a]
+    );
 }
 
 #[test]

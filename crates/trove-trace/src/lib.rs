@@ -86,6 +86,8 @@ mod spawn;
 use spawn as imp;
 
 #[cfg(tracer)]
+mod cpu;
+#[cfg(tracer)]
 mod seccomp;
 #[cfg(tracer)]
 mod syscalls;

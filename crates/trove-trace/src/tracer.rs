@@ -59,6 +59,7 @@ pub(crate) fn trace(leader: i32, log: Log) -> (Option<i32>, Log) {
         live: HashSet::from([leader]),
         pending: HashMap::new(),
         flagged: HashSet::new(),
+        cpu: crate::cpu::Sharing::start(leader),
         log,
     };
     loop {
@@ -116,6 +117,8 @@ struct Tracer {
     pending: HashMap<i32, Pending>,
     /// Threads already reported in `gaps` for calls of another ABI.
     flagged: HashSet<i32>,
+    /// The tracer and a sequential command held on one CPU (`crate::cpu`).
+    cpu: crate::cpu::Sharing,
     log: Log,
 }
 
@@ -168,6 +171,8 @@ impl Tracer {
         ) {
             if let Ok(child) = ptrace::getevent(Pid::from_raw(tid)) {
                 self.live.insert(child as i32);
+                self.cpu
+                    .appeared(event == libc::PTRACE_EVENT_CLONE, self.live.iter());
             }
         } else if event == 0 {
             // A signal on its way to the tracee: deliver it.

@@ -730,3 +730,45 @@ fn traced_and_untraced_gcc_wall_times_are_printed() {
         );
     }
 }
+
+/// The CPUs a process may run on, as `/proc/PID/status` lists them (`0-1`, `1`).
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/PID/status")
+        .trim()
+        .to_owned()
+}
+
+/// A sequential command shares one CPU with the tracer (each stop is then a switch on
+/// that CPU, not a wake-up across CPUs); one that starts a third process, or a thread,
+/// gets every CPU back at once, and so does what it starts after.
+#[test]
+fn a_sequential_command_shares_the_tracers_cpu_and_a_parallel_one_gets_them_all_back() {
+    let ours = cpus_allowed(&fs::read_to_string("/proc/self/status").unwrap());
+    assert!(
+        std::thread::available_parallelism().unwrap().get() >= 2 && ours.contains(['-', ',']),
+        "this test needs a machine with two CPUs or more (this process may use {ours})"
+    );
+    let dir = Dir::new();
+    let grep = "grep Cpus_allowed_list /proc/self/status";
+    // One process: `sh -c` execs grep.
+    let (_, one) = execute(&dir.path, &["sh", "-c", grep], &[], true);
+    let one = cpus_allowed(&one);
+    assert!(one.parse::<u32>().is_ok(), "held on one CPU, got {one}");
+    // Untraced, nothing is held.
+    let (_, untraced) = execute(&dir.path, &["sh", "-c", grep], &[], false);
+    assert_eq!(cpus_allowed(&untraced), ours);
+    // Two background processes, then grep: the third process gives the CPUs back.
+    let parallel = format!("sleep 0.2 & sleep 0.2 & {grep}; wait");
+    let (outcome, text) = execute(&dir.path, &["sh", "-c", &parallel], &[], true);
+    assert!(outcome.status.success());
+    assert_eq!(cpus_allowed(&text), ours);
+    // A thread gives them back too.
+    let code = "import threading\n\
+                t = threading.Thread(target=lambda: None); t.start(); t.join()\n\
+                print(open('/proc/self/status').read())\n";
+    let (_, text) = execute(&dir.path, &["python3", "-c", code], &[], true);
+    assert_eq!(cpus_allowed(&text), ours);
+}
