@@ -124,7 +124,11 @@ impl Engine {
                     return Ok(Err(miss.take().unwrap_or(Why::NoEntry)));
                 }
             };
-            if seen.is_none() {
+            // `seen` is the newest variant this look read: the first pass's row, or, when
+            // that pass read none (no row, or a corrupt one it quarantined), the full
+            // read's first. Always this look's own (the caller compares it with the
+            // newest variant under the key's lock, and loops until they agree).
+            if tried.is_none() && (!variants.is_empty() || limit.is_none()) {
                 *seen = variants.first().map(VariantId::of);
             }
             for rec in variants {
