@@ -177,6 +177,23 @@ pub(crate) struct SharedGc<'a> {
     pub(crate) removals: Vec<SharedRemovalJson<'a>>,
     /// Variants left in the shared tier.
     pub(crate) kept: usize,
+    /// Blobs no record names, removed (or that would be) after their grace period.
+    pub(crate) orphans: Vec<SharedOrphanJson>,
+    /// Blobs no record names, still within their grace period (marked).
+    pub(crate) orphans_waiting: usize,
+    /// Why orphan blobs were not looked for, when they were not.
+    pub(crate) orphans_skipped: Option<String>,
+}
+
+/// One orphan blob of `trove gc --shared --json`.
+#[derive(Serialize)]
+pub(crate) struct SharedOrphanJson {
+    /// The blob's blake3, hex.
+    pub(crate) blob: String,
+    /// Its size, when the store's listing tells it.
+    pub(crate) bytes: Option<u64>,
+    /// Seconds collections have found it unnamed.
+    pub(crate) unnamed_secs: u64,
 }
 
 /// One removal of `trove gc --shared --json`.

@@ -8,7 +8,9 @@ use trove::{Error, SharedGcOptions, SharedHealth};
 use crate::cli::GcArgs;
 use crate::failure::{Diagnostic, Failure};
 use crate::human;
-use crate::output::{self, SharedGc, SharedHealthJson, SharedRemovalJson, SharedStatusJson};
+use crate::output::{
+    self, SharedGc, SharedHealthJson, SharedOrphanJson, SharedRemovalJson, SharedStatusJson,
+};
 use crate::project::{self, Project};
 
 /// The project, with a usage error when no shared tier is configured.
@@ -182,6 +184,7 @@ pub(crate) fn gc(flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
             dry_run: args.dry_run,
             max_size,
             max_age,
+            orphan_grace: None,
         })
         .map_err(failed)?;
     if args.json {
@@ -201,6 +204,17 @@ pub(crate) fn gc(flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
                 })
                 .collect(),
             kept: report.kept,
+            orphans: report
+                .orphans
+                .iter()
+                .map(|o| SharedOrphanJson {
+                    blob: o.blob.hex(),
+                    bytes: o.size,
+                    unnamed_secs: o.unnamed_for.as_secs(),
+                })
+                .collect(),
+            orphans_waiting: report.orphans_waiting,
+            orphans_skipped: report.orphans_skipped.clone(),
         })?;
         return Ok(0);
     }
@@ -219,6 +233,29 @@ pub(crate) fn gc(flag: Option<&Path>, args: &GcArgs) -> Result<u8, Failure> {
             r.reason,
             trove::format_size(r.size)
         )?;
+    }
+    for o in &report.orphans {
+        writeln!(
+            out,
+            "{verb}  orphan blob {}  (no record has named it for {})  {}",
+            &o.blob.hex()[..12],
+            trove::format_duration(o.unnamed_for),
+            o.size
+                .map_or_else(|| "size unknown".to_string(), trove::format_size)
+        )?;
+    }
+    if report.orphans_waiting > 0 {
+        writeln!(
+            out,
+            "kept {} blob{} no record names: a publish may be between its blob and its \
+             record; gc removes such a blob once collections at least ten minutes apart \
+             have found it unnamed",
+            report.orphans_waiting,
+            if report.orphans_waiting == 1 { "" } else { "s" },
+        )?;
+    }
+    if let Some(why) = &report.orphans_skipped {
+        writeln!(out, "orphan blobs not looked for: {why}")?;
     }
     writeln!(
         out,

@@ -294,6 +294,25 @@ fn status_and_gc_of_the_shared_tier() {
     assert!(team.files("records").is_empty() && team.files("blobs").is_empty());
     let text = ok(&a, &["status", "--shared"]);
     assert!(text.starts_with("the shared tier holds nothing"), "{text}");
+
+    // A blob no record names (a publish cut before its record) is kept through the
+    // grace period, and the output says so.
+    let stray = b"a blob whose record never came";
+    let hash = blake3::hash(stray).to_hex().to_string();
+    let dir = team.0.path().join("v1/blobs").join(&hash[..2]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(&hash), stray).unwrap();
+    let text = ok(&a, &["gc", "--shared", "--max-age", "30d"]);
+    assert!(
+        text.starts_with("kept 1 blob no record names: a publish may be between"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["gc", "--shared", "--max-age", "30d", "--json"])).unwrap();
+    assert_eq!(json["orphans_waiting"], 1, "{json}");
+    assert!(json["orphans"].as_array().unwrap().is_empty(), "{json}");
+    assert!(json["orphans_skipped"].is_null(), "{json}");
+    assert_eq!(team.files("blobs").len(), 1);
 }
 
 #[test]

@@ -153,6 +153,7 @@ mod error;
 mod health;
 mod lease;
 mod lookup;
+mod orphans;
 mod record;
 mod redis_kv;
 mod remote;
@@ -169,6 +170,7 @@ pub use error::{
 };
 pub use health::RemoteStats;
 pub use lease::{Lease, Leases, Wake};
+pub use orphans::{ORPHAN_GRACE, StoredBlob, orphan_marks_path};
 pub use record::{
     BlobRef, INLINE_MAX, Key, LAYOUT_DIR, RECORD_VERSION, SharedRecord, Signer, VerifiedRecord,
     newest_path, newest_root, records_dir,

@@ -160,8 +160,8 @@ impl SharedTier {
     }
 }
 
-/// The key a hint's file name spells (64 lowercase hex digits).
-fn parse_key(name: &str) -> Option<Key> {
+/// The key (or blob) a file name spells (64 lowercase hex digits).
+pub(crate) fn parse_key(name: &str) -> Option<Key> {
     if name.len() != 64 {
         return None;
     }

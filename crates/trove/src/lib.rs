@@ -117,7 +117,8 @@ pub use local_storage::{BackfillError, BlobSink, LocalStorage};
 pub use reason::{Prediction, Reason, Residency, Why};
 pub use recipe::{Definition, Recipe, Sources};
 pub use shared_admin::{
-    SharedEntry, SharedGcOptions, SharedGcReport, SharedHealth, SharedRemoval, SharedStatus,
+    SharedEntry, SharedGcOptions, SharedGcReport, SharedHealth, SharedOrphan, SharedRemoval,
+    SharedStatus,
 };
 pub use stale::{StaleEvent, StaleStream, StoredArgs, WatchUpdate};
 pub use words::object_label;

@@ -84,6 +84,21 @@ pub struct SharedGcOptions {
     pub max_size: Option<u64>,
     /// Remove variants built longer ago than this.
     pub max_age: Option<Duration>,
+    /// How long a blob no record names must have been seen so by earlier collections
+    /// before it is removed; `None` is [`ORPHAN_GRACE`](trove_shared::ORPHAN_GRACE)
+    /// (ten minutes): a publish writes its blob before its record.
+    pub orphan_grace: Option<Duration>,
+}
+
+/// A blob no record names, removed (or that would be) by `gc --shared`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedOrphan {
+    /// Its blake3.
+    pub blob: Digest,
+    /// Its size, when the store's listing tells it.
+    pub size: Option<u64>,
+    /// How long collections have found it unnamed.
+    pub unnamed_for: Duration,
 }
 
 /// One variant `gc --shared` removed (or would remove).
@@ -112,6 +127,13 @@ pub struct SharedGcReport {
     pub freed: u64,
     /// Variants left.
     pub kept: usize,
+    /// Blobs no record names, removed (or that would be) after their grace period.
+    pub orphans: Vec<SharedOrphan>,
+    /// Blobs no record names that are still within their grace period (a publish may be
+    /// between its blob and its record): marked, removed by a later collection.
+    pub orphans_waiting: usize,
+    /// Why orphan blobs were not looked for, when they were not.
+    pub orphans_skipped: Option<String>,
 }
 
 impl Engine {
@@ -127,8 +149,10 @@ impl Engine {
     }
 
     /// Removes variants from the shared tier by age and size, oldest first: record,
-    /// then blob. Refused records (another team's, say) are left alone. A read-only
-    /// tier refuses.
+    /// then blob; then blobs no record names once collections have found them so for
+    /// [`SharedGcOptions::orphan_grace`]. Refused records (another team's, say) are left
+    /// alone, and while there are any no blob is taken for an orphan. A read-only tier
+    /// refuses.
     pub fn shared_gc(&self, options: &SharedGcOptions) -> Result<SharedGcReport, Error> {
         imp::gc(self, options)
     }
@@ -157,7 +181,9 @@ mod imp {
 
     use std::sync::Arc;
 
-    use trove_shared::{SharedError, SharedTier, VerifiedRecord, newest_path};
+    use trove_shared::{
+        Lookup, ORPHAN_GRACE, SharedError, SharedTier, VerifiedRecord, newest_path,
+    };
 
     use super::*;
     use crate::clock::now_ms;
@@ -316,6 +342,61 @@ mod imp {
                 reason,
             });
         }
+        orphans(shared, &all, options, now, &mut report)?;
         Ok(report)
+    }
+
+    /// Blobs no listed record names (`trove_shared::orphans`): removed when an earlier
+    /// collection marked them at least the grace period ago, marked otherwise. Listed
+    /// after the records, so a blob whose record was published since is only marked.
+    fn orphans(
+        shared: &SharedTier,
+        all: &Lookup,
+        options: &SharedGcOptions,
+        now: i64,
+        report: &mut SharedGcReport,
+    ) -> Result<(), Error> {
+        if !all.refused.is_empty() {
+            report.orphans_skipped = Some(format!(
+                "{} record{} could not be verified (another team's, or damaged), so the \
+                 blobs they name are unknown",
+                all.refused.len(),
+                if all.refused.len() == 1 { "" } else { "s" }
+            ));
+            return Ok(());
+        }
+        let grace = options.orphan_grace.unwrap_or(ORPHAN_GRACE);
+        let named: HashSet<[u8; 32]> = all.records.iter().map(|r| r.blob.hash).collect();
+        let earlier = shared.orphan_marks().map_err(failed)?;
+        let mut marks = BTreeMap::new();
+        for blob in shared.all_blobs().map_err(failed)? {
+            if named.contains(&blob.hash) {
+                continue;
+            }
+            match earlier.get(&blob.hash) {
+                Some(&first) if age(first, now) >= grace => {
+                    if !options.dry_run {
+                        shared
+                            .storage()
+                            .delete(&blob.path())
+                            .map_err(|e| Error::SharedTier(e.to_string()))?;
+                    }
+                    report.freed += blob.len.unwrap_or(0);
+                    report.orphans.push(SharedOrphan {
+                        blob: Digest(blob.hash),
+                        size: blob.len,
+                        unnamed_for: age(first, now),
+                    });
+                }
+                first => {
+                    marks.insert(blob.hash, first.copied().unwrap_or(now));
+                    report.orphans_waiting += 1;
+                }
+            }
+        }
+        if !options.dry_run {
+            shared.set_orphan_marks(&marks).map_err(failed)?;
+        }
+        Ok(())
     }
 }

@@ -606,3 +606,121 @@ fn readers_racing_gc(content: &str) {
         );
     }
 }
+
+#[test]
+fn a_blob_no_record_names_goes_once_collections_a_grace_apart_found_it_unnamed() {
+    let team = Team::new();
+    let a = a_builds(&team);
+    let variants_blob = team.files("blobs");
+    let e = open(&a, SECRET);
+    // A publish cut off between its blob and its record leaves the blob alone.
+    let stray = b"an object whose record was never written".as_slice();
+    let hash = blake3::hash(stray).to_hex().to_string();
+    let dir = team.dir.path().join("v1/blobs").join(&hash[..2]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(&hash);
+    std::fs::write(&path, stray).unwrap();
+
+    // Trims no variant; only the orphan is in question.
+    let hour = SharedGcOptions {
+        max_age: Some(Duration::from_secs(3600)),
+        ..SharedGcOptions::default()
+    };
+    // Its record may be on its way: the first collection only marks it, and so does a
+    // second one within the grace period (ten minutes by default).
+    for _ in 0..2 {
+        let report = e.shared_gc(&hour).unwrap();
+        assert!(report.removed.is_empty() && report.orphans.is_empty());
+        assert_eq!((report.orphans_waiting, report.kept), (1, 1));
+        assert_eq!(report.orphans_skipped, None);
+        assert!(path.exists());
+    }
+    assert_eq!(team.files("gc").len(), 1, "the marks");
+
+    // Past the grace period (zero here) a dry run names it and keeps it...
+    let past = SharedGcOptions {
+        orphan_grace: Some(Duration::ZERO),
+        ..hour.clone()
+    };
+    let dry = e
+        .shared_gc(&SharedGcOptions {
+            dry_run: true,
+            ..past.clone()
+        })
+        .unwrap();
+    assert_eq!(dry.orphans.len(), 1);
+    assert_eq!(dry.orphans[0].blob.hex(), hash);
+    assert_eq!(dry.orphans[0].size, Some(stray.len() as u64));
+    assert_eq!(dry.freed, stray.len() as u64);
+    assert!(path.exists());
+    // ...and a collection removes it, and only it.
+    let report = e.shared_gc(&past).unwrap();
+    assert_eq!(report.orphans.len(), 1);
+    assert_eq!((report.orphans_waiting, report.kept), (0, 1));
+    assert!(!path.exists());
+    assert_eq!(
+        team.files("blobs"),
+        variants_blob,
+        "the variant's blob stays"
+    );
+    assert!(team.files("gc").is_empty(), "no marks are left");
+    drop(e);
+    let b = machine(&team.url(), "");
+    let served = open(&b, SECRET)
+        .get_explained(&text("text", &Log::new()), &x())
+        .unwrap();
+    assert_eq!(served.reason, Reason::HitShared);
+}
+
+#[test]
+fn a_marked_blob_whose_record_arrives_is_kept_and_unmarked() {
+    let team = Team::new();
+    // Machine A's blob is there and its record is not (yet): take the record away.
+    let a = a_builds_with(&team, &"large ".repeat(20_000));
+    let records = team.files("records");
+    let record = std::fs::read(&records[0]).unwrap();
+    std::fs::remove_file(&records[0]).unwrap();
+    for hint in team.files("newest") {
+        std::fs::remove_file(hint).unwrap();
+    }
+    let e = open(&a, SECRET);
+    let past = SharedGcOptions {
+        max_age: Some(Duration::from_secs(3600)),
+        orphan_grace: Some(Duration::ZERO),
+        ..SharedGcOptions::default()
+    };
+    assert_eq!(e.shared_gc(&past).unwrap().orphans_waiting, 1);
+    // The record arrives: the blob is named again, so it stays and its mark goes.
+    std::fs::write(&records[0], record).unwrap();
+    let report = e.shared_gc(&past).unwrap();
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert_eq!((report.orphans_waiting, report.kept), (0, 1));
+    assert_eq!(team.files("blobs").len(), 1);
+    assert!(team.files("gc").is_empty());
+}
+
+#[test]
+fn no_blob_is_taken_for_an_orphan_while_a_record_cannot_be_verified() {
+    let team = Team::new();
+    a_builds(&team);
+    // Another team (another secret) publishes into the same store.
+    let other = machine(&team.url(), "");
+    other.write("data/x.txt", "the other team's input");
+    let theirs = open(&other, b"another team's secret, 32 bytes!");
+    theirs.get(&text("text", &Log::new()), &x()).unwrap();
+    theirs.finish_uploads();
+    assert_eq!(team.files("blobs").len(), 2);
+
+    let ours = machine(&team.url(), "");
+    let report = open(&ours, SECRET)
+        .shared_gc(&SharedGcOptions {
+            max_age: Some(Duration::from_secs(3600)),
+            orphan_grace: Some(Duration::ZERO),
+            ..SharedGcOptions::default()
+        })
+        .unwrap();
+    let why = report.orphans_skipped.expect("orphans are not looked for");
+    assert!(why.contains("1 record could not be verified"), "{why}");
+    assert_eq!(report.orphans_waiting, 0);
+    assert_eq!(team.files("blobs").len(), 2, "the other team's blob stays");
+}

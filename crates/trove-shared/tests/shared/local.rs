@@ -270,3 +270,8 @@ fn version_1_records_are_still_read() {
 fn every_hint_is_listed() {
     each_place(hints::every_hint_is_listed);
 }
+
+#[test]
+fn every_blob_is_listed_and_orphan_marks_are_kept() {
+    each_place(crate::orphans::every_blob_is_listed_and_orphan_marks_are_kept);
+}

@@ -4,6 +4,7 @@
 
 mod hints;
 mod local;
+mod orphans;
 mod scenarios;
 #[cfg(feature = "servers")]
 mod servers;

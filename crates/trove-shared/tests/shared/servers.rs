@@ -489,3 +489,8 @@ fn version_1_records_are_still_read() {
 fn every_hint_is_listed() {
     each_service(hints::every_hint_is_listed);
 }
+
+#[test]
+fn every_blob_is_listed_and_orphan_marks_are_kept() {
+    each_service(crate::orphans::every_blob_is_listed_and_orphan_marks_are_kept);
+}
