@@ -88,6 +88,8 @@ use spawn as imp;
 #[cfg(tracer)]
 mod cpu;
 #[cfg(tracer)]
+mod open;
+#[cfg(tracer)]
 mod seccomp;
 #[cfg(tracer)]
 mod syscalls;
@@ -97,4 +99,15 @@ mod tracee;
 mod tracer;
 
 pub use report::Report;
+
+/// Makes every later trace of this process resume read-only opens to their exit stop
+/// (`true`) instead of answering them at their seccomp stop (`false`, the default): for
+/// tests and measurements that compare the two. Does nothing where there is no tracer.
+#[doc(hidden)]
+pub fn two_stop_opens(on: bool) {
+    #[cfg(tracer)]
+    open::TWO_STOP.store(on, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(tracer))]
+    let _ = on;
+}
 pub use runner::{INTERRUPT_GRACE, Outcome, RunError, Spec, interrupt_all, run};
