@@ -24,8 +24,9 @@
 //! (`process_vm_readv`) and the directories they are relative to from `/proc`; it resumes
 //! to the call's exit to learn its result (an open that failed with `ENOENT` is an
 //! absence, one that succeeded names its file exactly in `/proc/PID/fd`). Stat-like calls
-//! (stat, access, readlink, chdir) are answered at the first stop by looking the name up
-//! from the tracer, which gives their result for half the stops.
+//! (stat, access, readlink, chdir) and read-only opens (`open.rs`) are answered at the
+//! first stop by looking the name up from the tracer, which gives their result for half
+//! the stops.
 //!
 //! After the run, names are resolved the way the kernel resolved them, symlinks and `..`
 //! included (the symlinks followed are inputs too), filtered (`/proc`, `/sys`, `/dev`,

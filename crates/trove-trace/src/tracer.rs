@@ -6,7 +6,8 @@
 //! resumes it with `PTRACE_SYSCALL` to see its result at the syscall-exit stop, logs the
 //! use, and resumes with `PTRACE_CONT`. Stat-like calls, whose result is only whether and
 //! what the name is, are answered at the first stop by looking the name up (see
-//! [`Tracer::probe`]). Forks, vforks, clones and execs are followed
+//! [`Tracer::probe`]), and so are opens that cannot write (`crate::open`). Forks, vforks,
+//! clones and execs are followed
 //! through the ptrace options. The loop ends when `waitpid` has no child or tracee left;
 //! once the command's first process has ended, every process still traced is killed, so
 //! a background process cannot keep the run (or a stopped tracee) alive.
