@@ -6,13 +6,15 @@
 //! the call, instead of resuming it to a second stop at the call's exit: one stop instead
 //! of two for the bulk of a compiler's or an interpreter's opens (gcc's include search,
 //! Python's module search), and for a name that is not there one system call of the
-//! tracer's instead of four and two context switches.
+//! tracer's (`openat2`) instead of three (resume to the exit, `wait4`,
+//! `PTRACE_GET_SYSCALL_INFO`) and two context switches.
 //!
-//! The look-up is an `openat2(O_PATH, RESOLVE_NO_MAGICLINKS)` of the absolute name, which
-//! opens nothing (no device or FIFO is ever opened by the tracer, `O_PATH` has no side
-//! effects and checks no permission of the file itself) and refuses the `/proc` magic
-//! links, whose meaning differs between the tracer and the tracee (`/dev/fd/N` is the
-//! tracer's own descriptor here). Then, as the call's exit would have shown:
+//! The look-up is an `openat2(O_PATH, RESOLVE_NO_SYMLINKS)` of the absolute name, then,
+//! if a symlink is on the way, `openat2(O_PATH, RESOLVE_NO_MAGICLINKS)`: it opens nothing
+//! (no device or FIFO is ever opened by the tracer, `O_PATH` has no side effects and
+//! checks no permission of the file itself) and refuses the `/proc` magic links, whose
+//! meaning differs between the tracer and the tracee (`/dev/fd/N` is the tracer's own
+//! descriptor here). Then, as the call's exit would have shown:
 //! - not found (`ENOENT`, `ENOTDIR`, also `O_DIRECTORY` on a non-directory): `Absent`;
 //! - refused on the way (`EACCES`): `Stat`, as a refused open is;
 //! - found a regular file or a directory the caller may read (`faccessat2(R_OK,
@@ -30,8 +32,8 @@
 //! names under `/proc`, `/dev` and `/sys`, a magic link on the way (`ELOOP`), special
 //! files (FIFOs, devices, sockets: their open can block or fail in ways a look-up cannot
 //! tell), any other error, and kernels without `openat2` (before 5.6) or `faccessat2`
-//! (before 5.8), found out at the first attempt. Soundness: ARCHITECTURE.md,
-//! "Read-only opens at one stop".
+//! (before 5.8) or whose seccomp policy refuses them, found out at the first attempt.
+//! Soundness: ARCHITECTURE.md, "Read-only opens at one stop".
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -188,7 +190,9 @@ fn failed(errno: c_int) -> Found {
     match errno {
         libc::ENOENT | libc::ENOTDIR => Found::Missing,
         libc::EACCES => Found::Refused,
-        libc::ENOSYS | libc::E2BIG => Found::Unsupported,
+        // No openat2 here, or a container's seccomp policy refusing it (older Docker
+        // profiles answer EPERM, which no O_PATH look-up returns otherwise).
+        libc::ENOSYS | libc::E2BIG | libc::EPERM => Found::Unsupported,
         _ => Found::Other,
     }
 }
@@ -244,7 +248,9 @@ fn readable(fd: c_int, exact: Option<&Path>) -> Found {
     if access != 0 {
         return match errno() {
             libc::EACCES => Found::Refused,
-            libc::ENOSYS | libc::EINVAL => Found::Unsupported,
+            // No faccessat2 (or no AT_EMPTY_PATH for it), or a policy refusing it (EPERM:
+            // older Docker profiles did).
+            libc::ENOSYS | libc::EINVAL | libc::EPERM => Found::Unsupported,
             _ => Found::Other,
         };
     }
