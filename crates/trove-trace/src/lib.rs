@@ -24,8 +24,9 @@
 //! (`process_vm_readv`) and the directories they are relative to from `/proc`; it resumes
 //! to the call's exit to learn its result (an open that failed with `ENOENT` is an
 //! absence, one that succeeded names its file exactly in `/proc/PID/fd`). Stat-like calls
-//! (stat, access, readlink, chdir) are answered at the first stop by looking the name up
-//! from the tracer, which gives their result for half the stops.
+//! (stat, access, readlink, chdir) and read-only opens (`open.rs`) are answered at the
+//! first stop by looking the name up from the tracer, which gives their result for half
+//! the stops.
 //!
 //! After the run, names are resolved the way the kernel resolved them, symlinks and `..`
 //! included (the symlinks followed are inputs too), filtered (`/proc`, `/sys`, `/dev`,
@@ -88,6 +89,8 @@ use spawn as imp;
 #[cfg(tracer)]
 mod cpu;
 #[cfg(tracer)]
+mod open;
+#[cfg(tracer)]
 mod seccomp;
 #[cfg(tracer)]
 mod syscalls;
@@ -97,4 +100,15 @@ mod tracee;
 mod tracer;
 
 pub use report::Report;
+
+/// Makes every later trace of this process resume read-only opens to their exit stop
+/// (`true`) instead of answering them at their seccomp stop (`false`, the default): for
+/// tests and measurements that compare the two. Does nothing where there is no tracer.
+#[doc(hidden)]
+pub fn two_stop_opens(on: bool) {
+    #[cfg(tracer)]
+    open::TWO_STOP.store(on, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(tracer))]
+    let _ = on;
+}
 pub use runner::{INTERRUPT_GRACE, Outcome, RunError, Spec, interrupt_all, run};

@@ -113,6 +113,12 @@ impl Log {
         }
     }
 
+    /// The uses recorded so far, in order.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> &[(Use, Name)] {
+        &self.entries
+    }
+
     /// Resolves, filters and folds the log into a report.
     pub(crate) fn into_report(self, filter: &Filter) -> Report {
         let mut resolver = Resolver::default();

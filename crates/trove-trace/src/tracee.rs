@@ -17,6 +17,8 @@ const PATH_MAX: usize = 4096;
 /// Reads never cross a 4 KiB boundary in one request, so a string ending just before an
 /// unmapped page is still read (every page size in use is a multiple of 4 KiB).
 const CHUNK: u64 = 4096;
+/// How much of a name one `process_vm_readv` reads (never past the page's end).
+const FIRST_READ: usize = 256;
 
 /// Fills `buf` from the tracee's memory at `addr`; returns how many bytes were read.
 /// Uses `process_vm_readv`, and `/proc/PID/mem` where that system call is refused.
@@ -43,9 +45,11 @@ pub(crate) fn read_string(tid: i32, addr: u64) -> Option<Vec<u8>> {
     }
     let mut out = Vec::new();
     let mut at = addr;
-    let mut chunk = [0u8; CHUNK as usize];
+    // Most names are far shorter than a page: reading a page each time copied (and
+    // zeroed) 4 KiB per stop for a name of 50 bytes.
+    let mut chunk = [0u8; FIRST_READ];
     while out.len() < PATH_MAX {
-        let len = (CHUNK - at % CHUNK) as usize;
+        let len = ((CHUNK - at % CHUNK) as usize).min(FIRST_READ);
         let n = read_memory(tid, at, &mut chunk[..len]);
         if n == 0 {
             return None;

@@ -6,7 +6,8 @@
 //! resumes it with `PTRACE_SYSCALL` to see its result at the syscall-exit stop, logs the
 //! use, and resumes with `PTRACE_CONT`. Stat-like calls, whose result is only whether and
 //! what the name is, are answered at the first stop by looking the name up (see
-//! [`Tracer::probe`]). Forks, vforks, clones and execs are followed
+//! [`Tracer::probe`]), and so are opens that cannot write (`crate::open`). Forks, vforks,
+//! clones and execs are followed
 //! through the ptrace options. The loop ends when `waitpid` has no child or tracee left;
 //! once the command's first process has ended, every process still traced is killed, so
 //! a background process cannot keep the run (or a stopped tracee) alive.
@@ -18,6 +19,7 @@ use libc::c_int;
 use nix::sys::ptrace::{self, Options};
 use nix::unistd::Pid;
 
+use crate::open::{Answer, OneStop};
 use crate::paths::lexical;
 use crate::report::{Log, Name, Use};
 use crate::syscalls::{Call, NATIVE_ARCH, decode};
@@ -60,6 +62,7 @@ pub(crate) fn trace(leader: i32, log: Log) -> (Option<i32>, Log) {
         pending: HashMap::new(),
         flagged: HashSet::new(),
         cpu: crate::cpu::Sharing::start(leader),
+        one_stop: OneStop::default(),
         log,
     };
     loop {
@@ -119,6 +122,8 @@ struct Tracer {
     flagged: HashSet<i32>,
     /// The tracer and a sequential command held on one CPU (`crate::cpu`).
     cpu: crate::cpu::Sharing,
+    /// Read-only opens answered at their seccomp stop (`crate::open`).
+    one_stop: OneStop,
     log: Log,
 }
 
@@ -265,10 +270,13 @@ impl Tracer {
         let named = |dirfd: c_int, path: u64| absolute_name(tid, dirfd, path);
         let follow = |flags: c_int| flags & libc::AT_SYMLINK_NOFOLLOW == 0;
         Some(match call {
-            Call::Open { dirfd, path, flags } => Pending::Open {
-                name: named(dirfd, path)?,
-                flags,
-            },
+            Call::Open { dirfd, path, flags } => {
+                let name = named(dirfd, path)?;
+                if self.one_stop.open(&mut self.log, &name, flags) == Answer::Recorded {
+                    return None;
+                }
+                Pending::Open { name, flags }
+            }
             Call::OpenHow { dirfd, path, how } => {
                 // struct open_how starts with the u64 flags.
                 let mut bytes = [0u8; 8];
