@@ -129,6 +129,16 @@ pub(crate) fn lexical(path: &Path) -> PathBuf {
     out
 }
 
+/// Whether the name a tracee opened may have passed a symlink on its way to `exact`,
+/// the file the kernel opened (symlinks resolved): when the two differ lexically, or
+/// when the name has a `..`, which the kernel applies after following what precedes it
+/// (`link/../real/a.h` with `link` -> `real` opens `real/a.h`, the name's lexical form,
+/// yet retargeting `link` elsewhere changes the file it opens). The report resolves
+/// such a name component by component and records the symlinks it passed.
+pub(crate) fn may_pass_a_link(name: &Path, exact: &Path) -> bool {
+    lexical(name) != exact || name.components().any(|c| c == Component::ParentDir)
+}
+
 /// The paths a report never lists: the kernel's pseudo filesystems, the caller's
 /// prefixes (the store) and the configuration's `trace_ignore` globs.
 pub(crate) struct Filter {

@@ -20,7 +20,7 @@ use nix::sys::ptrace::{self, Options};
 use nix::unistd::Pid;
 
 use crate::open::{Answer, OneStop};
-use crate::paths::lexical;
+use crate::paths::may_pass_a_link;
 use crate::report::{Log, Name, Use};
 use crate::syscalls::{Call, NATIVE_ARCH, decode};
 use crate::tracee::{self, Peer, absolute_name, base_dir, proc_link};
@@ -388,7 +388,7 @@ impl Tracer {
                     match exact {
                         Some(exact) if writes => log.record(Use::Write, Name::Exact(exact)),
                         Some(exact) => {
-                            if lexical(&name) != exact {
+                            if may_pass_a_link(&name, &exact) {
                                 log.record(Use::Via, raw(name, true));
                             }
                             log.record(Use::Read, Name::Exact(exact));

@@ -220,3 +220,20 @@ fn an_open_racing_a_rename_by_another_process_is_never_a_clean_input() {
         }
     }
 }
+
+#[test]
+fn a_symlink_undone_by_dot_dot_is_recorded_both_ways() {
+    // `sib/../real/target.txt` with `sib` -> `real` opens `real/target.txt`, which is
+    // also the name's lexical form; yet retargeting `sib` to a directory elsewhere changes
+    // what `..` leads to, so `sib` is an input.
+    let dir = Dir::new();
+    let target = dir.write("real/target.txt", "x\n");
+    symlink("real", dir.join("sib")).unwrap();
+    let report = both_ways(&dir.path, &["cat", "sib/../real/target.txt"]);
+    assert!(report.reads.contains(&target), "{:#?}", report.reads);
+    assert!(
+        report.symlinks.contains(&dir.join("sib")),
+        "{:#?}",
+        report.symlinks
+    );
+}
