@@ -383,21 +383,22 @@ impl Store {
              FROM variants WHERE key = ?1 AND status = 0 \
              ORDER BY created_ms DESC, id DESC"
         );
-        // With a limit, the newest ids are chosen first from the index and the rows'
-        // leading columns, and only their rows are read whole: sorting the full rows
-        // (`USE TEMP B-TREE FOR ORDER BY`) read every variant's trace, checksum and inline
-        // blob into the sorter, each trace's overflow pages included, to keep one.
+        // The newest variant alone: its id is chosen first, from the index and the rows'
+        // leading columns, and only its row is read whole. Sorting the full rows (`USE
+        // TEMP B-TREE FOR ORDER BY`) read every variant's trace, checksum and inline blob
+        // into the sorter, each trace's overflow pages included, to keep one.
+        const NEWEST: &str = concat!(
+            "SELECT ",
+            columns!(),
+            ", (SELECT bytes FROM blob_inline WHERE hash = variants.blob_hash) \
+             FROM variants WHERE id = (SELECT id FROM variants \
+             WHERE key = ?1 AND status = 0 ORDER BY created_ms DESC, id DESC LIMIT 1)"
+        );
         let limited;
         let sql = match limit {
+            Some(1) => NEWEST,
             Some(n) => {
-                limited = format!(
-                    "SELECT {}, (SELECT bytes FROM blob_inline WHERE hash = variants.blob_hash) \
-                     FROM variants WHERE id IN (SELECT id FROM variants \
-                     WHERE key = ?1 AND status = 0 \
-                     ORDER BY created_ms DESC, id DESC LIMIT {n}) \
-                     ORDER BY created_ms DESC, id DESC",
-                    columns!()
-                );
+                limited = format!("{QUERY} LIMIT {n}");
                 limited.as_str()
             }
             None => QUERY,
