@@ -413,8 +413,8 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
         1.2,
         &format!(
             "median of {reps} Engine::get_explained disk hits, a new engine each (open not timed); \
-             per hit: traced {ft} files checked ({dt} of them directories a group's stat \
-             answered) and {vt} absences vouched for by their directory, declared {fs} files checked; declared object: {}; as whole `trove run` \
+             per hit: traced {ft} files checked ({dt} of them directories a group's or a \
+             file's stat answered) and {vt} absences vouched for by their directory, declared {fs} files checked; declared object: {}; as whole `trove run` \
              processes: {} vs {} ({:.2})",
             cc_same.describe(),
             fmt_secs(p[0].wall),

@@ -223,6 +223,9 @@ pub(crate) struct Vouched {
     /// How many directory inputs (a directory recorded at a group's path or above it)
     /// the groups' `stat`s checked: they need no `stat` of their own either.
     pub(crate) dirs: u64,
+    /// Directory inputs a file input below them stands in for (`defer_dirs_under_files`),
+    /// in trace order.
+    pub(crate) deferred: Vec<usize>,
 }
 
 /// Stats each group's directory once (only groups with a member `wanted`) and marks the
@@ -308,6 +311,71 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
         end = (slash > 0).then_some(slash);
         Some(if slash == 0 { "/" } else { &path[..slash] })
     })
+}
+
+/// Directory inputs a file input's check answers: for each directory input (recorded
+/// `NotAFile { kind: Dir }`, wanted, not already answered by a group) at a plain path
+/// with a file input recorded present at a plain path below it, also wanted and not
+/// vouched for, the directory's own `stat` is left out and the file's check stands in
+/// for it. A file's check finds the file at its path or the trace is invalid, and
+/// resolving the path went through each ancestor as a directory (symlinks followed, as
+/// the directory input's own `stat` follows them). The directories left out are listed
+/// in `deferred`, in trace order: when a later check fails, they are checked first so the
+/// first changed input in trace order still gives the reason.
+pub(crate) fn defer_dirs_under_files(
+    trace: &Trace,
+    out: &mut Vouched,
+    wanted: impl Fn(usize) -> bool,
+) {
+    let mut dirs: Option<HashMap<&str, usize>> = None;
+    // Ancestors already walked up from: every one above them was walked too.
+    let mut walked: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut answered: Vec<usize> = Vec::new();
+    // The directory of the last file walked up from (a plain path): files of one
+    // directory usually follow each other, and theirs was walked already.
+    let mut last_parent: Option<&str> = None;
+    for (index, input) in trace.inputs.iter().enumerate() {
+        let Input::File {
+            path,
+            state: FileState::Present { .. },
+            ..
+        } = input
+        else {
+            continue;
+        };
+        if !wanted(index) || out.skips(index) {
+            continue;
+        }
+        if let (Some(last), Some((parent, _))) = (last_parent, path.rsplit_once('/'))
+            && parent == last
+            && is_plain(&path[parent.len()..])
+        {
+            continue;
+        }
+        if !is_plain(path) {
+            continue;
+        }
+        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
+        let dirs = dirs.get_or_insert_with(|| directory_inputs(trace));
+        if dirs.is_empty() {
+            return;
+        }
+        for ancestor in ancestors(path) {
+            if !walked.insert(ancestor) {
+                break;
+            }
+            if let Some(&d) = dirs.get(ancestor) {
+                answered.push(d);
+            }
+        }
+    }
+    answered.sort_unstable();
+    for d in answered {
+        if wanted(d) && !out.skips(d) {
+            out.mark(trace.inputs.len(), d);
+            out.deferred.push(d);
+        }
+    }
 }
 
 impl Vouched {
@@ -453,6 +521,57 @@ mod tests {
         ] {
             assert_eq!(is_plain(path), plain(path).is_some(), "{path}");
         }
+    }
+
+    #[test]
+    fn a_present_file_answers_the_directory_inputs_above_it_only() {
+        let dir = FileState::NotAFile {
+            kind: FileKind::Dir,
+        };
+        let present = FileState::Present {
+            stat: Stat {
+                dev: 1,
+                ino: 2,
+                len: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+                kind: FileKind::File,
+            },
+            hash: trove_fingerprint::Digest([0; 32]),
+            taken_ns: 6,
+        };
+        let file = |path: &str, state: &FileState| Input::File {
+            role: crate::trace::Role::Data,
+            path: path.into(),
+            state: state.clone(),
+        };
+        let trace = Trace {
+            inputs: vec![
+                file("/", &dir),
+                file("/usr", &dir),
+                file("/usr/include", &dir),
+                file("/usr/lib", &dir),
+                file("/usr/include/stdio.h", &present),
+                file("/usr/lib/absent.so", &FileState::Absent),
+                file("/opt/x/../y", &present),
+                file("/opt", &dir),
+                file("/usr/include/stdlib.h", &present),
+                file("/usr/include/..", &present),
+            ],
+            ..Trace::default()
+        };
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |_| true);
+        // `/usr/lib` has only an absence below it, `/opt` only a path with `..`.
+        assert_eq!(v.deferred, [0, 1, 2]);
+        // A file the check will not look at answers nothing.
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |i| i != 4 && i != 8);
+        assert!(v.deferred.is_empty());
+        // The second file of a directory answers as the first did.
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |i| i != 4);
+        assert_eq!(v.deferred, [0, 1, 2]);
     }
 
     #[test]

@@ -201,11 +201,15 @@ impl Engine {
         }
         // Absences whose directory's stamp still holds need no `stat` of their own.
         let wanted = |i: usize| only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok());
-        let vouched = crate::absence::vouch(trace, wanted);
+        let mut vouched = crate::absence::vouch(trace, wanted);
+        // Directory inputs a file below them answers wait for that file's check.
+        crate::absence::defer_dirs_under_files(trace, &mut vouched, wanted);
         bump(&self.inner.stats.absences_vouched, vouched.count);
-        // Directory inputs checked by their group's `stat` count as checked files.
-        bump(&self.inner.stats.files_checked, vouched.dirs);
-        bump(&self.inner.stats.dirs_answered, vouched.dirs);
+        // Directory inputs checked by their group's `stat` or by a file's count as checked
+        // files.
+        let answered = vouched.dirs + vouched.deferred.len() as u64;
+        bump(&self.inner.stats.files_checked, answered);
+        bump(&self.inner.stats.dirs_answered, answered);
         let mut prechecked = match only {
             Some(_) => None,
             None => precheck_files(trace, &vouched),
@@ -256,6 +260,16 @@ impl Engine {
                 _ => None,
             };
             if let Some(why) = outcome {
+                // A directory input that waited for a file below it and comes earlier in
+                // the trace gives the reason if it changed too.
+                for &d in vouched.deferred.iter().take_while(|&&d| d < index) {
+                    if let Input::File { path, state, .. } = &trace.inputs[d] {
+                        let checked = trove_fingerprint::check_file(state, Path::new(path));
+                        if let Some(why) = self.file_outcome(trace, d, checked, &mut refreshed) {
+                            return Ok(Validity::Invalid(why));
+                        }
+                    }
+                }
                 return Ok(Validity::Invalid(why));
             }
         }
