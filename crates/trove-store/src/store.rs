@@ -383,8 +383,20 @@ impl Store {
              FROM variants WHERE key = ?1 AND status = 0 \
              ORDER BY created_ms DESC, id DESC"
         );
+        // The newest variant alone: its id is chosen first, from the index and the rows'
+        // leading columns, and only its row is read whole. Sorting the full rows (`USE
+        // TEMP B-TREE FOR ORDER BY`) read every variant's trace, checksum and inline blob
+        // into the sorter, each trace's overflow pages included, to keep one.
+        const NEWEST: &str = concat!(
+            "SELECT ",
+            columns!(),
+            ", (SELECT bytes FROM blob_inline WHERE hash = variants.blob_hash) \
+             FROM variants WHERE id = (SELECT id FROM variants \
+             WHERE key = ?1 AND status = 0 ORDER BY created_ms DESC, id DESC LIMIT 1)"
+        );
         let limited;
         let sql = match limit {
+            Some(1) => NEWEST,
             Some(n) => {
                 limited = format!("{QUERY} LIMIT {n}");
                 limited.as_str()

@@ -39,11 +39,20 @@ fn a_small_blob_is_served_from_the_index_even_when_its_file_is_gone() {
     let (_dir, store) = open();
     let blob = store.put_blob(b"a small object").unwrap();
     store.insert(&record([1; 32], blob)).unwrap();
+    // An older variant of the same key, which the limited read below must not return.
+    let mut older = record([1; 32], blob);
+    older.created_ms -= 1;
+    store.insert(&older).unwrap();
     assert_eq!(inline_rows(&store), 1);
     // Without the file, the copy read with the record is what serves it (verified).
     fs::remove_file(store.blob_path(&blob.hash)).unwrap();
     let rec = &store.variants(&[1; 32]).unwrap()[0];
     assert_eq!(store.read_blob_of(rec).unwrap(), b"a small object");
+    // The same through the limited read a hit makes (the newest row chosen first).
+    let newest = store.newest_variants(&[1; 32], Some(1)).unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].id, rec.id);
+    assert_eq!(store.read_blob_of(&newest[0]).unwrap(), b"a small object");
     // The file-level functions still speak of files only.
     assert!(!store.has_blob(&blob));
     assert!(store.read_blob(&blob).is_err());

@@ -223,6 +223,9 @@ pub(crate) struct Vouched {
     /// How many directory inputs (a directory recorded at a group's path or above it)
     /// the groups' `stat`s checked: they need no `stat` of their own either.
     pub(crate) dirs: u64,
+    /// Directory inputs a file input below them stands in for (`defer_dirs_under_files`),
+    /// in trace order.
+    pub(crate) deferred: Vec<usize>,
 }
 
 /// Stats each group's directory once (only groups with a member `wanted`) and marks the
@@ -256,16 +259,15 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
         let now = Stat::of(Path::new(dir));
         if let Ok(Some(now)) = &now
             && now.kind == FileKind::Dir
-            && let Some(names) = plain(dir)
+            && is_plain(dir)
         {
             // A directory input at this path or above it is checked by this very `stat`:
             // what `check_file` asks of a recorded directory is that the path still leads
             // to a directory, and resolving `dir` went through each of its ancestors as
-            // a directory (`plain`: no `..` to step back out of one).
+            // a directory (`is_plain`: no `..` to step back out of one).
             let dirs = dir_inputs.get_or_insert_with(|| directory_inputs(trace));
-            for k in (0..=names.len()).rev() {
-                let path = format!("/{}", names[..k].join("/"));
-                if let Some(&d) = dirs.get(path.as_str())
+            for path in std::iter::once(dir.as_str()).chain(ancestors(dir)) {
+                if let Some(&d) = dirs.get(path)
                     && wanted(d)
                     && !out.skips(d)
                 {
@@ -287,6 +289,93 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
         }
     }
     out
+}
+
+/// Whether `path` is plain in the sense of [`plain`] (absolute, no `.` or `..`, no doubled
+/// or trailing `/`, no replacement character), without allocating.
+fn is_plain(path: &str) -> bool {
+    path.len() > 1
+        && path.starts_with('/')
+        && !path.ends_with('/')
+        && !path.contains('\u{FFFD}')
+        && path[1..]
+            .split('/')
+            .all(|n| !n.is_empty() && n != "." && n != "..")
+}
+
+/// The proper ancestors of a plain path, nearest first, up to `/`, as slices of it.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut end = Some(path.len());
+    std::iter::from_fn(move || {
+        let slash = path[..end?].rfind('/')?;
+        end = (slash > 0).then_some(slash);
+        Some(if slash == 0 { "/" } else { &path[..slash] })
+    })
+}
+
+/// Directory inputs a file input's check answers: for each directory input (recorded
+/// `NotAFile { kind: Dir }`, wanted, not already answered by a group) at a plain path
+/// with a file input recorded present at a plain path below it, also wanted and not
+/// vouched for, the directory's own `stat` is left out and the file's check stands in
+/// for it. A file's check finds the file at its path or the trace is invalid, and
+/// resolving the path went through each ancestor as a directory (symlinks followed, as
+/// the directory input's own `stat` follows them). The directories left out are listed
+/// in `deferred`, in trace order: when a later check fails, they are checked first so the
+/// first changed input in trace order still gives the reason.
+pub(crate) fn defer_dirs_under_files(
+    trace: &Trace,
+    out: &mut Vouched,
+    wanted: impl Fn(usize) -> bool,
+) {
+    let mut dirs: Option<HashMap<&str, usize>> = None;
+    // Ancestors already walked up from: every one above them was walked too.
+    let mut walked: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut answered: Vec<usize> = Vec::new();
+    // The directory of the last file walked up from (a plain path): files of one
+    // directory usually follow each other, and theirs was walked already.
+    let mut last_parent: Option<&str> = None;
+    for (index, input) in trace.inputs.iter().enumerate() {
+        let Input::File {
+            path,
+            state: FileState::Present { .. },
+            ..
+        } = input
+        else {
+            continue;
+        };
+        if !wanted(index) || out.skips(index) {
+            continue;
+        }
+        if let (Some(last), Some((parent, _))) = (last_parent, path.rsplit_once('/'))
+            && parent == last
+            && is_plain(&path[parent.len()..])
+        {
+            continue;
+        }
+        if !is_plain(path) {
+            continue;
+        }
+        last_parent = path.rsplit_once('/').map(|(parent, _)| parent);
+        let dirs = dirs.get_or_insert_with(|| directory_inputs(trace));
+        if dirs.is_empty() {
+            return;
+        }
+        for ancestor in ancestors(path) {
+            if !walked.insert(ancestor) {
+                break;
+            }
+            if let Some(&d) = dirs.get(ancestor) {
+                answered.push(d);
+            }
+        }
+    }
+    answered.sort_unstable();
+    for d in answered {
+        if wanted(d) && !out.skips(d) {
+            out.mark(trace.inputs.len(), d);
+            out.deferred.push(d);
+        }
+    }
 }
 
 impl Vouched {
@@ -421,6 +510,68 @@ mod tests {
         std::fs::write(root.join("inc1"), "now a file").unwrap();
         let v = vouch(&trace, |_| true);
         assert!(!v.skips(2) && !v.skips(3) && v.dirs == 0);
+    }
+
+    #[test]
+    fn ancestors_and_plain_paths_agree_with_plain() {
+        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b", "/a", "/"]);
+        assert_eq!(ancestors("/a").collect::<Vec<_>>(), ["/"]);
+        for path in [
+            "/a/b", "/a", "a/b", "/a/./b", "/a/../b", "/a//b", "/a/b/", "/", "/a/.",
+        ] {
+            assert_eq!(is_plain(path), plain(path).is_some(), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_present_file_answers_the_directory_inputs_above_it_only() {
+        let dir = FileState::NotAFile {
+            kind: FileKind::Dir,
+        };
+        let present = FileState::Present {
+            stat: Stat {
+                dev: 1,
+                ino: 2,
+                len: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+                kind: FileKind::File,
+            },
+            hash: trove_fingerprint::Digest([0; 32]),
+            taken_ns: 6,
+        };
+        let file = |path: &str, state: &FileState| Input::File {
+            role: crate::trace::Role::Data,
+            path: path.into(),
+            state: state.clone(),
+        };
+        let trace = Trace {
+            inputs: vec![
+                file("/", &dir),
+                file("/usr", &dir),
+                file("/usr/include", &dir),
+                file("/usr/lib", &dir),
+                file("/usr/include/stdio.h", &present),
+                file("/usr/lib/absent.so", &FileState::Absent),
+                file("/opt/x/../y", &present),
+                file("/opt", &dir),
+                file("/usr/include/stdlib.h", &present),
+                file("/usr/include/..", &present),
+            ],
+            ..Trace::default()
+        };
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |_| true);
+        // `/usr/lib` has only an absence below it, `/opt` only a path with `..`.
+        assert_eq!(v.deferred, [0, 1, 2]);
+        // A file the check will not look at answers nothing.
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |i| i != 4 && i != 8);
+        assert!(v.deferred.is_empty());
+        // The second file of a directory answers as the first did.
+        let mut v = Vouched::default();
+        defer_dirs_under_files(&trace, &mut v, |i| i != 4);
+        assert_eq!(v.deferred, [0, 1, 2]);
     }
 
     #[test]

@@ -124,6 +124,11 @@ pub struct Stats {
     /// Absent paths not looked up because their directory's unchanged stamp vouched for
     /// them (one `stat` of the directory instead of one per absent path).
     pub absences_vouched: u64,
+    /// Directory inputs (paths that led to a directory) answered without a `stat` of their
+    /// own: an absence group's `stat` of a directory at or below them, or the check of a
+    /// file input below them, resolved the path through them. Counted in `files_checked`
+    /// too.
+    pub dirs_answered: u64,
     /// Files whose content builds hashed (`cx.read` and every fingerprint a build took);
     /// a fingerprint reused because the file provably did not change is not counted, nor
     /// is a hash validation makes.
@@ -151,6 +156,7 @@ struct StatCounters {
     waits: AtomicU64,
     files_checked: AtomicU64,
     absences_vouched: AtomicU64,
+    dirs_answered: AtomicU64,
     files_hashed: AtomicU64,
     shared_hits: AtomicU64,
     shared_unavailable: AtomicU64,
@@ -300,6 +306,7 @@ impl Engine {
             waits: get(&s.waits),
             files_checked: get(&s.files_checked),
             absences_vouched: get(&s.absences_vouched),
+            dirs_answered: get(&s.dirs_answered),
             files_hashed: get(&s.files_hashed),
         }
     }

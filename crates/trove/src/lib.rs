@@ -56,6 +56,7 @@ mod reuse;
 mod shared_admin;
 mod stale;
 mod trace;
+mod trace_wire;
 mod words;
 
 /// Stops every command this process's builds started (their whole process groups:
@@ -97,6 +98,12 @@ pub mod fuzzing {
             "a decoded trace does not survive encode and decode"
         );
         Some(trace.inputs.len())
+    }
+
+    /// A stored trace written again in format 2, the format before paths were interned
+    /// (what an older trove stored): for the tests that such rows are still served.
+    pub fn trace_in_plain_format(bytes: &[u8]) -> Option<Vec<u8>> {
+        Some(crate::trace::Trace::decode(bytes)?.encode_plain())
     }
 }
 

@@ -1,6 +1,7 @@
 //! A trace: every input one build touched, each with the fingerprint it had.
 //!
-//! Traces are stored in the index as opaque bytes: a format byte, then postcard. A reader
+//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 3:
+//! paths interned, `trace_wire.rs`; format 2, still read: every path whole). A reader
 //! that meets another format byte treats the variant as a miss, never as garbage.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,11 @@ use trove_fingerprint::{Digest, FileState, GlobMode, ListingState};
 /// The trace format this code writes and reads.
 ///
 /// 2: the recipe's definition is part of the trace.
-pub(crate) const TRACE_FORMAT: u8 = 2;
+/// 3: the same trace with its file paths interned (`trace_wire.rs`); 2 is still read.
+pub(crate) const TRACE_FORMAT: u8 = 3;
+
+/// The format before paths were interned: still decoded, never written.
+const TRACE_FORMAT_PLAIN: u8 = 2;
 
 /// Why a file was read, for explanations and for the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +101,13 @@ pub(crate) struct Trace {
 impl Trace {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![TRACE_FORMAT];
-        // Serializing plain owned data into a Vec cannot fail.
+        out.extend(crate::trace_wire::encode(self));
+        out
+    }
+
+    /// The format 2 bytes of this trace (what troves before format 3 wrote), for tests.
+    pub(crate) fn encode_plain(&self) -> Vec<u8> {
+        let mut out = vec![TRACE_FORMAT_PLAIN];
         out.extend(postcard::to_allocvec(self).unwrap_or_default());
         out
     }
@@ -106,11 +117,12 @@ impl Trace {
     /// (serde caps preallocation; postcard checks a string's length against the input).
     pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
         let (&format, rest) = bytes.split_first()?;
-        if format != TRACE_FORMAT {
-            return None;
-        }
-        match postcard::take_from_bytes(rest) {
-            Ok((trace, [])) => Some(trace),
+        match format {
+            TRACE_FORMAT => crate::trace_wire::decode(rest),
+            TRACE_FORMAT_PLAIN => match postcard::take_from_bytes(rest) {
+                Ok((trace, [])) => Some(trace),
+                _ => None,
+            },
             _ => None,
         }
     }

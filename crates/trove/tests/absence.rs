@@ -224,3 +224,44 @@ fn a_dangling_symlink_is_not_vouched_for_by_its_directory() {
     assert_eq!(value, "A-gone B2 X2");
     assert!(built(&reason).contains("inc1/a.h changed (absent -> blake3 "));
 }
+
+/// A recipe that records two directory inputs (`inc2`, with a file read below it, and
+/// `inc1`, with none) and reads `inc2/a.h`.
+fn dirs(log: &Log) -> Probe<String> {
+    Probe::new("dirs", log, |cx, _: &String| {
+        cx.track_file("inc2")?;
+        cx.track_file("inc1")?;
+        let a = cx.try_read("inc2/a.h")?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&a).into_owned())
+    })
+}
+
+#[test]
+fn a_directory_input_above_a_read_file_is_answered_by_the_files_check_and_named_when_replaced() {
+    let p = project(true);
+    let log = Log::new();
+    let r = dirs(&log);
+    let get = |p: &Project| {
+        let e: Engine = p.engine();
+        let served = e.get_explained(&r, &String::new()).unwrap();
+        ((*served.value).clone(), served.reason, e.stats())
+    };
+    let (value, reason, _) = get(&p);
+    assert_eq!(value, "A2");
+    built(&reason);
+    let (_, reason, stats) = get(&p);
+    assert_eq!(reason, Reason::HitDisk);
+    // Three inputs checked, `inc2` by the check of `inc2/a.h`.
+    assert_eq!((stats.files_checked, stats.dirs_answered), (3, 1));
+    // `inc2` replaced by a file: the trace's first changed input names it, not
+    // `inc2/a.h`, which comes later in the trace.
+    std::fs::rename(p.path("inc2"), p.path("moved")).unwrap();
+    p.write("inc2", "a file now");
+    let (_, reason, _) = get(&p);
+    let why = built(&reason);
+    assert!(
+        why.contains("inc2 changed") && !why.contains("a.h"),
+        "{why}"
+    );
+    assert_eq!(log.take(), ["dirs ", "dirs "]);
+}

@@ -200,12 +200,16 @@ impl Engine {
             return Ok(Validity::Valid { refreshed: None });
         }
         // Absences whose directory's stamp still holds need no `stat` of their own.
-        let vouched = crate::absence::vouch(trace, |i| {
-            only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok())
-        });
+        let wanted = |i: usize| only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok());
+        let mut vouched = crate::absence::vouch(trace, wanted);
+        // Directory inputs a file below them answers wait for that file's check.
+        crate::absence::defer_dirs_under_files(trace, &mut vouched, wanted);
         bump(&self.inner.stats.absences_vouched, vouched.count);
-        // Directory inputs checked by their group's `stat` count as checked files.
-        bump(&self.inner.stats.files_checked, vouched.dirs);
+        // Directory inputs checked by their group's `stat` or by a file's count as checked
+        // files.
+        let answered = vouched.dirs + vouched.deferred.len() as u64;
+        bump(&self.inner.stats.files_checked, answered);
+        bump(&self.inner.stats.dirs_answered, answered);
         let mut prechecked = match only {
             Some(_) => None,
             None => precheck_files(trace, &vouched),
@@ -224,31 +228,11 @@ impl Engine {
                 Input::File { .. } if vouched.skips(index) => None,
                 Input::File { path, state, .. } => {
                     bump(&self.inner.stats.files_checked, 1);
-                    let p = Path::new(path);
                     let checked = prechecked
                         .as_mut()
                         .and_then(|all| all[index].take())
-                        .unwrap_or_else(|| trove_fingerprint::check_file(state, p));
-                    match checked {
-                        Ok(FileCheck::Unchanged) => None,
-                        Ok(FileCheck::Refreshed(new)) => {
-                            let t = refreshed.get_or_insert_with(|| trace.clone());
-                            if let Input::File { state, .. } = &mut t.inputs[index] {
-                                *state = new;
-                            }
-                            None
-                        }
-                        Ok(FileCheck::Changed(new)) => Some(Why::Changed {
-                            what: self.display_path(p),
-                            from: state.describe(),
-                            to: new.describe(),
-                        }),
-                        Err(e) => Some(Why::Changed {
-                            what: self.display_path(p),
-                            from: state.describe(),
-                            to: format!("unreadable: {e}"),
-                        }),
-                    }
+                        .unwrap_or_else(|| trove_fingerprint::check_file(state, Path::new(path)));
+                    self.file_outcome(trace, index, checked, &mut refreshed)
                 }
                 Input::Dir { state, .. }
                 | Input::Glob { state, .. }
@@ -276,11 +260,56 @@ impl Engine {
                 _ => None,
             };
             if let Some(why) = outcome {
+                // A directory input that waited for a file below it and comes earlier in
+                // the trace gives the reason if it changed too.
+                for &d in vouched.deferred.iter().take_while(|&&d| d < index) {
+                    if let Input::File { path, state, .. } = &trace.inputs[d] {
+                        let checked = trove_fingerprint::check_file(state, Path::new(path));
+                        if let Some(why) = self.file_outcome(trace, d, checked, &mut refreshed) {
+                            return Ok(Validity::Invalid(why));
+                        }
+                    }
+                }
                 return Ok(Validity::Invalid(why));
             }
         }
         crate::absence::refresh(trace, &vouched.stale_groups, &mut refreshed);
         Ok(Validity::Valid { refreshed })
+    }
+
+    /// What the check of file input `index` found: `None` when it holds (a refreshed
+    /// fingerprint is put in `refreshed`), or why it changed.
+    fn file_outcome(
+        &self,
+        trace: &Trace,
+        index: usize,
+        checked: std::io::Result<FileCheck>,
+        refreshed: &mut Option<Trace>,
+    ) -> Option<Why> {
+        let Input::File { path, state, .. } = &trace.inputs[index] else {
+            return None;
+        };
+        let p = Path::new(path);
+        match checked {
+            Ok(FileCheck::Unchanged) => None,
+            Ok(FileCheck::Refreshed(new)) => {
+                let t = refreshed.get_or_insert_with(|| trace.clone());
+                if let Input::File { state, .. } = &mut t.inputs[index] {
+                    *state = new;
+                }
+                None
+            }
+            Ok(FileCheck::Changed(new)) => Some(Why::Changed {
+                what: self.display_path(p),
+                from: state.describe(),
+                to: new.describe(),
+            }),
+            Err(e) => Some(Why::Changed {
+                what: self.display_path(p),
+                from: state.describe(),
+                to: format!("unreadable: {e}"),
+            }),
+        }
     }
 
     /// A listing or glob input listed again now: what it is called for people, and its

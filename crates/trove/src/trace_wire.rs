@@ -1,0 +1,339 @@
+//! The compact stored form of a trace (format 3): file paths interned.
+//!
+//! A traced compile names hundreds of paths that share a few dozen directories and
+//! repeat the same file names (`stdio.h` looked up in every include directory). Format 2
+//! wrote every path whole; format 3 writes each distinct directory and each distinct
+//! final name once, and a file input as two indices into those tables. A path is split at
+//! its last `/` (`/usr/include/stdio.h` is `/usr/include` and `stdio.h`; `/usr` is `""`
+//! and `usr`) and joined back with one `/`, which gives back exactly the bytes written for
+//! every path holding a `/`; a file input whose path has none (never recorded by a build,
+//! possible in a hand-made trace) is written as format 2 wrote it. Every other input is
+//! written as in format 2. Decoding gives the same [`Trace`] value, so nothing after the
+//! decoder knows which format a row was in.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use trove_fingerprint::{Digest, FileState};
+
+use crate::trace::{Input, Role, Trace};
+
+/// A trace as format 3 stores it.
+#[derive(Serialize, Deserialize)]
+struct Wire<'a> {
+    /// Every directory part of an interned path, each once.
+    #[serde(borrow)]
+    dirs: Vec<&'a str>,
+    /// Every final name of an interned path, each once.
+    #[serde(borrow)]
+    names: Vec<&'a str>,
+    #[serde(borrow)]
+    inputs: Vec<WireInput<'a>>,
+    counters: Cow<'a, BTreeMap<String, u64>>,
+    definition: Cow<'a, BTreeMap<String, Digest>>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireInput<'a> {
+    /// A file input at `dirs[dir] + "/" + names[name]`.
+    File {
+        role: Role,
+        dir: u32,
+        name: u32,
+        state: Cow<'a, FileState>,
+    },
+    /// Any other input, as format 2 writes it.
+    Other(Cow<'a, Input>),
+}
+
+/// Interns strings in order of first appearance.
+#[derive(Default)]
+struct Table<'a> {
+    order: Vec<&'a str>,
+    index: HashMap<&'a str, u32>,
+}
+
+impl<'a> Table<'a> {
+    fn intern(&mut self, s: &'a str) -> Option<u32> {
+        if let Some(&i) = self.index.get(s) {
+            return Some(i);
+        }
+        let i = u32::try_from(self.order.len()).ok()?;
+        self.order.push(s);
+        self.index.insert(s, i);
+        Some(i)
+    }
+}
+
+/// The format 3 bytes of `trace` (without the format byte).
+pub(crate) fn encode(trace: &Trace) -> Vec<u8> {
+    let mut dirs = Table::default();
+    let mut names = Table::default();
+    let inputs = trace
+        .inputs
+        .iter()
+        .map(|input| {
+            if let Input::File { role, path, state } = input
+                && let Some((dir, name)) = path.rsplit_once('/')
+                && let (Some(dir), Some(name)) = (dirs.intern(dir), names.intern(name))
+            {
+                return WireInput::File {
+                    role: *role,
+                    dir,
+                    name,
+                    state: Cow::Borrowed(state),
+                };
+            }
+            WireInput::Other(Cow::Borrowed(input))
+        })
+        .collect();
+    let wire = Wire {
+        dirs: dirs.order,
+        names: names.order,
+        inputs,
+        counters: Cow::Borrowed(&trace.counters),
+        definition: Cow::Borrowed(&trace.definition),
+    };
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_allocvec(&wire).unwrap_or_default()
+}
+
+/// The trace format 3 `bytes` hold (without the format byte); `None` when they do not
+/// decode, leave bytes over, or name a table entry that is not there.
+///
+/// Decoded field by field (postcard writes a struct as its fields in order), so each
+/// file input becomes an [`Input`] as it is read, with no intermediate list.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
+    use serde::de::DeserializeSeed;
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let dirs: Vec<&str> = Deserialize::deserialize(&mut de).ok()?;
+    let names: Vec<&str> = Deserialize::deserialize(&mut de).ok()?;
+    let inputs = Inputs {
+        dirs: &dirs,
+        names: &names,
+    }
+    .deserialize(&mut de)
+    .ok()?;
+    let counters = Deserialize::deserialize(&mut de).ok()?;
+    let definition = Deserialize::deserialize(&mut de).ok()?;
+    if !de.finalize().ok()?.is_empty() {
+        return None;
+    }
+    Some(Trace {
+        inputs,
+        counters,
+        definition,
+    })
+}
+
+/// The `inputs` field of a [`Wire`], read against its tables.
+struct Inputs<'t, 'a> {
+    dirs: &'t [&'a str],
+    names: &'t [&'a str],
+}
+
+impl<'t, 'a> Inputs<'t, 'a> {
+    fn input(&self, wire: WireInput<'_>) -> Option<Input> {
+        Some(match wire {
+            WireInput::File {
+                role,
+                dir,
+                name,
+                state,
+            } => {
+                let dir = self.dirs.get(dir as usize)?;
+                let name = self.names.get(name as usize)?;
+                let mut path = String::with_capacity(dir.len() + 1 + name.len());
+                path.push_str(dir);
+                path.push('/');
+                path.push_str(name);
+                Input::File {
+                    role,
+                    path,
+                    state: state.into_owned(),
+                }
+            }
+            WireInput::Other(input) => input.into_owned(),
+        })
+    }
+}
+
+impl<'de, 't, 'a> serde::de::DeserializeSeed<'de> for Inputs<'t, 'a> {
+    type Value = Vec<Input>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Input>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, 't, 'a> serde::de::Visitor<'de> for Inputs<'t, 'a> {
+    type Value = Vec<Input>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a trace's inputs")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Input>, A::Error> {
+        // The length prefix is not trusted for more than a modest preallocation.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(wire) = seq.next_element::<WireInput<'_>>()? {
+            let input = self.input(wire).ok_or_else(|| {
+                <A::Error as serde::de::Error>::custom("a path names a missing table entry")
+            })?;
+            out.push(input);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::TRACE_FORMAT;
+    use trove_fingerprint::{FileKind, Stat};
+
+    fn sample() -> Trace {
+        let present = FileState::Present {
+            stat: Stat {
+                dev: 2049,
+                ino: 1234,
+                len: 99,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ctime_ns: 1_700_000_000_123_456_789,
+                kind: FileKind::File,
+            },
+            hash: Digest([7; 32]),
+            taken_ns: 1_700_000_009_000_000_000,
+        };
+        let file = |path: &str, state: &FileState| Input::File {
+            role: Role::Data,
+            path: path.into(),
+            state: state.clone(),
+        };
+        let mut inputs = Vec::new();
+        for dir in ["/usr/local/include", "/usr/include", "/p/inc1", "/p/inc2"] {
+            for name in ["stdio.h", "bits/types.h", "stdlib.h"] {
+                inputs.push(file(&format!("{dir}/{name}"), &FileState::Absent));
+            }
+        }
+        inputs.extend([
+            file("/usr/include/stdint.h", &present),
+            file(
+                "/",
+                &FileState::NotAFile {
+                    kind: FileKind::Dir,
+                },
+            ),
+            file(
+                "/usr",
+                &FileState::NotAFile {
+                    kind: FileKind::Dir,
+                },
+            ),
+            file("relative", &present),
+            file("./data/x.csv", &present),
+            file(
+                "/p/dir/",
+                &FileState::NotAFile {
+                    kind: FileKind::Dir,
+                },
+            ),
+            file("/p//doubled", &FileState::Absent),
+            Input::Env {
+                name: "PATH".into(),
+                value: Some("/usr/bin".into()),
+            },
+            Input::AbsentGroup {
+                dir: "/p/inc1".into(),
+                stamp: crate::absence::DirStamp {
+                    stat: Stat {
+                        dev: 1,
+                        ino: 2,
+                        len: 3,
+                        mtime_ns: 4,
+                        ctime_ns: 5,
+                        kind: FileKind::Dir,
+                    },
+                    taken_ns: 6,
+                },
+                members: vec![6, 7, 8],
+            },
+        ]);
+        Trace {
+            inputs,
+            counters: [("team.x".to_owned(), 3)].into(),
+            definition: [("command".to_owned(), Digest([1; 32]))].into(),
+        }
+    }
+
+    #[test]
+    fn every_path_decodes_to_exactly_what_was_encoded_and_the_encoding_is_smaller() {
+        let trace = sample();
+        let bytes = trace.encode();
+        assert_eq!(bytes[0], TRACE_FORMAT);
+        assert_eq!(Trace::decode(&bytes), Some(trace.clone()));
+        let plain = trace.encode_plain();
+        assert_eq!(plain[0], 2);
+        // The format before still decodes, to the same trace.
+        assert_eq!(Trace::decode(&plain), Some(trace.clone()));
+        assert!(bytes.len() < plain.len());
+        // A compiler's include search: 20 names looked up in 10 directories.
+        let mut search = Trace::default();
+        for d in 0..10 {
+            for n in 0..20 {
+                search.inputs.push(Input::File {
+                    role: Role::Data,
+                    path: format!("/usr/lib/gcc/x86_64-linux-gnu/12/include{d}/header{n}.h"),
+                    state: FileState::Absent,
+                });
+            }
+        }
+        let (bytes, plain) = (search.encode(), search.encode_plain());
+        assert_eq!(Trace::decode(&bytes), Some(search));
+        assert!(
+            bytes.len() * 5 < plain.len(),
+            "interned {} bytes, plain {}",
+            bytes.len(),
+            plain.len()
+        );
+    }
+
+    #[test]
+    fn truncated_extended_or_dangling_traces_are_refused() {
+        let bytes = sample().encode();
+        for cut in 1..bytes.len() {
+            assert_eq!(Trace::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Trace::decode(&longer), None);
+        // A file input naming a directory or a name the tables do not hold.
+        for (dir, name) in [(0, 0), (1, 0), (0, 1), (u32::MAX, 0)] {
+            let wire = Wire {
+                dirs: vec!["/usr"],
+                names: vec!["stdio.h"],
+                inputs: vec![WireInput::File {
+                    role: Role::Data,
+                    dir,
+                    name,
+                    state: Cow::Owned(FileState::Absent),
+                }],
+                counters: Cow::Owned(BTreeMap::new()),
+                definition: Cow::Owned(BTreeMap::new()),
+            };
+            let mut bytes = vec![TRACE_FORMAT];
+            bytes.extend(postcard::to_allocvec(&wire).unwrap());
+            let decoded = Trace::decode(&bytes);
+            if (dir, name) == (0, 0) {
+                assert!(decoded.is_some());
+            } else {
+                assert_eq!(decoded, None, "dir {dir} name {name}");
+            }
+        }
+        // An unknown format byte.
+        let mut other = sample().encode();
+        other[0] = 4;
+        assert_eq!(Trace::decode(&other), None);
+    }
+}
