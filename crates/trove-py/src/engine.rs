@@ -16,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use trove::{BuildError, Bytes, Config, Definition, Digest, DynRecipe, Engine, GcOptions, Served};
 
 use crate::errors::{PyBuildError, to_pyerr};
+use crate::target::Target;
 use crate::tracking::{self, BuildContext, lock};
 use crate::{code, objects};
 
@@ -124,6 +125,7 @@ impl PyEngine {
     #[allow(clippy::too_many_arguments)]
     fn recipe(
         &self,
+        py: Python<'_>,
         name: &str,
         version: u32,
         target: Py<PyAny>,
@@ -143,7 +145,7 @@ impl PyEngine {
         }
         let engine_id = self.state.id;
         let target_id = target.as_ptr() as usize;
-        let builder = target.clone_ref_unattached();
+        let builder = Target::new(target.bind(py));
         let mut recipe = DynRecipe::new_bytes(name, version, move |cx, text| {
             build(cx, text, &builder, target_id, engine_id, max_age)
         })
@@ -151,7 +153,7 @@ impl PyEngine {
         .with_definition(def)
         .with_private_head(objects::private_head);
         if has_check || mapped {
-            let checker = target.clone_ref_unattached();
+            let checker = Target::new(target.bind(py));
             let buffers = self.state.buffers.clone();
             recipe = recipe.with_check(move |bytes| objects::check(bytes, &checker, &buffers));
         }
@@ -527,19 +529,23 @@ fn nested(
 fn build(
     cx: &mut trove::Cx,
     text: &String,
-    target: &Py<PyAny>,
+    target: &Target,
     target_id: usize,
     engine: usize,
     max_age: Option<Duration>,
 ) -> Result<Bytes, BuildError> {
     Python::attach(|py| {
+        let target = match target.get(py) {
+            Ok(t) => t,
+            Err(e) => return Err(BuildError::Other(Box::new(PyBuildError::new(py, e)))),
+        };
         let args = call_args(py, target_id, text);
         let ctx = Arc::new(BuildContext::new(cx, engine, max_age));
         tracking::push(py, ctx.clone());
-        let outcome = target.bind(py).call_method1("_trove_build", (text, args));
+        let outcome = target.call_method1("_trove_build", (text, args));
         tracking::pop(py);
         ctx.release();
-        let recorded = code::record(py, &ctx, cx, target.bind(py));
+        let recorded = code::record(py, &ctx, cx, &target);
         let (data, object) = match outcome.and_then(|r| {
             let (data, object): (Bound<'_, PyBytes>, Bound<'_, PyAny>) = r.extract()?;
             Ok((data, object))
@@ -568,14 +574,4 @@ fn residency_text(r: &trove::Residency) -> String {
 /// Stored arguments (JSON of the argument text) back to the text.
 fn args_text(json: &str) -> String {
     serde_json::from_str::<String>(json).unwrap_or_else(|_| json.to_owned())
-}
-
-trait CloneUnattached {
-    fn clone_ref_unattached(&self) -> Self;
-}
-
-impl CloneUnattached for Py<PyAny> {
-    fn clone_ref_unattached(&self) -> Self {
-        Python::attach(|py| self.clone_ref(py))
-    }
 }

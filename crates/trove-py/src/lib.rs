@@ -27,6 +27,7 @@ mod hooks;
 mod key;
 mod objects;
 mod sources;
+mod target;
 mod tracking;
 
 use pyo3::prelude::*;

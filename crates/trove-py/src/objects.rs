@@ -150,15 +150,19 @@ pub(crate) fn loads(py: Python<'_>, bytes: &[u8], buffers: &Path) -> PyResult<Py
 /// The check callback: unpickles (which verifies an `mmap=True` object's buffer files),
 /// runs the recipe's check; the object is kept for the caller, so a disk hit unpickles
 /// once.
-pub(crate) fn check(bytes: &[u8], target: &Py<PyAny>, buffers: &Path) -> Result<(), String> {
+pub(crate) fn check(
+    bytes: &[u8],
+    target: &crate::target::Target,
+    buffers: &Path,
+) -> Result<(), String> {
     Python::attach(|py| {
+        let target = target.get(py).map_err(|e| e.to_string())?;
         let object =
             loads(py, bytes, buffers).map_err(|e| match e.is_instance_of::<PyValueError>(py) {
                 true => e.value(py).to_string(),
                 false => format!("cannot unpickle: {e}"),
             })?;
         let verdict = target
-            .bind(py)
             .call_method1("_trove_check", (object.bind(py),))
             .map_err(|e| e.to_string())?;
         if verdict.is_none() {

@@ -497,3 +497,36 @@ def test_a_plugin_rewritten_right_after_its_import_is_not_what_ran(tmp_path, mon
     with pytest.warns(RuntimeWarning, match="changed after its module was loaded"):
         assert use.get_explained(rewritten, True) == (7, "built: no entry")
     assert use.residency(rewritten, True) == "absent"
+
+
+def _alive_with(marker: str) -> int:
+    import gc
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is dict and o.get("marker") == marker)
+
+
+def test_an_engine_the_program_lets_go_of_is_freed_with_its_memory_tier(project):
+    # A notebook cell run again makes a new engine and recipe; the old ones, and the
+    # objects their memory tier held, must not stay until the process ends.
+    import gc
+    import weakref
+
+    def cell(marker: str, n: int) -> "weakref.ref[trove.Engine]":
+        engine = trove.Engine(project.root)
+
+        @engine.recipe(name="cell")
+        def table(n):
+            return {"marker": marker, "rows": list(range(n))}
+
+        assert table(n)["marker"] == marker
+        assert table(n) is table(n)
+        return weakref.ref(engine)
+
+    first = cell("first run", 3)
+    gc.collect()
+    assert first() is None, "the engine is freed once nothing refers to it"
+    assert _alive_with("first run") == 0, "and so are the objects its memory tier held"
+    second = cell("second run", 4)
+    gc.collect()
+    assert second() is None and _alive_with("second run") == 0

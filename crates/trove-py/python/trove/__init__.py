@@ -32,6 +32,7 @@ import functools
 import inspect
 import os
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _args, _code, _hooks, _objects, _trove
@@ -92,7 +93,9 @@ def canonical(value: Any) -> str:
 
 _generation = 0
 _leaked: List[Any] = []
-_engines: "List[Engine]" = []
+# The engines alive, weakly: an engine its program drops (a notebook cell run again, a
+# test) is freed with its memory tier; its Rust side finishes its uploads when it goes.
+_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
 def _after_fork() -> None:
@@ -157,7 +160,7 @@ class Engine:
         # stored object that depends on another recipe validates in a fresh process.
         self._recipes: List[Recipe] = []
         self._open()
-        _engines.append(self)
+        _engines.add(self)
         _ignore_paths()
 
     def _open(self) -> None:
