@@ -158,14 +158,18 @@ impl<T: Clone> Leader<'_, T> {
         self.finished = true;
         // Remove the flight first: a caller arriving after this point starts afresh (and
         // finds the object in the memory tier) instead of joining a finished flight.
-        self.flights
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flights
-            .remove(&self.key);
+        // Every waiter of this flight joined before, and stays in `waiting` until it has
+        // the result, so whether anyone waits is known here for good: a flight nobody
+        // joined (most of them) skips the wake-up, a system call with no one to wake.
+        let waited = {
+            let mut state = self.flights.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.flights.remove(&self.key);
+            state.waiting.values().any(|k| *k == self.key)
+        };
         *self.flight.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-        self.flight.done.notify_all();
+        if waited {
+            self.flight.done.notify_all();
+        }
     }
 }
 
