@@ -88,9 +88,17 @@ pub mod fuzzing {
 
     /// Decodes a stored trace as the disk tier does: `Some(number of inputs)` when it is
     /// accepted, `None` when the variant would be a miss. An accepted trace must encode
-    /// back to a trace that decodes to the same value (checked here; a mismatch panics, so
-    /// the fuzzer reports it).
+    /// back to a trace that decodes to the same value, and the hand-written format 3
+    /// reader must give what the serde one gives (both checked here; a mismatch panics,
+    /// so the fuzzer reports it).
     pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
+        // The hand-written format 3 reader must answer exactly as the serde one.
+        if let Some((&crate::trace::TRACE_FORMAT, rest)) = bytes.split_first() {
+            assert!(
+                crate::trace_wire::decode(rest) == crate::trace_wire::decode_serde(rest),
+                "the two format 3 decoders disagree"
+            );
+        }
         let trace = crate::trace::Trace::decode(bytes)?;
         let again = crate::trace::Trace::decode(&trace.encode());
         assert!(

@@ -19,6 +19,10 @@ use trove_fingerprint::{Digest, FileState};
 
 use crate::trace::{Input, Role, Trace};
 
+mod reader;
+
+pub(crate) use reader::decode;
+
 /// A trace as format 3 stores it.
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
@@ -102,9 +106,11 @@ pub(crate) fn encode(trace: &Trace) -> Vec<u8> {
 /// The trace format 3 `bytes` hold (without the format byte); `None` when they do not
 /// decode, leave bytes over, or name a table entry that is not there.
 ///
+/// The reference decoder, through serde: hits use [`reader::decode`], which reads the
+/// same layout by hand and is checked (tests, fuzzing) to give exactly this.
 /// Decoded field by field (postcard writes a struct as its fields in order), so each
 /// file input becomes an [`Input`] as it is read, with no intermediate list.
-pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
+pub(crate) fn decode_serde(bytes: &[u8]) -> Option<Trace> {
     use serde::de::DeserializeSeed;
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let dirs: Vec<&str> = Deserialize::deserialize(&mut de).ok()?;
@@ -297,6 +303,111 @@ mod tests {
             bytes.len(),
             plain.len()
         );
+    }
+
+    /// A trace with every kind of file state, role and a few other inputs, with values
+    /// that take every varint length (negative times zigzag-encoded).
+    fn varied() -> Trace {
+        let mut trace = sample();
+        for (i, (role, kind)) in [
+            (Role::Data, FileKind::File),
+            (Role::Module, FileKind::Dir),
+            (Role::Source, FileKind::Other),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let big = u64::MAX >> (i * 20);
+            trace.inputs.push(Input::File {
+                role,
+                path: format!("/odd/d{i}/é{i}"),
+                state: FileState::Present {
+                    stat: Stat {
+                        dev: big,
+                        ino: big / 3,
+                        len: i as u64,
+                        mtime_ns: -(big as i64 / 7),
+                        ctime_ns: i64::MIN + i as i64,
+                        kind,
+                    },
+                    hash: Digest([i as u8 * 40; 32]),
+                    taken_ns: i64::MAX - i as i64,
+                },
+            });
+            trace.inputs.push(Input::File {
+                role,
+                path: format!("/odd/d{i}/n"),
+                state: FileState::NotAFile { kind },
+            });
+        }
+        trace
+    }
+
+    /// Both decoders on `bytes` (format byte included): the same answer.
+    fn agree(bytes: &[u8]) -> Option<Trace> {
+        let rest = &bytes[1..];
+        let (fast, serde) = (decode(rest), decode_serde(rest));
+        assert_eq!(fast, serde, "the decoders disagree on {bytes:?}");
+        fast
+    }
+
+    #[test]
+    fn the_hand_reader_gives_what_serde_gives_on_every_cut_and_every_changed_byte() {
+        let trace = varied();
+        let bytes = trace.encode();
+        assert_eq!(agree(&bytes), Some(trace));
+        let mut accepted_changes = 0;
+        for cut in 1..bytes.len() {
+            assert_eq!(agree(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for at in 1..bytes.len() {
+            for value in [
+                0x00,
+                0x01,
+                0x02,
+                0x03,
+                0x7F,
+                0x80,
+                0x81,
+                0xFF,
+                bytes[at] ^ 0x40,
+            ] {
+                let mut changed = bytes.clone();
+                changed[at] = value;
+                if agree(&changed).is_some() {
+                    accepted_changes += 1;
+                }
+            }
+        }
+        // Many changes still decode (a different digest, a different mtime): both
+        // decoders accepted the same ones.
+        assert!(accepted_changes > bytes.len(), "{accepted_changes}");
+        // An over-long varint (0 written as 0x80 0x00) is accepted by both, one that
+        // overflows a u32 by neither.
+        let wire = |dir: &[u8]| {
+            let mut b = vec![
+                TRACE_FORMAT,
+                1,
+                4,
+                b'/',
+                b'u',
+                b's',
+                b'r',
+                1,
+                1,
+                b'a',
+                1,
+                0,
+                0,
+            ];
+            b.extend_from_slice(dir);
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            b
+        };
+        assert!(agree(&wire(&[0])).is_some());
+        assert!(agree(&wire(&[0x80, 0x00])).is_some());
+        assert_eq!(agree(&wire(&[0x80, 0x80, 0x80, 0x80, 0x10])), None);
+        assert_eq!(agree(&wire(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00])), None);
     }
 
     #[test]

@@ -201,9 +201,8 @@ impl Engine {
         }
         // Absences whose directory's stamp still holds need no `stat` of their own.
         let wanted = |i: usize| only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok());
-        let mut vouched = crate::absence::vouch(trace, wanted);
-        // Directory inputs a file below them answers wait for that file's check.
-        crate::absence::defer_dirs_under_files(trace, &mut vouched, wanted);
+        // Directory inputs a group's `stat` or a file below them answers wait for it.
+        let vouched = crate::absence::vouch(trace, wanted);
         bump(&self.inner.stats.absences_vouched, vouched.count);
         // Directory inputs checked by their group's `stat` or by a file's count as checked
         // files.

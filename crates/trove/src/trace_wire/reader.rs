@@ -1,0 +1,174 @@
+//! The format 3 decoder a hit uses: the same bytes as the serde decoder in `trace_wire.rs`
+//! (postcard's layout, read by hand), giving the same [`Trace`] or refusing the same input.
+//!
+//! Why by hand: a hit decodes every input of its trace, and a traced compile has
+//! hundreds (most of them absent paths of the include search). Through serde each file
+//! input went through a borrowed wire value, a `Cow` and two moves of a 100-byte enum,
+//! and its digest through 32 calls of a tuple visitor: about 150 ns an input, a fifth of
+//! a traced hit. Here a file input is read straight into its [`Input`]. The other inputs
+//! (a handful: environment variables, groups of absences, objects) and the two maps at
+//! the end are still read by postcard, from where this reader stands.
+//!
+//! The layout read (postcard 1, `Wire`'s fields in order): every integer is a LEB128
+//! varint (`i64` zigzag-encoded first; postcard accepts an over-long varint when its
+//! last byte fits the type, and so does this reader), an enum's variant is a `u32`
+//! varint, a sequence or string its length then its elements or bytes, a struct its
+//! fields in order, a `[u8; 32]` 32 raw bytes. The equivalence is tested (including on
+//! every truncation and on random bytes) and fuzzed (`fuzz/fuzz_targets/trace_decode.rs`
+//! compares both decoders on every input).
+
+use std::collections::BTreeMap;
+
+use trove_fingerprint::{Digest, FileKind, FileState, Stat};
+
+use crate::trace::{Input, Role, Trace};
+
+/// A cursor over the bytes of a format 3 trace.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.rest.len() {
+            return None;
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(taken)
+    }
+
+    /// A varint of at most `max` bytes whose last byte is at most `last` (postcard's
+    /// rule for a type of that width).
+    fn varint(&mut self, max: usize, last: u8) -> Option<u64> {
+        let mut out = 0u64;
+        for i in 0..max {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                return (i != max - 1 || b <= last).then_some(out);
+            }
+        }
+        None
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.varint(10, 0x01)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.varint(5, 0x0F).map(|v| v as u32)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        let n = self.u64()?;
+        Some(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.u64()?).ok()
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.len()?;
+        std::str::from_utf8(self.bytes(n)?).ok()
+    }
+
+    /// A sequence of strings (the tables), its length prefix trusted for no more than
+    /// the bytes left.
+    fn strs(&mut self) -> Option<Vec<&'a str>> {
+        let n = self.len()?;
+        let mut out = Vec::with_capacity(n.min(self.rest.len()));
+        for _ in 0..n {
+            out.push(self.str()?);
+        }
+        Some(out)
+    }
+
+    fn kind(&mut self) -> Option<FileKind> {
+        Some(match self.u32()? {
+            0 => FileKind::File,
+            1 => FileKind::Dir,
+            2 => FileKind::Other,
+            _ => return None,
+        })
+    }
+
+    fn state(&mut self) -> Option<FileState> {
+        Some(match self.u32()? {
+            0 => FileState::Absent,
+            1 => {
+                let stat = Stat {
+                    dev: self.u64()?,
+                    ino: self.u64()?,
+                    len: self.u64()?,
+                    mtime_ns: self.i64()?,
+                    ctime_ns: self.i64()?,
+                    kind: self.kind()?,
+                };
+                let hash = Digest(self.bytes(32)?.try_into().ok()?);
+                FileState::Present {
+                    stat,
+                    hash,
+                    taken_ns: self.i64()?,
+                }
+            }
+            2 => FileState::NotAFile { kind: self.kind()? },
+            _ => return None,
+        })
+    }
+
+    /// A value postcard decodes, read from where this reader stands.
+    fn postcard<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let (value, rest) = postcard::take_from_bytes(self.rest).ok()?;
+        self.rest = rest;
+        Some(value)
+    }
+}
+
+/// The trace format 3 `bytes` hold (without the format byte): exactly what
+/// [`super::decode_serde`] gives for the same bytes.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
+    let mut r = Reader { rest: bytes };
+    let dirs = r.strs()?;
+    let names = r.strs()?;
+    let n = r.len()?;
+    // Every input takes at least two bytes.
+    let mut inputs = Vec::with_capacity(n.min(r.rest.len() / 2));
+    for _ in 0..n {
+        let input = match r.u32()? {
+            0 => {
+                let role = match r.u32()? {
+                    0 => Role::Data,
+                    1 => Role::Module,
+                    2 => Role::Source,
+                    _ => return None,
+                };
+                let dir = dirs.get(r.u32()? as usize)?;
+                let name = names.get(r.u32()? as usize)?;
+                let state = r.state()?;
+                let mut path = String::with_capacity(dir.len() + 1 + name.len());
+                path.push_str(dir);
+                path.push('/');
+                path.push_str(name);
+                Input::File { role, path, state }
+            }
+            1 => r.postcard::<Input>()?,
+            _ => return None,
+        };
+        inputs.push(input);
+    }
+    let counters: BTreeMap<String, u64> = r.postcard()?;
+    let definition: BTreeMap<String, Digest> = r.postcard()?;
+    r.rest.is_empty().then_some(Trace {
+        inputs,
+        counters,
+        definition,
+    })
+}
