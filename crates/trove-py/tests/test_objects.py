@@ -249,6 +249,58 @@ def test_methods_and_staticmethods_are_recipes(engine):
     assert Factory.get_x.__wrapped__.__annotations__ == {"n": "int", "return": "int"}
 
 
+def test_recipes_a_factory_makes_with_different_captured_values_do_not_share_objects(project, engine):
+    builds = []
+
+    def loader(source, lock, engine):
+        @engine.recipe(ignore=("lock", "builds"))
+        def load(day):
+            with lock:
+                builds.append((source, day))
+            return f"{source}:{day}"
+
+        return load
+
+    lock = threading.Lock()
+    eu, us, eu_again = (loader(s, lock, engine) for s in ("eu", "us", "eu"))
+    assert eu("mon") == "eu:mon"
+    # One qualified name, two recipes: `us` is not served what `eu` built.
+    assert us.get_explained("mon") == ("us:mon", "built: no entry")
+    assert eu_again.get_explained("mon") == ("eu:mon", "hit memory")
+    assert builds == [("eu", "mon"), ("us", "mon")]
+    assert eu.name.endswith(".loader.<locals>.load[source='eu']")
+    # Another engine on the store (as another process): each gets its own from disk.
+    other = trove.Engine(project.root)
+    assert loader("us", lock, other).get_explained("mon") == ("us:mon", "hit disk")
+    assert loader("eu", lock, other).get_explained("mon") == ("eu:mon", "hit disk")
+    assert len(builds) == 2
+
+    # A captured value trove cannot key is refused when the recipe is made, named, with
+    # the ways out; a captured function is named by its qualified name.
+    def guarded(lock):
+        @engine.recipe
+        def f(x):
+            with lock:
+                return x
+
+        return f
+
+    with pytest.raises(TypeError, match=r"captures `lock` \(_thread.lock\).*ignore=\('lock',\)"):
+        guarded(threading.Lock())
+
+    def mapped(fn):
+        @engine.recipe
+        def g(x):
+            return fn(x)
+
+        return g
+
+    assert mapped(abs).name.endswith("g[fn='<builtin_function_or_method builtins.abs>']")
+    assert mapped(abs)(-2) == 2 and mapped(str)(-2) == "-2"
+    with pytest.raises(TypeError, match="ignore names no parameter or captured variable"):
+        engine.recipe(ignore=("nope",))(lambda x: x)
+
+
 def test_a_nested_recipe_is_a_dependency_with_early_cutoff(project, engine):
     project.write("raw.txt", "a")
     builds = []

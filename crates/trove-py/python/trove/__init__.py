@@ -35,7 +35,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from . import _args, _code, _hooks, _objects, _trove
+from . import _args, _captured, _code, _hooks, _objects, _trove
 from ._trove import CycleError, TroveError
 
 __all__ = [
@@ -207,9 +207,12 @@ class Engine:
           ``None`` or ``True`` passes, a string (or ``False``) is the failure, and the
           stored object is quarantined and rebuilt;
         - ``max_age``: seconds, a ``timedelta`` or ``"30d"``: older objects are rebuilt;
-        - ``name``: the recipe's name in the store (default ``module.qualname``);
+        - ``name``: the recipe's name in the store (default ``module.qualname``, followed
+          for a function made inside another by the values it captures, keyed like
+          arguments: ``app.loader.<locals>.load[source='eu']``);
         - ``ignore``: parameters left out of the key (``("self",)`` for a method whose
-          instance does not change the object);
+          instance does not change the object), and captured variables left out of the
+          name (a lock or a logger the function uses);
         - ``mmap``: large buffers of the object (numpy arrays of 64 KiB and more) are
           stored as files of their own and served zero-copy from a read-only memory map
           (as joblib's ``mmap_mode="r"``): a disk hit reads no array data, and the arrays
@@ -348,15 +351,18 @@ class Recipe:
         self._version = int(version)
         self._check = check
         self._max_age = _seconds(max_age, "max_age")
-        self.name = name or f"{func.__module__}.{func.__qualname__}"
         self._sig = inspect.signature(func)
         params = list(self._sig.parameters.values())
         self._names = tuple(p.name for p in params)
         self._plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-        unknown = set(ignore) - set(self._names)
+        captured = _captured.captured_names(func)
+        default = f"{func.__module__}.{func.__qualname__}"
+        unknown = set(ignore) - set(self._names) - captured
         if unknown:
-            raise TypeError(f"ignore names no parameter of {self.name}: {sorted(unknown)}")
-        self._ignore = frozenset(ignore)
+            raise TypeError(f"ignore names no parameter or captured variable of {name or default}: {sorted(unknown)}")
+        # A factory's recipes differ by what they capture (see _captured.py).
+        self.name = name or default + _captured.captured_text(func, default, frozenset(ignore) & captured)
+        self._ignore = frozenset(ignore) - captured
         self._handle: Any = None
         self._handle_of: Any = None
         # (generation, handle.call) once a handle exists, for calls by position only.
