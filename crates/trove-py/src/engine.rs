@@ -195,7 +195,11 @@ impl PyEngine {
         d.set_item("fast_hits", fast)?;
         d.set_item("disk_hits", s.disk_hits)?;
         d.set_item("builds", s.builds)?;
+        d.set_item("waits", s.waits)?;
         d.set_item("files_checked", s.files_checked)?;
+        d.set_item("absences_vouched", s.absences_vouched)?;
+        d.set_item("dirs_answered", s.dirs_answered)?;
+        d.set_item("files_hashed", s.files_hashed)?;
         // The shared tier (`shared:` in trove.ron), zero without one.
         d.set_item("shared_hits", s.shared_hits)?;
         d.set_item("shared_unavailable", s.shared_unavailable)?;

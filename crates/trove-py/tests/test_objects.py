@@ -353,20 +353,26 @@ def test_numpy_arrays_come_back_equal_from_disk(project, engine):
 
 
 def test_stats_status_and_gc(project, engine):
+    project.write("n.txt", "7")
+
     @engine.recipe(name="s")
     def s(n):
-        return n
+        with open("n.txt") as f:
+            return n + int(f.read())
 
     s(1)
     s(1)
     stats = engine.stats()
     assert stats["builds"] == 1 and stats["memory_hits"] == 1
+    # Every counter of the engine's, the file the build read hashed once.
+    assert stats["files_hashed"] >= 1 and stats["waits"] == 0
+    assert {"absences_vouched", "dirs_answered", "files_checked", "shared_hits"} <= set(stats)
     [entry] = engine.status()
     assert entry["recipe"] == "s" and entry["args"] == "(n=1)" and entry["residency"] == "in_memory"
     report = engine.gc(dry_run=True)
     assert report["removals"] == [] and report["kept"] == 1
     with engine.watch():
-        assert s(1) == 1
+        assert s(1) == 8
 
 
 def test_ctrl_c_in_a_build_leaves_no_lock_and_no_object(engine):

@@ -234,9 +234,12 @@ class Engine:
         self._rust().set_counter(name, value, recipe)
 
     def stats(self) -> Dict[str, int]:
-        """Memory hits (and watched ones), disk hits, builds and file checks so far; with
-        a shared tier (``shared`` in trove.ron), its hits, outages, refused records,
-        uploads and failed uploads (``shared_*``)."""
+        """The engine's counters so far: memory hits (``watched_hits`` and ``fast_hits``
+        of them under :meth:`watch`), disk hits, builds, ``waits`` (requests that joined
+        another's build), ``files_checked``, ``absences_vouched`` (absent paths a
+        directory's unchanged stamp answered), ``dirs_answered``, ``files_hashed`` (by
+        builds); with a shared tier (``shared`` in trove.ron), its hits, outages, refused
+        records, uploads and failed uploads (``shared_*``)."""
         return dict(self._rust().stats())
 
     def status(self) -> List[Dict[str, Any]]:
