@@ -411,6 +411,19 @@ mod tests {
     }
 
     #[test]
+    fn a_length_prefix_of_a_trillion_allocates_nothing_of_the_kind() {
+        // 2^40 as a varint: a table, then the inputs, that say they hold that many.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x20];
+        let mut table = vec![TRACE_FORMAT];
+        table.extend(huge);
+        assert_eq!(agree(&table), None);
+        let mut inputs = vec![TRACE_FORMAT, 0, 0];
+        inputs.extend(huge);
+        inputs.extend([0; 64]);
+        assert_eq!(agree(&inputs), None);
+    }
+
+    #[test]
     fn truncated_extended_or_dangling_traces_are_refused() {
         let bytes = sample().encode();
         for cut in 1..bytes.len() {

@@ -1,5 +1,5 @@
-//! The hit side of absences validated through their directory: each group's directory
-//! stated once, and the directory inputs a group's `stat` or a file's check already
+//! The hit side of absences validated through their directory: one `stat` of each
+//! group's directory, and the directory inputs a group's `stat` or a file's check already
 //! answers left out (see the parent module and ARCHITECTURE.md).
 //!
 //! This runs on every disk hit of a traced object, over every input of its trace, so it

@@ -80,11 +80,10 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes(n)?).ok()
     }
 
-    /// A sequence of strings (the tables), its length prefix trusted for no more than
-    /// the bytes left.
+    /// A sequence of strings (the tables).
     fn strs(&mut self) -> Option<Vec<&'a str>> {
         let n = self.len()?;
-        let mut out = Vec::with_capacity(n.min(self.rest.len()));
+        let mut out = Vec::with_capacity(prealloc(n, self.rest.len()));
         for _ in 0..n {
             out.push(self.str()?);
         }
@@ -132,6 +131,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How many elements to make room for when a sequence says it holds `n` and `left` bytes
+/// follow: a length prefix is never trusted for more than a modest preallocation (each
+/// element takes at least a byte, and a hostile row could say millions).
+fn prealloc(n: usize, left: usize) -> usize {
+    n.min(left).min(4096)
+}
+
 /// The trace format 3 `bytes` hold (without the format byte): exactly what
 /// [`super::decode_serde`] gives for the same bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
@@ -139,8 +145,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
     let dirs = r.strs()?;
     let names = r.strs()?;
     let n = r.len()?;
-    // Every input takes at least two bytes.
-    let mut inputs = Vec::with_capacity(n.min(r.rest.len() / 2));
+    let mut inputs = Vec::with_capacity(prealloc(n, r.rest.len()));
     for _ in 0..n {
         let input = match r.u32()? {
             0 => {
