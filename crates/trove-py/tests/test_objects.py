@@ -296,6 +296,16 @@ def test_recipes_a_factory_makes_with_different_captured_values_do_not_share_obj
         return g
 
     assert mapped(abs).name.endswith("g[fn='<builtin_function_or_method builtins.abs>']")
+
+    # A recipe that asks another through the engine it captured.
+    def composed(scale):
+        @engine.recipe
+        def h(x):
+            return engine.recipe(name="inner")(lambda y: y + 1)(x) * scale
+
+        return h
+
+    assert composed(3)(1) == 6 and composed(4)(1) == 8
     assert mapped(abs)(-2) == 2 and mapped(str)(-2) == "-2"
     with pytest.raises(TypeError, match="ignore names no parameter or captured variable"):
         engine.recipe(ignore=("nope",))(lambda x: x)

@@ -14,7 +14,8 @@ is two recipes with one qualified name: without more, ``us("mon")`` would be ser
 object ``eu("mon")`` built. So the values a recipe's function captures (its closure's
 cells) are keyed like arguments and written after its default name:
 ``app.loader.<locals>.load[source='eu']``. A function, class, module or recipe captured is
-named by its qualified name (its code is tracked when it runs). A value trove cannot key
+named by its qualified name (its code is tracked when it runs), a ``trove.Engine`` as
+itself (where objects are kept, not what makes them). A value trove cannot key
 is a ``TypeError`` when the recipe is made, naming the variable and the ways out: pass it
 as an argument, give its type ``__trove_key__``, leave it out with ``ignore=`` when it does
 not change the result (a lock, a logger, a build log), or name the recipe with ``name=``
@@ -69,7 +70,7 @@ def _text(func: Callable[..., Any], recipe: str, ignore: FrozenSet[str], seen: S
                 raise TypeError(
                     f"recipe {recipe} captures `{name}` ({type(value).__module__}."
                     f"{type(value).__qualname__}) from its enclosing function, and two recipes "
-                    f"made there with different values must not share their objects: {e}. "
+                    f"made there with different values must not share their objects: {str(e).rstrip('.')}. "
                     f"Pass it as an argument, give its type __trove_key__(), leave it out with "
                     f"ignore=({name!r},) if it does not change the result, or name each "
                     f"recipe with name=..."
@@ -80,10 +81,12 @@ def _text(func: Callable[..., Any], recipe: str, ignore: FrozenSet[str], seen: S
 
 def _named(value: Any, recipe: str, seen: Set[int]) -> Any:
     """A captured value as it is keyed: code by its qualified name (and what it captures)."""
-    from . import Recipe  # the package imports this module first
+    from . import Engine, Recipe  # the package imports this module first
 
     if isinstance(value, Recipe):
         return f"<recipe {value.name}>"
+    if isinstance(value, Engine):
+        return "<trove.Engine>"  # where objects are kept, not what makes them
     if inspect.isfunction(value):
         inner = "" if id(value) in seen else _text(value, recipe, frozenset(), seen)
         return f"<function {value.__module__}.{value.__qualname__}{inner}>"
