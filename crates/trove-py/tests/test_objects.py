@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -275,8 +276,8 @@ def test_recipes_a_factory_makes_with_different_captured_values_do_not_share_obj
     assert loader("eu", lock, other).get_explained("mon") == ("eu:mon", "hit disk")
     assert len(builds) == 2
 
-    # A captured value trove cannot key is refused when the recipe is made, named, with
-    # the ways out; a captured function is named by its qualified name.
+    # A captured value trove cannot key is named by its type: silently for plumbing (a
+    # lock), with a warning naming the variable and the ways out otherwise.
     def guarded(lock):
         @engine.recipe
         def f(x):
@@ -285,8 +286,23 @@ def test_recipes_a_factory_makes_with_different_captured_values_do_not_share_obj
 
         return f
 
-    with pytest.raises(TypeError, match=r"captures `lock` \(_thread.lock\).*ignore=\('lock',\)"):
-        guarded(threading.Lock())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert guarded(threading.Lock()).name.endswith("f[lock='<_thread.lock>']")
+
+    class Opaque:
+        pass
+
+    def holding(thing):
+        @engine.recipe
+        def k(x):
+            return (thing, x)[1]
+
+        return k
+
+    with pytest.warns(RuntimeWarning, match=r"captures `thing` \(.*Opaque\).*ignore=\('thing',\)") as seen:
+        assert holding(Opaque()).name.endswith(".Opaque>']")
+    assert seen[0].filename == __file__  # points at the code that made the recipe
 
     def mapped(fn):
         @engine.recipe
