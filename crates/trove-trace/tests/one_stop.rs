@@ -2,58 +2,23 @@
 //! what the two-stop path (the open's result read at its exit) reports: the same real
 //! programs traced both ways, in one process, give identical reports.
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::fs;
-use std::io::{Read, Seek};
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
-use trove_trace::{Report, Spec, run, two_stop_opens};
+use common::Dir;
+use trove_trace::{Report, two_stop_opens};
 
 /// `two_stop_opens` is process-wide: the tests of this file take turns.
 static MODE: Mutex<()> = Mutex::new(());
 
-struct Dir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Dir {
-    fn new() -> Dir {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = fs::canonicalize(tmp.path()).unwrap();
-        Dir { _tmp: tmp, path }
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, content).unwrap();
-        path
-    }
-}
-
-/// Runs `args` traced in `dir`; returns the report and stdout.
+/// Runs `args` traced in `dir` (bytecode caches off, so both ways read the same files);
+/// returns the report and stdout.
 fn trace(dir: &Path, args: &[&str]) -> (Report, String) {
-    let mut stdout = tempfile::tempfile().unwrap();
-    let argv = args.iter().map(|a| a.to_string()).collect();
-    let mut spec = Spec::new(argv, dir, stdout.try_clone().unwrap());
-    spec.env = vec![("PYTHONDONTWRITEBYTECODE".into(), "1".into())];
-    spec.trace = true;
-    let outcome = run(spec).unwrap();
-    assert_eq!(outcome.trace_unavailable, None, "the tracer must run here");
-    assert!(outcome.status.success(), "{args:?}: {:?}", outcome.status);
-    let mut text = String::new();
-    stdout.rewind().unwrap();
-    stdout.read_to_string(&mut text).unwrap();
-    let report = outcome.report.unwrap();
-    assert_eq!(report.gaps, BTreeSet::new());
-    (report, text)
+    common::trace_output(dir, args, &[("PYTHONDONTWRITEBYTECODE", "1")])
 }
 
 /// Traces `args` with opens answered at one stop, then at two; both reports must match.

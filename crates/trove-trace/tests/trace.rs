@@ -2,76 +2,16 @@
 //! coreutils, and a statically linked busybox (Debian's `busybox-static`, at
 //! `/bin/busybox`). Every test runs the program under `run` and asserts on the report.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Seek};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use trove_trace::{Outcome, Report, RunError, Spec, run};
-
-/// A temporary directory with its canonical path (the tracer reports canonical paths).
-struct Dir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Dir {
-    fn new() -> Dir {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = fs::canonicalize(tmp.path()).unwrap();
-        Dir { _tmp: tmp, path }
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, content).unwrap();
-        path
-    }
-}
-
-fn argv(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-/// Runs `args` in `dir` and returns the outcome and the command's stdout.
-fn execute(dir: &Path, args: &[&str], env: &[(&str, &str)], trace: bool) -> (Outcome, String) {
-    let mut stdout = tempfile::tempfile().unwrap();
-    let mut spec = Spec::new(argv(args), dir, stdout.try_clone().unwrap());
-    spec.env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    spec.trace = trace;
-    let outcome = run(spec).unwrap_or_else(|e| panic!("{args:?} did not run: {e}"));
-    let mut text = String::new();
-    stdout.rewind().unwrap();
-    stdout.read_to_string(&mut text).unwrap();
-    (outcome, text)
-}
-
-/// Runs `args` traced in `dir`; the command must succeed and the tracer must have run.
-fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Report {
-    let (outcome, _) = execute(dir, args, env, true);
-    assert_eq!(
-        outcome.trace_unavailable, None,
-        "the tracer must run on this machine"
-    );
-    assert!(
-        outcome.status.success(),
-        "{args:?} failed: {:?}",
-        outcome.status
-    );
-    let report = outcome.report.expect("a traced run has a report");
-    assert_eq!(report.gaps, BTreeSet::new(), "the trace is complete");
-    report
-}
+use common::{Dir, argv, execute, trace};
+use trove_trace::{Report, RunError, Spec, run};
 
 fn file_names(paths: &BTreeSet<PathBuf>) -> BTreeSet<String> {
     paths

@@ -100,16 +100,12 @@ pub(crate) struct Trace {
 
 impl Trace {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![TRACE_FORMAT];
-        out.extend(crate::trace_wire::encode(self));
-        out
+        crate::trace_wire::encode(self, vec![TRACE_FORMAT])
     }
 
     /// The format 2 bytes of this trace (what troves before format 3 wrote), for tests.
     pub(crate) fn encode_plain(&self) -> Vec<u8> {
-        let mut out = vec![TRACE_FORMAT_PLAIN];
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
-        out
+        postcard::to_extend(self, vec![TRACE_FORMAT_PLAIN]).unwrap_or_default()
     }
 
     /// `None` for another format, undecodable bytes or bytes left over after the trace:

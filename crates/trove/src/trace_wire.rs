@@ -70,8 +70,8 @@ impl<'a> Table<'a> {
     }
 }
 
-/// The format 3 bytes of `trace` (without the format byte).
-pub(crate) fn encode(trace: &Trace) -> Vec<u8> {
+/// `out` (the format byte) followed by the format 3 bytes of `trace`.
+pub(crate) fn encode(trace: &Trace, out: Vec<u8>) -> Vec<u8> {
     let mut dirs = Table::default();
     let mut names = Table::default();
     let inputs = trace
@@ -100,7 +100,7 @@ pub(crate) fn encode(trace: &Trace) -> Vec<u8> {
         definition: Cow::Borrowed(&trace.definition),
     };
     // Serializing plain data into a Vec cannot fail.
-    postcard::to_allocvec(&wire).unwrap_or_default()
+    postcard::to_extend(&wire, out).unwrap_or_default()
 }
 
 /// The trace format 3 `bytes` hold (without the format byte); `None` when they do not

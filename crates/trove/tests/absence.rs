@@ -4,13 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
-use support::{Log, Probe, Project};
+use support::{Log, PAST_RACY, Probe, Project, include_search};
 use trove::{Engine, Reason, Stats};
-
-/// Past the racy window (two seconds), so a directory stamp taken now is trusted.
-const RACY: Duration = Duration::from_millis(2_100);
 
 /// The names the search looks up, each in `inc1/` then `inc2/`, like a compiler's
 /// include path: `a.h`, `b.h` and `bits/x.h` are found in `inc2/` only, `f/x.h` and
@@ -23,21 +18,6 @@ const ABSENT: u64 = 7;
 /// Files the search found: what a hit still stats one by one.
 const FOUND: u64 = 3;
 
-fn search(log: &Log) -> Probe<String> {
-    Probe::new("search", log, |cx, names: &String| {
-        let mut out = Vec::new();
-        for name in names.split(',') {
-            for dir in ["inc1", "inc2"] {
-                if let Some(bytes) = cx.try_read(format!("{dir}/{name}"))? {
-                    out.push(String::from_utf8_lossy(&bytes).into_owned());
-                    break;
-                }
-            }
-        }
-        Ok(out.join(" "))
-    })
-}
-
 /// The project: `inc2/` holds the headers, `inc1/` only a file `f`. The store exists
 /// before the directories settle. `settled`: waits out the racy window before returning.
 fn project(settled: bool) -> Project {
@@ -48,7 +28,7 @@ fn project(settled: bool) -> Project {
     p.write("inc1/f", "not a directory");
     drop(p.engine());
     if settled {
-        std::thread::sleep(RACY);
+        std::thread::sleep(PAST_RACY);
     }
     p
 }
@@ -84,7 +64,7 @@ fn build_and_hit(p: &Project, r: &Probe<String>, log: &Log) {
 fn a_file_created_where_an_absence_was_recorded_rebuilds_and_is_named() {
     let p = project(true);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     build_and_hit(&p, &r, &log);
     p.write("inc1/a.h", "A1");
     let (value, reason, _) = get(&p, &r);
@@ -98,7 +78,7 @@ fn a_file_created_where_an_absence_was_recorded_rebuilds_and_is_named() {
 fn a_file_created_in_a_missing_directory_under_a_grouped_one_rebuilds() {
     let p = project(true);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     build_and_hit(&p, &r, &log);
     p.write("inc1/bits/x.h", "X1");
     let (value, reason, _) = get(&p, &r);
@@ -115,7 +95,7 @@ fn a_file_created_in_a_missing_directory_under_a_grouped_one_rebuilds() {
 fn a_directory_created_where_a_file_blocked_the_path_rebuilds() {
     let p = project(true);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     build_and_hit(&p, &r, &log);
     // `inc1/f` was a file, so `inc1/f/x.h` could not exist; now it is a directory.
     p.remove("inc1/f");
@@ -133,10 +113,10 @@ fn a_directory_created_where_a_file_blocked_the_path_rebuilds() {
 fn an_unrelated_file_costs_a_check_of_each_member_once_and_no_build() {
     let p = project(true);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     build_and_hit(&p, &r, &log);
     p.write("inc1/notes.txt", "unrelated");
-    std::thread::sleep(RACY);
+    std::thread::sleep(PAST_RACY);
     // `inc1/`'s stamp changed: its five members are checked one by one, and hold.
     let (_, reason, stats) = get(&p, &r);
     assert_eq!(reason, Reason::HitDisk);
@@ -156,7 +136,7 @@ fn a_directory_modified_just_before_its_stamp_was_taken_is_not_trusted() {
     // file created in the same clock tick would leave them unchanged).
     let p = project(false);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     let (_, reason, _) = get(&p, &r);
     built(&reason);
     let (_, reason, stats) = get(&p, &r);
@@ -164,7 +144,7 @@ fn a_directory_modified_just_before_its_stamp_was_taken_is_not_trusted() {
     assert_eq!(stats.absences_vouched, 0);
     assert_eq!(stats.files_checked, FOUND + ABSENT);
     // Past the window, a hit checks the members once more and stores a stamp it trusts.
-    std::thread::sleep(RACY);
+    std::thread::sleep(PAST_RACY);
     let (_, _, stats) = get(&p, &r);
     assert_eq!(stats.absences_vouched, 0);
     let (_, reason, stats) = get(&p, &r);
@@ -185,9 +165,9 @@ fn a_symlinked_directory_retargeted_rebuilds() {
     std::fs::create_dir(p.path("empty")).unwrap();
     p.write("other/a.h", "A-other");
     std::os::unix::fs::symlink("empty", p.path("inc1")).unwrap();
-    std::thread::sleep(RACY);
+    std::thread::sleep(PAST_RACY);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     let (value, reason, _) = get(&p, &r);
     assert_eq!(value, "A2 B2 X2");
     built(&reason);
@@ -209,9 +189,9 @@ fn a_dangling_symlink_is_not_vouched_for_by_its_directory() {
     // `inc1/a.h` leads nowhere: absent, but its target can appear without `inc1/`
     // changing.
     std::os::unix::fs::symlink("../gone/a.h", p.path("inc1/a.h")).unwrap();
-    std::thread::sleep(RACY);
+    std::thread::sleep(PAST_RACY);
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     let (value, reason, _) = get(&p, &r);
     assert_eq!(value, "A2 B2 X2");
     built(&reason);

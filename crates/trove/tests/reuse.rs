@@ -11,7 +11,7 @@ use trove::{CommandRecipe, Config, Engine, Reason, Stats};
 
 /// Files older than the racy window (two seconds) as far as their mtime and ctime go.
 fn age() {
-    std::thread::sleep(Duration::from_millis(2_100));
+    std::thread::sleep(support::PAST_RACY);
 }
 
 /// A recipe that opens the files its argument names (comma-separated): `cx.open`

@@ -4,33 +4,13 @@
 
 mod support;
 
-use std::time::Duration;
-
-use support::{Log, Probe, Project};
+use support::{Log, PAST_RACY, Probe, Project, include_search};
 use trove::{Reason, Stats};
 use trove_store::Store;
 
-/// Past the racy window (two seconds), so a hit is a `stat` per file, not a re-hash.
-const RACY: Duration = Duration::from_millis(2_100);
-
+/// The names `include_search` looks up: `a.h` is found in `inc1/`, the others in `inc2/`
+/// after an absent `inc1/` path each.
 const NAMES: &str = "a.h,b.h,bits/x.h";
-
-/// A search through two include directories, as a compiler does: `a.h` is found in
-/// `inc1/`, the others in `inc2/` after an absent `inc1/` path each.
-fn search(log: &Log) -> Probe<String> {
-    Probe::new("search", log, |cx, names: &String| {
-        let mut out = Vec::new();
-        for name in names.split(',') {
-            for dir in ["inc1", "inc2"] {
-                if let Some(bytes) = cx.try_read(format!("{dir}/{name}"))? {
-                    out.push(String::from_utf8_lossy(&bytes).into_owned());
-                    break;
-                }
-            }
-        }
-        Ok(out.join(" "))
-    })
-}
 
 fn project() -> Project {
     let p = Project::new();
@@ -38,7 +18,7 @@ fn project() -> Project {
     p.write("inc2/b.h", "B2");
     p.write("inc2/bits/x.h", "X2");
     drop(p.engine());
-    std::thread::sleep(RACY);
+    std::thread::sleep(PAST_RACY);
     p
 }
 
@@ -66,7 +46,7 @@ fn only_record(p: &Project) -> (Store, trove_store::Record) {
 fn traces_are_stored_with_interned_paths_and_smaller_than_before() {
     let p = project();
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     let (value, reason, _) = get(&p, &r);
     assert_eq!(value, "A1 B2 X2");
     assert!(matches!(reason, Reason::Built(_)), "{reason}");
@@ -86,7 +66,7 @@ fn traces_are_stored_with_interned_paths_and_smaller_than_before() {
 fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
     let p = project();
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     get(&p, &r);
     let (_, hit, fresh) = get(&p, &r);
     assert_eq!(hit, Reason::HitDisk);
@@ -118,7 +98,7 @@ fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
 fn a_corrupt_trace_is_a_miss_that_rebuilds_and_stores_a_readable_one() {
     let p = project();
     let log = Log::new();
-    let r = search(&log);
+    let r = include_search(&log);
     get(&p, &r);
     let (store, rec) = only_record(&p);
     // Truncated: the row's checksum is right (the store rewrote it), the trace is not.

@@ -301,3 +301,25 @@ pub(crate) fn compile_library(out: &Path, value: i32) {
         .expect("a C compiler (cc) is needed for the module tests");
     assert!(status.success(), "cc failed");
 }
+
+/// Past the racy window (two seconds): a fingerprint or directory stamp taken before this
+/// wait is trusted by a `stat` alone.
+pub(crate) const PAST_RACY: Duration = Duration::from_millis(2_100);
+
+/// A search through two include directories, as a compiler does: each of the
+/// comma-separated names is looked up in `inc1/` then `inc2/` (`cx.try_read`, so every
+/// miss is an absence), and the first found is read.
+pub(crate) fn include_search(log: &Log) -> Probe<String> {
+    Probe::new("search", log, |cx, names: &String| {
+        let mut out = Vec::new();
+        for name in names.split(',') {
+            for dir in ["inc1", "inc2"] {
+                if let Some(bytes) = cx.try_read(format!("{dir}/{name}"))? {
+                    out.push(String::from_utf8_lossy(&bytes).into_owned());
+                    break;
+                }
+            }
+        }
+        Ok(out.join(" "))
+    })
+}
