@@ -349,11 +349,19 @@ fn a_single_file_outside_the_roots_is_delivered_and_its_neighbours_are_not() {
         outside.path().join("trove.ron"),
     )
     .unwrap();
-    assert_eq!(fx.paths_until(&config), vec![config.clone()]);
+    let seen = fx.paths_until(&config);
+    assert!(seen.iter().all(|path| *path == config), "{seen:?}");
 
-    // A change under the root is still delivered, after nothing else.
+    // A change under the root is still delivered, after nothing but the watched name (the
+    // save's events can straddle two debounce windows on a loaded machine, so the name
+    // may come once more; the neighbour and the temporary file never do).
     fs::write(fx.path("a.csv"), "1").unwrap();
-    assert_eq!(fx.paths_until(&fx.path("a.csv")), vec![fx.path("a.csv")]);
+    let seen = fx.paths_until(&fx.path("a.csv"));
+    assert!(
+        seen.iter()
+            .all(|path| *path == config || *path == fx.path("a.csv")),
+        "{seen:?}"
+    );
 }
 
 #[test]
