@@ -354,3 +354,37 @@ fn a_command_whose_trove_was_killed_does_not_run_on() {
     );
     assert_eq!(p.ok(&["run", "r"]), "again");
 }
+
+/// The tracer's look-up library comes first in a traced command's `LD_PRELOAD`, before
+/// the user's own; the object depends on the user's value alone (switching the library
+/// off is still a hit, changing the user's preload rebuilds); `TROVE_TRACE_PRELOAD=off`
+/// leaves it out.
+#[test]
+fn the_look_up_library_is_preloaded_before_the_users_and_is_not_part_of_the_key() {
+    let p = Project::new(
+        r#"(recipes: { "r": (command: ["sh", "-c", "echo r >> log; echo \"$LD_PRELOAD\""]) })"#,
+    );
+    let run = |preload: &str, switch: Option<&str>| {
+        let mut command = p.command(&["run", "--explain", "r"]);
+        command.env("LD_PRELOAD", preload);
+        if let Some(switch) = switch {
+            command.env("TROVE_TRACE_PRELOAD", switch);
+        }
+        let out = command.output().expect("run trove");
+        assert!(out.status.success(), "{}", stderr(&out));
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr(&out).lines().next().unwrap_or_default().to_owned(),
+        )
+    };
+    let (out, why) = run("libc.so.6", None);
+    assert!(why.starts_with("built"), "{why}");
+    let (ours, theirs) = out.split_once(':').expect("two preloads");
+    assert!(ours.contains("libtrove-preload-"), "{out}");
+    assert_eq!(theirs, "libc.so.6");
+    assert_eq!(run("libc.so.6", Some("off")).1, "hit disk");
+    let (out, why) = run("libm.so.6", Some("off"));
+    assert!(why.starts_with("built"), "{why}");
+    assert_eq!(out, "libm.so.6", "switched off, the user's preload alone");
+    assert_eq!(p.lines("log"), 2);
+}

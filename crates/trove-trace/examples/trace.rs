@@ -1,7 +1,8 @@
 //! Runs a command under the tracer and prints its report, one section per set:
 //! `cargo run -p trove-trace --example trace -- gcc -c main.c`. The command's stdout goes
 //! to a temporary file whose size is printed; its stderr passes through. With
-//! `--untraced` first, the command runs untraced (for timing the difference).
+//! `--untraced` first, the command runs untraced (for timing the difference); with
+//! `--stops-only`, traced without the preloaded look-up library (every look-up stops).
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -26,8 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !traced {
         argv.remove(0);
     }
+    if argv.first().map(String::as_str) == Some("--stops-only") {
+        argv.remove(0);
+        trove_trace::preload_lookups(false);
+    }
     if argv.is_empty() {
-        eprintln!("usage: trace [--untraced] COMMAND [ARGS..]");
+        eprintln!("usage: trace [--untraced | --stops-only] COMMAND [ARGS..]");
         std::process::exit(2);
     }
     let stdout = tempfile::tempfile()?;
@@ -74,5 +79,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         section(&mut out, name, set.iter())?;
     }
+    writeln!(out, "looked up without a stop: {}", report.buffered)?;
     Ok(())
 }

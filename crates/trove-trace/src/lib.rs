@@ -26,7 +26,10 @@
 //! absence, one that succeeded names its file exactly in `/proc/PID/fd`). Stat-like calls
 //! (stat, access, readlink, chdir) and read-only opens (`open.rs`) are answered at the
 //! first stop by looking the name up from the tracer, which gives their result for half
-//! the stops.
+//! the stops. In dynamically linked programs most look-ups make no stop at all: a library
+//! put first in `LD_PRELOAD` (`preload/preload.c`) makes them from a page the filter lets
+//! through and logs them in a buffer the tracer drains at the process's next stop
+//! (`preload.rs`).
 //!
 //! After the run, names are resolved the way the kernel resolved them, symlinks and `..`
 //! included (the symlinks followed are inputs too), filtered (`/proc`, `/sys`, `/dev`,
@@ -91,6 +94,8 @@ mod cpu;
 #[cfg(tracer)]
 mod open;
 #[cfg(tracer)]
+mod preload;
+#[cfg(tracer)]
 mod seccomp;
 #[cfg(tracer)]
 mod syscalls;
@@ -111,4 +116,26 @@ pub fn two_stop_opens(on: bool) {
     #[cfg(not(tracer))]
     let _ = on;
 }
+/// Makes every later trace of this process run its commands without the preloaded
+/// look-up library (`false`: every look-up stops the tracee, as in a static program) or
+/// with it (`true`, the default): for tests and measurements that compare the two. Does
+/// nothing where there is no tracer.
+#[doc(hidden)]
+pub fn preload_lookups(on: bool) {
+    #[cfg(tracer)]
+    preload::OFF.store(!on, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(tracer))]
+    let _ = on;
+}
+
+/// The directory of the tracer's own files that commands load (never their inputs).
+pub(crate) fn own_files() -> Option<std::path::PathBuf> {
+    #[cfg(tracer)]
+    return preload::library()
+        .and_then(std::path::Path::parent)
+        .map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    #[cfg(not(tracer))]
+    None
+}
+
 pub use runner::{INTERRUPT_GRACE, Outcome, RunError, Spec, interrupt_all, run};

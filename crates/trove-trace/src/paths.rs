@@ -87,6 +87,12 @@ impl Resolver {
         if let Some(node) = self.nodes.get(path) {
             return node.clone();
         }
+        // `/proc/self`, `/proc/PID/fd/N`, `/proc/PID/cwd` are the process's own: read
+        // here they would be the tracer's. Past `/proc` the name stays as it is (and is
+        // filtered out of the report).
+        if path.starts_with("/proc") {
+            return Node::Plain;
+        }
         let node = match fs::symlink_metadata(path) {
             Err(_) => Node::Missing,
             Ok(meta) if meta.file_type().is_symlink() => match fs::read_link(path) {
@@ -211,6 +217,17 @@ mod tests {
                 links: vec![]
             }
         );
+    }
+
+    #[test]
+    fn a_link_into_proc_is_an_input_and_what_it_reaches_there_is_not_the_tracers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        symlink("/proc/self/fd/0", root.join("stdin")).unwrap();
+        let got = Resolver::default().resolve(&root.join("stdin"), true);
+        // Not the tracer's own standard input: `/proc/self` is not followed from here.
+        assert_eq!(got.path, Path::new("/proc/self/fd/0"));
+        assert_eq!(got.links, vec![root.join("stdin")]);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct Report {
     /// What the tracer could not see, as sentences (for example a process making
     /// system calls of another architecture). Empty when the trace is complete.
     pub gaps: BTreeSet<String>,
+    /// How many uses the preloaded library logged without a stop (a measure of the
+    /// tracer, not an input: the same uses are recorded either way).
+    pub buffered: usize,
 }
 
 /// How a process used a name.
@@ -100,6 +103,8 @@ pub(crate) struct Log {
     pub(crate) connects: BTreeSet<String>,
     pub(crate) unix_connects: BTreeSet<String>,
     pub(crate) gaps: BTreeSet<String>,
+    /// Uses that came through the preloaded library's buffer (`crate::preload`).
+    pub(crate) buffered: usize,
 }
 
 impl Log {
@@ -149,6 +154,7 @@ impl Log {
             connects: self.connects,
             unix_connects: self.unix_connects,
             gaps: self.gaps,
+            buffered: self.buffered,
             ..Report::default()
         };
         for (path, bits) in states.0 {

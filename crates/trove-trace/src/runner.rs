@@ -152,7 +152,9 @@ pub fn run(spec: Spec) -> Result<Outcome, RunError> {
         return Err(RunError::EmptyCommand);
     };
     let filter = if spec.trace {
-        let filter = Filter::new(&spec.ignore, &spec.ignore_globs);
+        let mut ignore = spec.ignore.clone();
+        ignore.extend(crate::own_files());
+        let filter = Filter::new(&ignore, &spec.ignore_globs);
         Some(filter.map_err(|(glob, e)| RunError::Glob {
             glob,
             reason: e.to_string(),

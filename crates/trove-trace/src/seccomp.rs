@@ -7,15 +7,21 @@
 //! `SECCOMP_RET_ALLOW` and runs at full speed. A call of another architecture (a 32-bit
 //! program, or an x32 call on x86_64) is traced too, so the tracer can say that it could
 //! not decode it: a filter builder that kills such processes, or lets them through
-//! unseen, would break the build or hide its inputs.
+//! unseen, would break the build or hide its inputs. A native call made from the page
+//! of the preloaded library's stub (`preload.rs`) is let through: that library logs its
+//! calls itself.
 
 use libc::sock_filter;
 
+use crate::preload::{PAGE, PAGE_SIZE};
 use crate::syscalls::{EMPTY_PATH_STATS, NATIVE_ARCH, TRACED};
 
 /// Offsets into `struct seccomp_data` (`nr`, `arch`, then the six 64-bit arguments).
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
+/// The low and high 32 bits of `instruction_pointer`.
+const IP_LOW_OFFSET: u32 = 8;
+const IP_HIGH_OFFSET: u32 = 12;
 /// The low 32 bits of argument `i` (little-endian targets only: x86_64 and aarch64).
 const fn arg_low_offset(i: u32) -> u32 {
     16 + 8 * i
@@ -23,7 +29,6 @@ const fn arg_low_offset(i: u32) -> u32 {
 
 const LOAD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-#[cfg(target_arch = "x86_64")]
 const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const JSET: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
@@ -36,6 +41,8 @@ enum To {
     Trace,
     /// The `AT_EMPTY_PATH` check of `EMPTY_PATH_STATS[i]`.
     EmptyPathCheck(usize),
+    /// The instruction at this index.
+    At(usize),
 }
 
 struct Insn {
@@ -67,6 +74,17 @@ pub(crate) fn program() -> Vec<sock_filter> {
     ];
     #[cfg(target_arch = "x86_64")]
     body.push(jump(JGE, crate::syscalls::X32_BIT, To::Trace, To::Next));
+    // From the stub page: let through. The page is below 4 GiB, so the high half is 0.
+    let (page, end) = (PAGE as u32, (PAGE + PAGE_SIZE) as u32);
+    let by_number = body.len() + 5;
+    body.extend([
+        stmt(LOAD, IP_HIGH_OFFSET),
+        jump(JEQ, 0, To::Next, To::At(by_number)),
+        stmt(LOAD, IP_LOW_OFFSET),
+        jump(JGE, page, To::Next, To::At(by_number)),
+        jump(JGE, end, To::At(by_number), To::Allow),
+        stmt(LOAD, NR_OFFSET),
+    ]);
     for (i, &(nr, _)) in EMPTY_PATH_STATS.iter().enumerate() {
         body.push(jump(JEQ, nr as u32, To::EmptyPathCheck(i), To::Next));
     }
@@ -91,6 +109,7 @@ pub(crate) fn program() -> Vec<sock_filter> {
             To::Allow => allow,
             To::Trace => trace,
             To::EmptyPathCheck(i) => checks[i],
+            To::At(i) => i,
         };
         // BPF jumps are forward and relative to the next instruction; the program is a
         // few dozen instructions, far below the 255 a jump can span.
@@ -113,9 +132,15 @@ mod tests {
 
     /// Runs the program over one `seccomp_data`, the way the kernel would.
     fn verdict(program: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        verdict_from(program, 0x5555_5555_1234, arch, nr, args)
+    }
+
+    /// The same, for a call made at instruction address `ip`.
+    fn verdict_from(program: &[sock_filter], ip: u64, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
+        data[8..16].copy_from_slice(&ip.to_le_bytes());
         for (i, arg) in args.iter().enumerate() {
             data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
         }
@@ -183,6 +208,44 @@ mod tests {
         assert_eq!(
             verdict(&program, NATIVE_ARCH, statx, empty),
             libc::SECCOMP_RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn calls_from_the_stub_page_run_free_and_from_anywhere_else_stop() {
+        let program = program();
+        let openat = libc::SYS_openat as u32;
+        let (trace, allow) = (libc::SECCOMP_RET_TRACE, libc::SECCOMP_RET_ALLOW);
+        for (ip, want) in [
+            (PAGE, allow),
+            (PAGE + 2, allow),
+            (PAGE + PAGE_SIZE - 1, allow),
+            (PAGE - 1, trace),
+            (PAGE + PAGE_SIZE, trace),
+            (PAGE + (1 << 32), trace),
+            (0x7fff_7000_0010, trace),
+        ] {
+            assert_eq!(
+                verdict_from(&program, ip, NATIVE_ARCH, openat, [0; 6]),
+                want,
+                "{ip:#x}"
+            );
+        }
+        // Another ABI's call stops even from the page: the tracer must report it.
+        assert_eq!(
+            verdict_from(&program, PAGE, 0x4000_0003, openat, [0; 6]),
+            trace
+        );
+        // Calls the filter never stops still run free from elsewhere.
+        assert_eq!(
+            verdict_from(
+                &program,
+                PAGE + PAGE_SIZE,
+                NATIVE_ARCH,
+                libc::SYS_read as u32,
+                [0; 6]
+            ),
+            allow
         );
     }
 }

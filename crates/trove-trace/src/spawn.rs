@@ -54,16 +54,44 @@ fn spawn_error(job: &Job, source: io::Error) -> RunError {
     }
 }
 
+/// The job's environment with `library` first in `LD_PRELOAD` (after it, the command's
+/// own preloads, in their order).
+#[cfg(tracer)]
+fn preloading(
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    library: &std::path::Path,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let key = std::ffi::OsStr::new("LD_PRELOAD");
+    let mut value = library.as_os_str().to_os_string();
+    let mut env = env.to_vec();
+    if let Some(at) = env.iter().rposition(|(k, _)| k == key) {
+        let (_, theirs) = env.remove(at);
+        if !theirs.is_empty() {
+            value.push(":");
+            value.push(theirs);
+        }
+    }
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_os_string(), value));
+    env
+}
+
 impl Plan {
     fn new(job: &Job) -> Result<Plan, RunError> {
+        Plan::with_env(job, &job.env)
+    }
+
+    fn with_env(
+        job: &Job,
+        env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> Result<Plan, RunError> {
         let program = c_string(job.program.as_os_str().as_bytes(), job)?;
         let argv: Vec<CString> = job
             .argv
             .iter()
             .map(|a| c_string(a.as_bytes(), job))
             .collect::<Result<_, _>>()?;
-        let env: Vec<CString> = job
-            .env
+        let env: Vec<CString> = env
             .iter()
             .map(|(k, v)| c_string(&[k.as_bytes(), b"=", v.as_bytes()].concat(), job))
             .collect::<Result<_, _>>()?;
@@ -198,7 +226,12 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
         len: program.len() as u16,
         filter: program.as_ptr().cast_mut(),
     };
-    let child = spawn(plan, Some(&filter))?;
+    // The look-up library, where it can be used: ld.so splits LD_PRELOAD at ':' and ' '.
+    let with_library = crate::preload::library()
+        .filter(|lib| !lib.as_os_str().as_bytes().iter().any(|b| b" :".contains(b)))
+        .map(|lib| Plan::with_env(job, &preloading(&job.env, lib)))
+        .transpose()?;
+    let child = spawn(with_library.as_ref().unwrap_or(plan), Some(&filter))?;
     match child.message() {
         Some((FILTER_INSTALLED, _)) => {}
         Some((FAILED_SECCOMP, errno)) => {

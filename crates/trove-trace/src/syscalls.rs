@@ -139,6 +139,21 @@ pub(crate) enum Call {
     Connect { addr: u64, len: u32 },
 }
 
+impl Call {
+    /// Whether the call may change a name or a file's content (an `openat2` counts: its
+    /// flags are in the tracee's memory).
+    pub(crate) fn may_write(&self) -> bool {
+        match *self {
+            Call::Open { flags, .. } => {
+                flags & libc::O_ACCMODE != libc::O_RDONLY
+                    || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+            }
+            Call::OpenHow { .. } | Call::Write { .. } | Call::Rename { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Gives meaning to system call `nr` with arguments `a`; `None` for one the tracer
 /// ignores (or, for `utimensat`, a call on a descriptor rather than a name).
 pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {

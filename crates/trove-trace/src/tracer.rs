@@ -8,7 +8,9 @@
 //! what the name is, are answered at the first stop by looking the name up (see
 //! [`Tracer::probe`]), and so are opens that cannot write (`crate::open`). Forks, vforks,
 //! clones and execs are followed
-//! through the ptrace options. The loop ends when `waitpid` has no child or tracee left;
+//! through the ptrace options. At every stop but an exec's, what the process's preloaded
+//! library looked up without a stop is drained into the log first (`crate::preload`).
+//! The loop ends when `waitpid` has no child or tracee left;
 //! once the command's first process has ended, every process still traced is killed, so
 //! a background process cannot keep the run (or a stopped tracee) alive.
 
@@ -33,6 +35,7 @@ pub(crate) fn options() -> Options {
         | Options::PTRACE_O_TRACECLONE
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACEEXIT
         | Options::PTRACE_O_EXITKILL
 }
 
@@ -63,6 +66,7 @@ pub(crate) fn trace(leader: i32, log: Log) -> (Option<i32>, Log) {
         flagged: HashSet::new(),
         cpu: crate::cpu::Sharing::start(leader),
         one_stop: OneStop::default(),
+        buffers: crate::preload::Cursors::default(),
         log,
     };
     loop {
@@ -124,6 +128,8 @@ struct Tracer {
     cpu: crate::cpu::Sharing,
     /// Read-only opens answered at their seccomp stop (`crate::open`).
     one_stop: OneStop,
+    /// The preloaded library's buffers read so far (`crate::preload`).
+    buffers: crate::preload::Cursors,
     log: Log,
 }
 
@@ -141,6 +147,7 @@ impl Tracer {
     fn exited(&mut self, tid: i32, status: i32) {
         self.live.remove(&tid);
         self.pending.remove(&tid);
+        self.buffers.forget(tid);
         if tid == self.leader {
             self.leader_status = Some(status);
             // The command is over; what it left running goes too. A tracee cannot be
@@ -154,6 +161,14 @@ impl Tracer {
 
     fn stopped(&mut self, tid: i32, status: i32) {
         self.live.insert(tid);
+        let signal = libc::WSTOPSIG(status);
+        let event = status >> 16;
+        if event != 0 && event != libc::PTRACE_EVENT_STOP && event != libc::PTRACE_EVENT_EXEC {
+            // What the process looked up without a stop comes before this stop (a filtered
+            // call, a fork, its exit; not an exec, whose old memory is gone and was read at
+            // the execve's own stop).
+            self.buffers.drain(tid, &mut self.log);
+        }
         if self.leader_status.is_some() {
             // A process that appeared after the command ended (a fork racing its end).
             // SAFETY: kill has no memory effects.
@@ -161,8 +176,6 @@ impl Tracer {
             resume(tid, libc::PTRACE_CONT, 0);
             return;
         }
-        let signal = libc::WSTOPSIG(status);
-        let event = status >> 16;
         let mut inject = 0;
         if signal == libc::SIGTRAP | 0x80 {
             self.syscall_exit(tid);
@@ -183,8 +196,9 @@ impl Tracer {
             // A signal on its way to the tracee: deliver it.
             inject = signal;
         }
-        // Anything else is PTRACE_EVENT_STOP: a new tracee's first stop, or a group-stop,
-        // which is resumed (a traced command cannot be stopped by SIGSTOP).
+        // Anything else is PTRACE_EVENT_EXIT (drained above) or PTRACE_EVENT_STOP: a new
+        // tracee's first stop, or a group-stop, which is resumed (a traced command cannot
+        // be stopped by SIGSTOP).
         let request = if self.pending.contains_key(&tid) {
             libc::PTRACE_SYSCALL
         } else {
@@ -197,9 +211,12 @@ impl Tracer {
     /// has the leader's id and its old id is gone without an exit report.
     fn exec_event(&mut self, tid: i32) {
         let Ok(former) = ptrace::getevent(Pid::from_raw(tid)) else {
+            self.buffers.forget(tid);
             return;
         };
         let former = former as i32;
+        self.buffers.forget(tid);
+        self.buffers.forget(former);
         if former != tid {
             self.live.remove(&former);
             if let Some(pending) = self.pending.remove(&former) {
@@ -225,7 +242,17 @@ impl Tracer {
             self.foreign(tid, info.arch);
             return;
         }
-        if let Some(pending) = decode(call.nr as i64, call.args).and_then(|c| self.enter(tid, c)) {
+        let Some(call) = decode(call.nr as i64, call.args) else {
+            return;
+        };
+        if call.may_write() {
+            // The other processes' look-ups so far come before this write in the log.
+            let others: Vec<i32> = self.live.iter().copied().filter(|&t| t != tid).collect();
+            for other in others {
+                self.buffers.peek(other, &mut self.log);
+            }
+        }
+        if let Some(pending) = self.enter(tid, call) {
             self.pending.insert(tid, pending);
         }
     }
