@@ -79,7 +79,10 @@ fn switched_off() -> bool {
 /// `/tmp/trove-UID`. Its files are the tracer's own, never a command's input.
 pub(crate) fn directory() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => Path::new(&dir).join("trove"),
+        // Set for a login session; a stale value (no such directory) falls back.
+        Some(dir) if Path::new(&dir).is_absolute() && Path::new(&dir).is_dir() => {
+            Path::new(&dir).join("trove")
+        }
         // SAFETY: geteuid has no preconditions.
         _ => std::env::temp_dir().join(format!("trove-{}", unsafe { libc::geteuid() })),
     }
@@ -261,6 +264,17 @@ mod tests {
         out.extend_from_slice(name);
         out.resize((4 + name.len() + 7) & !7, 0);
         out
+    }
+
+    #[test]
+    fn the_library_is_written_once_into_a_directory_only_this_user_may_write() {
+        let file = library().expect("the library can be installed here");
+        assert_eq!(std::fs::read(file).unwrap(), LIBRARY);
+        let dir = std::fs::metadata(file.parent().unwrap()).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(dir.uid(), unsafe { libc::geteuid() });
+        assert_eq!(dir.mode() & 0o022, 0, "{:o}", dir.mode());
+        assert_eq!(library(), Some(file), "installed once per process");
     }
 
     #[test]
