@@ -46,7 +46,9 @@
 
 /* Must match crates/trove-trace/src/preload.rs. */
 #define PAGE 0x70000000UL
-#define PAGE_SIZE_ 0x1000UL
+/* 64 KiB, the largest page size in use (aarch64 kernels with 64 KiB pages): the stub's
+ * mprotect must never reach the buffer. */
+#define PAGE_SIZE_ 0x10000UL
 #define BUF (PAGE + PAGE_SIZE_)
 #define BUF_SIZE (256UL * 1024)
 #define MAGIC 0x3176756265766f72ULL /* "rovebuv1" */

@@ -34,8 +34,9 @@ use crate::tracee::read_memory;
 /// Where the library maps its stub page (rr's choice of address: below where the kernel
 /// places mappings and the heap of a normal program).
 pub(crate) const PAGE: u64 = 0x7000_0000;
-/// The stub page's size.
-pub(crate) const PAGE_SIZE: u64 = 0x1000;
+/// The stub area's size: 64 KiB, the largest page size in use (aarch64 kernels with
+/// 64 KiB pages), so that making the stub executable never touches the buffer.
+pub(crate) const PAGE_SIZE: u64 = 0x1_0000;
 /// Where the buffer starts.
 const BUF: u64 = PAGE + PAGE_SIZE;
 /// Its size, header included, as `preload.c` maps it.
