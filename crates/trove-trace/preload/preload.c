@@ -195,7 +195,7 @@ static int use_of_lookup(long r)
 
 static int use_of_access(long r)
 {
-    if (r < 0 && (-r == EROFS || -r == ETXTBSY || -r == EPERM))
+    if (r < 0 && (-r == EROFS || -r == ETXTBSY))
         return USE_STAT; /* it exists; the mode asked for is refused */
     return use_of_lookup(r);
 }
@@ -275,6 +275,12 @@ static long lookup(int dirfd, const char *path, int follow, int (*use)(long), lo
     int what = use(r);
     if (what)
         note(what, follow, name, len);
+    else if (r < 0 && nr != SYS_openat)
+        /* A failure that says nothing about the name (ELOOP, EFAULT, a policy's EPERM):
+         * a look-up has no side effect, so it is made again where the tracer sees it
+         * and judges the name by its own look-up, as it always has. (A read-only open's
+         * such failure is recorded by nobody, with or without the library.) */
+        return traced(nr, a, b, c, d, e);
     return r;
 }
 

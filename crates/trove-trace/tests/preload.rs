@@ -103,6 +103,9 @@ fn python_imports_stats_and_realpath_report_the_same_without_stops() {
     dir.write("lib/real/mod_a.py", "import json\nVALUE = 'a'\n");
     symlink("real", dir.join("lib/pkg")).unwrap();
     dir.write("data/file.txt", "data\n");
+    // Looked up only with a mode access() refuses (EINVAL): a failure that says nothing
+    // about the name, which the library hands back to the tracer.
+    dir.write("data/odd-mode.txt", "x\n");
     symlink("../data/file.txt", dir.join("lib/file-link")).unwrap();
     symlink("missing-target", dir.join("dangling")).unwrap();
     symlink("/proc/self/fd/0", dir.join("stdin-link")).unwrap();
@@ -119,6 +122,7 @@ print(open('lib/file-link').read(), end='')
 print(os.path.realpath('lib/pkg/../pkg/mod_a.py'))
 print(os.path.exists('dangling'), os.path.lexists('dangling'), os.readlink('dangling'))
 print(os.access('data/file.txt', os.R_OK), os.access('data/none', os.F_OK))
+print(os.access('data/odd-mode.txt', 0o70))
 fd = os.open('data', os.O_RDONLY | os.O_DIRECTORY)
 print(os.stat('file.txt', dir_fd=fd).st_size)
 try:
@@ -147,6 +151,11 @@ with open('out.txt', 'w') as f:
             || report.reads.contains(&dir.join("data/file.txt"))
     );
     assert!(report.writes.contains(&dir.join("sub/out.txt")));
+    assert!(
+        report.stats.contains(&dir.join("data/odd-mode.txt")),
+        "{:#?}",
+        report.stats
+    );
 }
 
 /// realpath's walk, made in the library, gives what glibc's gives, errors included.
