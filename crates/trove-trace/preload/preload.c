@@ -313,41 +313,20 @@ static mode_t mode_arg(int flags, va_list ap)
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
 }
 
-EXPORT int open(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return open_at(AT_FDCWD, path, flags, mode);
-}
+/* open, open64, openat, openat64: the mode is read only when the flags take one. */
+#define OPEN_BODY(dirfd)                                                                    \
+    {                                                                                       \
+        va_list ap;                                                                         \
+        va_start(ap, flags);                                                                \
+        mode_t mode = mode_arg(flags, ap);                                                  \
+        va_end(ap);                                                                         \
+        return open_at(dirfd, path, flags, mode);                                           \
+    }
 
-EXPORT int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return open_at(AT_FDCWD, path, flags, mode);
-}
-
-EXPORT int openat(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return open_at(dirfd, path, flags, mode);
-}
-
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return open_at(dirfd, path, flags, mode);
-}
+EXPORT int open(const char *path, int flags, ...) OPEN_BODY(AT_FDCWD)
+EXPORT int open64(const char *path, int flags, ...) OPEN_BODY(AT_FDCWD)
+EXPORT int openat(int dirfd, const char *path, int flags, ...) OPEN_BODY(dirfd)
+EXPORT int openat64(int dirfd, const char *path, int flags, ...) OPEN_BODY(dirfd)
 
 /* The _FORTIFY_SOURCE forms, called without a mode: one that may create is libc's to
  * refuse (glibc aborts), so it goes there. */

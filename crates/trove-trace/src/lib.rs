@@ -133,7 +133,7 @@ pub(crate) fn own_files() -> Option<std::path::PathBuf> {
     #[cfg(tracer)]
     return preload::library()
         .and_then(std::path::Path::parent)
-        .map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+        .map(std::path::Path::to_path_buf);
     #[cfg(not(tracer))]
     None
 }

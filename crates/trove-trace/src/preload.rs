@@ -92,6 +92,8 @@ pub(crate) fn directory() -> PathBuf {
 fn install() -> Option<PathBuf> {
     let dir = directory();
     let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Canonical: the report's paths are, and the directory is one of its ignored prefixes.
+    let dir = std::fs::canonicalize(&dir).ok()?;
     // Another user's directory, or one others may write into, could hold their library.
     let meta = std::fs::symlink_metadata(&dir).ok()?;
     // SAFETY: geteuid has no preconditions.
@@ -137,15 +139,12 @@ pub(crate) struct Cursors {
 impl Cursors {
     /// Moves what thread `tid`'s process looked up since the last drain into `log` and
     /// empties its buffer; the process is stopped, so nothing writes the buffer meanwhile.
-    /// Returns how many uses it moved (0 for a process without the library: its memory
-    /// has nothing at [`BUF`]).
-    pub(crate) fn drain(&mut self, tid: i32, log: &mut Log) -> usize {
-        let Some((generation, moved)) = self.read_new(tid, log) else {
-            return 0;
-        };
-        self.read.remove(&tid);
-        empty(tid, generation);
-        moved
+    /// A process without the library has nothing at [`BUF`]: nothing happens.
+    pub(crate) fn drain(&mut self, tid: i32, log: &mut Log) {
+        if let Some(generation) = self.read_new(tid, log) {
+            self.read.remove(&tid);
+            empty(tid, generation);
+        }
     }
 
     /// Logs what thread `tid`'s process (running, perhaps) has looked up since it was
@@ -156,8 +155,8 @@ impl Cursors {
     }
 
     /// Reads and logs the records of `tid`'s buffer not logged yet; the buffer's
-    /// generation and how many uses were logged, `None` where there is no buffer.
-    fn read_new(&mut self, tid: i32, log: &mut Log) -> Option<(u64, usize)> {
+    /// generation, `None` where there is no buffer.
+    fn read_new(&mut self, tid: i32, log: &mut Log) -> Option<u64> {
         let mut header = [0u8; HEADER];
         if read_memory(tid, BUF, &mut header) != HEADER {
             return None;
@@ -184,12 +183,11 @@ impl Cursors {
             log.gaps.insert(damaged(tid));
             return None;
         }
-        let moved = parse(&records, log).unwrap_or_else(|| {
+        if parse(&records, log).is_none() {
             log.gaps.insert(damaged(tid));
-            0
-        });
+        }
         self.read.insert(tid, (generation, count));
-        Some((generation, moved))
+        Some(generation)
     }
 
     /// Forgets a thread that has ended or whose process has a new program (and a new

@@ -196,30 +196,38 @@ impl Child {
 
 /// Runs the job on Linux: traced when asked and possible, untraced otherwise.
 pub(crate) fn execute(mut job: Job) -> Result<Executed, RunError> {
-    let plan = Plan::new(&job)?;
     let Some(log) = job.log.take() else {
-        return untraced(&job, spawn(&plan, None)?, None);
+        return untraced(&job, spawn(&Plan::new(&job)?, None)?, None);
     };
     #[cfg(tracer)]
     {
-        traced(&job, &plan, log)
+        traced(&job, log)
     }
     #[cfg(not(tracer))]
     {
         drop(log);
         let reason =
             "tracing needs Linux on x86_64 or aarch64 with glibc; the command ran untraced";
-        untraced(&job, spawn(&plan, None)?, Some(reason.to_string()))
+        untraced(
+            &job,
+            spawn(&Plan::new(&job)?, None)?,
+            Some(reason.to_string()),
+        )
     }
 }
 
+/// Runs the job untraced after the tracer could not start, saying why.
+fn fall_back(job: &Job, reason: String) -> Result<Executed, RunError> {
+    untraced(job, spawn(&Plan::new(job)?, None)?, Some(reason))
+}
+
 #[cfg(tracer)]
-fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, RunError> {
+fn traced(job: &Job, log: crate::report::Log) -> Result<Executed, RunError> {
     use nix::sys::ptrace;
     use nix::unistd::Pid;
 
     if let Some(reason) = crate::tracer::unavailable() {
-        return untraced(job, spawn(plan, None)?, Some(reason));
+        return fall_back(job, reason);
     }
     let program = crate::seccomp::program();
     let filter = libc::sock_fprog {
@@ -227,11 +235,13 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
         filter: program.as_ptr().cast_mut(),
     };
     // The look-up library, where it can be used: ld.so splits LD_PRELOAD at ':' and ' '.
-    let with_library = crate::preload::library()
+    let plan = match crate::preload::library()
         .filter(|lib| !lib.as_os_str().as_bytes().iter().any(|b| b" :".contains(b)))
-        .map(|lib| Plan::with_env(job, &preloading(&job.env, lib)))
-        .transpose()?;
-    let child = spawn(with_library.as_ref().unwrap_or(plan), Some(&filter))?;
+    {
+        Some(lib) => Plan::with_env(job, &preloading(&job.env, lib))?,
+        None => Plan::new(job)?,
+    };
+    let child = spawn(&plan, Some(&filter))?;
     match child.message() {
         Some((FILTER_INSTALLED, _)) => {}
         Some((FAILED_SECCOMP, errno)) => {
@@ -243,7 +253,7 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
                  or a policy forbids it",
                 io::Error::from_raw_os_error(errno)
             );
-            return untraced(job, spawn(plan, None)?, Some(reason));
+            return fall_back(job, reason);
         }
         Some((stage, errno)) => {
             child.end();
@@ -265,7 +275,7 @@ fn traced(job: &Job, plan: &Plan, log: crate::report::Log) -> Result<Executed, R
             "ptrace(PTRACE_SEIZE) was refused ({errno}): this process may not trace its \
              children here (a container or Yama policy)"
         );
-        return untraced(job, spawn(plan, None)?, Some(reason));
+        return fall_back(job, reason);
     }
     child.tell(b'T');
     let (status, log) = crate::tracer::trace(child.pid, log);

@@ -139,15 +139,18 @@ pub(crate) enum Call {
     Connect { addr: u64, len: u32 },
 }
 
+/// Whether an open with `flags` may change the file or its name (write access, create,
+/// truncate).
+pub(crate) fn open_writes(flags: c_int) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+}
+
 impl Call {
     /// Whether the call may change a name or a file's content (an `openat2` counts: its
     /// flags are in the tracee's memory).
     pub(crate) fn may_write(&self) -> bool {
         match *self {
-            Call::Open { flags, .. } => {
-                flags & libc::O_ACCMODE != libc::O_RDONLY
-                    || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
-            }
+            Call::Open { flags, .. } => open_writes(flags),
             Call::OpenHow { .. } | Call::Write { .. } | Call::Rename { .. } => true,
             _ => false,
         }

@@ -247,8 +247,7 @@ impl Tracer {
         };
         if call.may_write() {
             // The other processes' look-ups so far come before this write in the log.
-            let others: Vec<i32> = self.live.iter().copied().filter(|&t| t != tid).collect();
-            for other in others {
+            for &other in self.live.iter().filter(|&&t| t != tid) {
                 self.buffers.peek(other, &mut self.log);
             }
         }
@@ -398,8 +397,7 @@ impl Tracer {
             // An unnamed file: it gets a name (a write) only if linked in later.
             Pending::Open { flags, .. } if flags & libc::O_TMPFILE == libc::O_TMPFILE => {}
             Pending::Open { name, flags } => {
-                let writes = flags & libc::O_ACCMODE != libc::O_RDONLY
-                    || flags & (libc::O_CREAT | libc::O_TRUNC) != 0;
+                let writes = crate::syscalls::open_writes(flags);
                 let follow = flags & libc::O_NOFOLLOW == 0;
                 if errno != 0 {
                     if missing && flags & libc::O_CREAT == 0 {

@@ -30,22 +30,7 @@ fn both_ways(dir: &Path, args: &[&str]) -> Report {
     two_stop_opens(false);
     let (two, out_two) = two;
     assert_eq!(out_one, out_two, "the command behaves the same both ways");
-    for (what, a, b) in [
-        ("reads", &one.reads, &two.reads),
-        ("absent", &one.absent, &two.absent),
-        ("stats", &one.stats, &two.stats),
-        ("symlinks", &one.symlinks, &two.symlinks),
-        ("dirs", &one.dirs, &two.dirs),
-        ("execs", &one.execs, &two.execs),
-        ("writes", &one.writes, &two.writes),
-    ] {
-        let only_one: Vec<_> = a.difference(b).collect();
-        let only_two: Vec<_> = b.difference(a).collect();
-        assert!(
-            only_one.is_empty() && only_two.is_empty(),
-            "{what}: only at one stop {only_one:#?}, only at two {only_two:#?}"
-        );
-    }
+    common::assert_same_paths(&one, &two, "at one stop", "at two");
     assert_eq!(one, two);
     one
 }

@@ -33,23 +33,7 @@ fn both_ways(dir: &Path, args: &[&str], buffered: usize) -> Report {
         out_with, out_without,
         "the command behaves the same both ways"
     );
-    for (what, a, b) in [
-        ("reads", &with.reads, &without.reads),
-        ("absent", &with.absent, &without.absent),
-        ("stats", &with.stats, &without.stats),
-        ("symlinks", &with.symlinks, &without.symlinks),
-        ("dirs", &with.dirs, &without.dirs),
-        ("execs", &with.execs, &without.execs),
-        ("writes", &with.writes, &without.writes),
-        ("wrote_inputs", &with.wrote_inputs, &without.wrote_inputs),
-    ] {
-        let only_with: Vec<_> = a.difference(b).collect();
-        let only_without: Vec<_> = b.difference(a).collect();
-        assert!(
-            only_with.is_empty() && only_without.is_empty(),
-            "{what}: only with the library {only_with:#?}, only without {only_without:#?}"
-        );
-    }
+    common::assert_same_paths(&with, &without, "with the library", "without");
     assert_eq!(
         without.buffered, 0,
         "without the library nothing is buffered"

@@ -82,3 +82,25 @@ pub(crate) fn trace_output(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (
 pub(crate) fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Report {
     trace_output(dir, args, env).0
 }
+
+/// Asserts that two reports of the same command list the same paths in every set, naming
+/// what only one of them (`a` and `b` are how the two were made) has.
+pub(crate) fn assert_same_paths(one: &Report, two: &Report, a: &str, b: &str) {
+    for (what, x, y) in [
+        ("reads", &one.reads, &two.reads),
+        ("absent", &one.absent, &two.absent),
+        ("stats", &one.stats, &two.stats),
+        ("symlinks", &one.symlinks, &two.symlinks),
+        ("dirs", &one.dirs, &two.dirs),
+        ("execs", &one.execs, &two.execs),
+        ("writes", &one.writes, &two.writes),
+        ("wrote_inputs", &one.wrote_inputs, &two.wrote_inputs),
+    ] {
+        let only_one: Vec<_> = x.difference(y).collect();
+        let only_two: Vec<_> = y.difference(x).collect();
+        assert!(
+            only_one.is_empty() && only_two.is_empty(),
+            "{what}: only {a} {only_one:#?}, only {b} {only_two:#?}"
+        );
+    }
+}
