@@ -326,6 +326,9 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
         "trace-hit" => {
             crate::cases_trace::profile_hit(Path::new(arg(1)?), arg(2)?, arg(3)?.parse()?)?;
         }
+        "trace-hits" => {
+            crate::cases_trace::hit_pair(Path::new(arg(1)?), arg(2)?.parse()?)?;
+        }
         "profile" => {
             crate::cases_memory::profile(arg(1)?, arg(2)?.parse()?)?;
         }

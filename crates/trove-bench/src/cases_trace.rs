@@ -463,13 +463,18 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
 
 /// Disk hits of `recipe`, one per engine, all opened beforehand: the loop callgrind
 /// collects (`--toggle-collect='*hot_loop*'`). Returns the seconds per hit.
-fn hot_loop_trace_hit(engines: &[Engine], recipe: &CommandRecipe) -> f64 {
-    let start = Instant::now();
+/// Each engine is dropped after its hit, as the row drops it (the next hit reuses its
+/// memory, as there); only the gets are timed.
+fn hot_loop_trace_hit(engines: Vec<Engine>, recipe: &CommandRecipe) -> f64 {
+    let n = engines.len().max(1);
+    let mut spent = Duration::ZERO;
     for engine in engines {
+        let start = Instant::now();
         let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+        spent += start.elapsed();
         assert!(matches!(served.reason, Reason::HitDisk));
     }
-    start.elapsed().as_secs_f64() / engines.len().max(1) as f64
+    spent.as_secs_f64() / n as f64
 }
 
 /// `--child trace-hit PROJECT RECIPE ITERS`: the hit row's loop on a project kept with
@@ -485,7 +490,42 @@ pub(crate) fn profile_hit(project: &Path, recipe: &str, iters: usize) -> Result<
     let engines = (0..iters)
         .map(|_| Engine::open(config.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    let secs = hot_loop_trace_hit(&engines, &recipe);
+    let secs = hot_loop_trace_hit(engines, &recipe);
     println!("trace-hit: {} per hit", fmt_secs(secs));
+    Ok(())
+}
+
+/// `--child trace-hits PROJECT REPS`: the hit row alone on a kept project (traced against
+/// declared with the same files, alternated, a new engine each), to compare two builds
+/// of trove quickly.
+pub(crate) fn hit_pair(project: &Path, reps: usize) -> Result<()> {
+    let config = Config::load(&project.join("trove.ron"))?;
+    let recipe = |name: &str| -> Result<CommandRecipe> {
+        let rc = config.recipes.get(name).cloned();
+        Ok(CommandRecipe::new(
+            name,
+            rc.with_context(|| format!("no recipe `{name}`"))?,
+        ))
+    };
+    let (traced, declared) = (recipe("cc-traced")?, recipe("cc-declared")?);
+    let hit = |recipe: &CommandRecipe| -> Sample {
+        let engine = Engine::open(config.clone()).expect("open the engine");
+        let start = Instant::now();
+        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+        let t = start.elapsed().as_secs_f64();
+        assert!(
+            matches!(served.reason, Reason::HitDisk),
+            "{}",
+            served.reason
+        );
+        here(t)
+    };
+    let m = rotate(reps, &mut [&mut || hit(&traced), &mut || hit(&declared)]);
+    println!(
+        "traced {} declared {} ratio {:.3}",
+        fmt_secs(m[0].wall),
+        fmt_secs(m[1].wall),
+        m[0].wall / m[1].wall
+    );
     Ok(())
 }

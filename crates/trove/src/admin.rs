@@ -325,7 +325,9 @@ impl ProjectPaths {
     fn relativize(&self, trace: &mut Trace) {
         for input in &mut trace.inputs {
             match input {
-                Input::File { path, .. } | Input::Dir { path, .. } => {
+                Input::File { path, .. }
+                | Input::Dir { path, .. }
+                | Input::Absences { dir: path, .. } => {
                     if let Some(rel) = self.relative(path) {
                         *path = if rel.is_empty() { ".".to_owned() } else { rel };
                     }

@@ -92,11 +92,13 @@ pub mod fuzzing {
     /// reader must give what the serde one gives (both checked here; a mismatch panics,
     /// so the fuzzer reports it).
     pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
-        // The hand-written format 3 reader must answer exactly as the serde one.
-        if let Some((&crate::trace::TRACE_FORMAT, rest)) = bytes.split_first() {
+        // The hand-written format 3 and 4 reader must answer exactly as the serde one.
+        if let Some((&(crate::trace::TRACE_FORMAT | crate::trace::TRACE_FORMAT_INDEXED), rest)) =
+            bytes.split_first()
+        {
             assert!(
                 crate::trace_wire::decode(rest) == crate::trace_wire::decode_serde(rest),
-                "the two format 3 decoders disagree"
+                "the two format 3 and 4 decoders disagree"
             );
         }
         let trace = crate::trace::Trace::decode(bytes)?;
@@ -112,6 +114,12 @@ pub mod fuzzing {
     /// (what an older trove stored): for the tests that such rows are still served.
     pub fn trace_in_plain_format(bytes: &[u8]) -> Option<Vec<u8>> {
         Some(crate::trace::Trace::decode(bytes)?.encode_plain())
+    }
+
+    /// A stored trace written again in format 3, the format before groups of absences
+    /// held their members (what an older trove stored): for the same tests.
+    pub fn trace_in_indexed_format(bytes: &[u8]) -> Option<Vec<u8>> {
+        Some(crate::trace::Trace::decode(bytes)?.encode_indexed())
     }
 }
 

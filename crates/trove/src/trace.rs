@@ -1,7 +1,8 @@
 //! A trace: every input one build touched, each with the fingerprint it had.
 //!
-//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 3:
-//! paths interned, `trace_wire.rs`; format 2, still read: every path whole). A reader
+//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 4:
+//! paths interned and absences held by their group, `trace_wire.rs`; formats 3 and 2,
+//! still read: absences each an input of their own, and in 2 every path whole). A reader
 //! that meets another format byte treats the variant as a miss, never as garbage.
 
 use std::collections::BTreeMap;
@@ -12,14 +13,20 @@ use trove_fingerprint::{Digest, FileState, GlobMode, ListingState};
 /// The trace format this code writes and reads.
 ///
 /// 2: the recipe's definition is part of the trace.
-/// 3: the same trace with its file paths interned (`trace_wire.rs`); 2 is still read.
-pub(crate) const TRACE_FORMAT: u8 = 3;
+/// 3: the same trace with its file paths interned (`trace_wire.rs`).
+/// 4: the layout of 3, where a group of absences holds its members
+///    ([`Input::Absences`]) instead of naming inputs of their own; 3 and 2 are still read
+///    (their groups upgraded by [`crate::absence::upgrade`]).
+pub(crate) const TRACE_FORMAT: u8 = 4;
+
+/// Format 3: read by the same decoder as 4 (it never holds an `Absences` input).
+pub(crate) const TRACE_FORMAT_INDEXED: u8 = 3;
 
 /// The format before paths were interned: still decoded, never written.
 const TRACE_FORMAT_PLAIN: u8 = 2;
 
 /// Why a file was read, for explanations and for the graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) enum Role {
     /// A data file read by the recipe (or declared in the configuration).
     Data,
@@ -75,16 +82,27 @@ pub(crate) enum Input {
         name: String,
         value: Option<String>,
     },
-    /// Absent file inputs (`members`, indices into the trace's inputs) anchored under the
-    /// existing directory `dir`, and its stamp: while a `stat` of `dir` gives the same
-    /// stamp (not racy), every member is still absent (`absence.rs`). An accelerator: the
-    /// members stay inputs of their own. Appended last, like `External`: traces without
-    /// one encode as before, and an older reader fails to decode a trace with one and
-    /// treats the variant as a miss.
+    /// How troves before [`Input::Absences`] grouped absences: `members` are indices of
+    /// absent file inputs of their own. Only ever seen between decoding such a trace and
+    /// [`crate::absence::upgrade`], which turns each into an `Absences` input; never
+    /// written.
     AbsentGroup {
         dir: String,
         stamp: crate::absence::DirStamp,
         members: Vec<u32>,
+    },
+    /// Absent file inputs anchored under the existing directory `dir`, held together with
+    /// its stamp: while a `stat` of `dir` gives the same stamp (not racy), every member is
+    /// still absent; otherwise each member is checked on its own (`absence.rs`). `names`
+    /// holds each member's path below `dir`, each followed by a NUL
+    /// (`stdio.h\0bits/types.h\0`): one allocation for the whole group, which a hit
+    /// that the stamp vouches for never splits. Appended last, like `External`: an older
+    /// reader fails to decode a trace with one and treats the variant as a miss.
+    Absences {
+        role: Role,
+        dir: String,
+        stamp: crate::absence::DirStamp,
+        names: String,
     },
 }
 
@@ -103,9 +121,16 @@ impl Trace {
         crate::trace_wire::encode(self, vec![TRACE_FORMAT])
     }
 
-    /// The format 2 bytes of this trace (what troves before format 3 wrote), for tests.
+    /// The format 2 bytes of this trace (what troves before format 3 wrote, groups of
+    /// absences as they stored them), for tests.
     pub(crate) fn encode_plain(&self) -> Vec<u8> {
-        postcard::to_extend(self, vec![TRACE_FORMAT_PLAIN]).unwrap_or_default()
+        let old = crate::absence::downgrade(self);
+        postcard::to_extend(&old, vec![TRACE_FORMAT_PLAIN]).unwrap_or_default()
+    }
+
+    /// The format 3 bytes of this trace (what troves before format 4 wrote), for tests.
+    pub(crate) fn encode_indexed(&self) -> Vec<u8> {
+        crate::trace_wire::encode(&crate::absence::downgrade(self), vec![TRACE_FORMAT_INDEXED])
     }
 
     /// `None` for another format, undecodable bytes or bytes left over after the trace:
@@ -113,14 +138,26 @@ impl Trace {
     /// (serde caps preallocation; postcard checks a string's length against the input).
     pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
         let (&format, rest) = bytes.split_first()?;
-        match format {
-            TRACE_FORMAT => crate::trace_wire::decode(rest),
-            TRACE_FORMAT_PLAIN => match postcard::take_from_bytes(rest) {
-                Ok((trace, [])) => Some(trace),
-                _ => None,
+        let mut trace = match format {
+            TRACE_FORMAT => return crate::trace_wire::decode(rest),
+            TRACE_FORMAT_INDEXED => crate::trace_wire::decode(rest)?,
+            // Format 2 never held a group of this kind (their names are checked only by
+            // the interned formats' decoder).
+            TRACE_FORMAT_PLAIN => match postcard::take_from_bytes::<Trace>(rest) {
+                Ok((trace, []))
+                    if !trace
+                        .inputs
+                        .iter()
+                        .any(|i| matches!(i, Input::Absences { .. })) =>
+                {
+                    trace
+                }
+                _ => return None,
             },
-            _ => None,
-        }
+            _ => return None,
+        };
+        crate::absence::upgrade(&mut trace);
+        Some(trace)
     }
 
     pub(crate) fn push(&mut self, input: Input) {
@@ -129,12 +166,14 @@ impl Trace {
         }
     }
 
-    /// The file paths this trace reads (for the watcher's coverage check).
+    /// The file paths this trace reads (for the watcher's coverage check): a group of
+    /// absences by its directory.
     pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().filter_map(|i| match i {
-            Input::File { path, .. } | Input::Dir { path, .. } | Input::Tree { path, .. } => {
-                Some(path.as_str())
-            }
+            Input::File { path, .. }
+            | Input::Dir { path, .. }
+            | Input::Tree { path, .. }
+            | Input::Absences { dir: path, .. } => Some(path.as_str()),
             Input::Glob { root, .. } => Some(root.as_str()),
             _ => None,
         })
@@ -214,14 +253,17 @@ impl Trace {
                     name: map(name),
                     value: value.clone(),
                 },
-                Input::AbsentGroup {
+                // The members are named relative to the directory.
+                Input::Absences {
+                    role,
                     dir,
                     stamp,
-                    members,
-                } => Input::AbsentGroup {
+                    names,
+                } => Input::Absences {
+                    role: *role,
                     dir: map(dir),
                     stamp: stamp.clone(),
-                    members: members.clone(),
+                    names: names.clone(),
                 },
                 other => other.clone(),
             })

@@ -1,4 +1,4 @@
-//! The compact stored form of a trace (format 3): file paths interned.
+//! The compact stored form of a trace (formats 3 and 4): file paths interned.
 //!
 //! A traced compile names hundreds of paths that share a few dozen directories and
 //! repeat the same file names (`stdio.h` looked up in every include directory). Format 2
@@ -7,9 +7,11 @@
 //! its last `/` (`/usr/include/stdio.h` is `/usr/include` and `stdio.h`; `/usr` is `""`
 //! and `usr`) and joined back with one `/`, which gives back exactly the bytes written for
 //! every path holding a `/`; a file input whose path has none (never recorded by a build,
-//! possible in a hand-made trace) is written as format 2 wrote it. Every other input is
-//! written as in format 2. Decoding gives the same [`Trace`] value, so nothing after the
-//! decoder knows which format a row was in.
+//! possible in a hand-made trace) is written as format 2 wrote it. Format 4 adds one kind
+//! of wire input: a group of absences ([`Input::Absences`]), its directory an index into
+//! the directories and each member's name below it an index into the names. Every other
+//! input is written as in format 2. Decoding gives the same [`Trace`] value, so nothing
+//! after the decoder knows which format a row was in.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use trove_fingerprint::{Digest, FileState};
 
+use crate::absence::{DirStamp, members};
 use crate::trace::{Input, Role, Trace};
 
 mod reader;
@@ -49,6 +52,14 @@ enum WireInput<'a> {
     },
     /// Any other input, as format 2 writes it.
     Other(Cow<'a, Input>),
+    /// A group of absences (format 4): its directory `dirs[dir]`, each member's path
+    /// below it `names[m]`.
+    Absences {
+        role: Role,
+        dir: u32,
+        stamp: Cow<'a, DirStamp>,
+        names: Vec<u32>,
+    },
 }
 
 /// Interns strings in order of first appearance.
@@ -87,6 +98,26 @@ pub(crate) fn encode(trace: &Trace, out: Vec<u8>) -> Vec<u8> {
                     dir,
                     name,
                     state: Cow::Borrowed(state),
+                };
+            }
+            // A group is always written as one (a hand-made one whose names would not
+            // decode is refused when read, like any damaged trace).
+            if let Input::Absences {
+                role,
+                dir,
+                stamp,
+                names: joined,
+            } = input
+                && let Some(dir) = dirs.intern(dir)
+                && let Some(members) = members(joined)
+                    .map(|n| names.intern(n))
+                    .collect::<Option<Vec<u32>>>()
+            {
+                return WireInput::Absences {
+                    role: *role,
+                    dir,
+                    stamp: Cow::Borrowed(stamp),
+                    names: members,
                 };
             }
             WireInput::Other(Cow::Borrowed(input))
@@ -160,9 +191,56 @@ impl<'t, 'a> Inputs<'t, 'a> {
                     state: state.into_owned(),
                 }
             }
-            WireInput::Other(input) => input.into_owned(),
+            // A group travels only as its own wire input, its names checked below.
+            WireInput::Other(input) => match input.into_owned() {
+                Input::Absences { .. } => return None,
+                input => input,
+            },
+            WireInput::Absences {
+                role,
+                dir,
+                stamp,
+                names,
+            } => Input::Absences {
+                role,
+                dir: (*self.dirs.get(dir as usize)?).to_owned(),
+                stamp: stamp.into_owned(),
+                names: join_names(self.names, &names)?,
+            },
         })
     }
+}
+
+/// The members `names[i]` of a group of absences, each followed by a NUL, in one string;
+/// `None` when an index is not in the table or a member is not a plain relative path
+/// ([`member_name`]).
+pub(crate) fn join_names(table: &[&str], members: &[u32]) -> Option<String> {
+    let mut len = 0;
+    for &m in members {
+        let name = table.get(m as usize)?;
+        if !member_name(name) {
+            return None;
+        }
+        len += name.len() + 1;
+    }
+    let mut out = String::with_capacity(len);
+    for &m in members {
+        out.push_str(table[m as usize]);
+        out.push('\0');
+    }
+    Some(out)
+}
+
+/// Whether `name` may be a member of a group of absences: one or more names joined by
+/// single `/`s, none of them `.` or `..`, holding no NUL and no replacement character
+/// (put in by a lossy conversion). Only such names are grouped when a build records
+/// them; a trace holding another is refused as damaged (the variant is a miss), so a hit
+/// trusts every decoded group's names below its directory without looking at them.
+pub(crate) fn member_name(name: &str) -> bool {
+    !name.contains(['\0', '\u{FFFD}'])
+        && name
+            .split('/')
+            .all(|n| !n.is_empty() && n != "." && n != "..")
 }
 
 impl<'de, 't, 'a> serde::de::DeserializeSeed<'de> for Inputs<'t, 'a> {
@@ -217,8 +295,28 @@ mod tests {
             path: path.into(),
             state: state.clone(),
         };
+        let stamp = DirStamp {
+            stat: Stat {
+                dev: 1,
+                ino: 2,
+                len: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+                kind: FileKind::Dir,
+            },
+            taken_ns: 6,
+        };
         let mut inputs = Vec::new();
         for dir in ["/usr/local/include", "/usr/include", "/p/inc1", "/p/inc2"] {
+            if dir == "/p/inc1" {
+                inputs.push(Input::Absences {
+                    role: Role::Module,
+                    dir: dir.into(),
+                    stamp: stamp.clone(),
+                    names: "stdio.h\0bits/types.h\0stdlib.h\0".into(),
+                });
+                continue;
+            }
             for name in ["stdio.h", "bits/types.h", "stdlib.h"] {
                 inputs.push(file(&format!("{dir}/{name}"), &FileState::Absent));
             }
@@ -249,21 +347,6 @@ mod tests {
             Input::Env {
                 name: "PATH".into(),
                 value: Some("/usr/bin".into()),
-            },
-            Input::AbsentGroup {
-                dir: "/p/inc1".into(),
-                stamp: crate::absence::DirStamp {
-                    stat: Stat {
-                        dev: 1,
-                        ino: 2,
-                        len: 3,
-                        mtime_ns: 4,
-                        ctime_ns: 5,
-                        kind: FileKind::Dir,
-                    },
-                    taken_ns: 6,
-                },
-                members: vec![6, 7, 8],
             },
         ]);
         Trace {
@@ -309,6 +392,22 @@ mod tests {
     /// that take every varint length (negative times zigzag-encoded).
     fn varied() -> Trace {
         let mut trace = sample();
+        trace.inputs.push(Input::Absences {
+            role: Role::Source,
+            dir: "/p/inc2".into(),
+            stamp: crate::absence::DirStamp {
+                stat: Stat {
+                    dev: 7,
+                    ino: u64::MAX,
+                    len: 0,
+                    mtime_ns: -1,
+                    ctime_ns: i64::MAX,
+                    kind: FileKind::Other,
+                },
+                taken_ns: i64::MIN,
+            },
+            names: "é/ü.h\0z\0".into(),
+        });
         for (i, (role, kind)) in [
             (Role::Data, FileKind::File),
             (Role::Module, FileKind::Dir),
@@ -457,7 +556,83 @@ mod tests {
         }
         // An unknown format byte.
         let mut other = sample().encode();
-        other[0] = 4;
+        other[0] = 5;
         assert_eq!(Trace::decode(&other), None);
+    }
+
+    #[test]
+    fn a_group_naming_anything_but_plain_relative_paths_is_refused() {
+        let group = |names: &str| Input::Absences {
+            role: Role::Data,
+            dir: "/p/inc".into(),
+            stamp: DirStamp {
+                stat: Stat {
+                    dev: 1,
+                    ino: 2,
+                    len: 3,
+                    mtime_ns: 4,
+                    ctime_ns: 5,
+                    kind: FileKind::Dir,
+                },
+                taken_ns: 6,
+            },
+            names: names.into(),
+        };
+        let with = |input: Input| Trace {
+            inputs: vec![input],
+            ..Trace::default()
+        };
+        let fine = with(group("a.h\0bits/b.h\0"));
+        assert_eq!(agree(&fine.encode()), Some(fine.clone()));
+        for odd in [
+            "../x\0",
+            "a/./b\0",
+            "a//b\0",
+            "a/\0",
+            "/a\0",
+            "\0",
+            "\u{FFFD}\0",
+        ] {
+            let bytes = with(group(odd)).encode();
+            assert_eq!(agree(&bytes), None, "{odd:?}");
+            assert_eq!(Trace::decode(&bytes), None, "{odd:?}");
+        }
+        // A group written as any other input (format 2's way), in format 4 or 2.
+        let wire = Wire {
+            dirs: vec![],
+            names: vec![],
+            inputs: vec![WireInput::Other(Cow::Owned(group("a.h\0")))],
+            counters: Cow::Owned(BTreeMap::new()),
+            definition: Cow::Owned(BTreeMap::new()),
+        };
+        let mut bytes = vec![TRACE_FORMAT];
+        bytes.extend(postcard::to_allocvec(&wire).unwrap());
+        assert_eq!(agree(&bytes), None);
+        let mut plain = vec![2];
+        plain.extend(postcard::to_allocvec(&fine).unwrap());
+        assert_eq!(Trace::decode(&plain), None);
+    }
+
+    #[test]
+    fn traces_older_troves_wrote_decode_to_the_groups_this_one_writes() {
+        let trace = sample();
+        for old in [trace.encode_indexed(), trace.encode_plain()] {
+            assert!(old[0] == 3 || old[0] == 2);
+            assert_eq!(
+                Trace::decode(&old),
+                Some(trace.clone()),
+                "format {}",
+                old[0]
+            );
+            if old[0] == 3 {
+                assert_eq!(
+                    agree(&old).map(|t| t.inputs.len()),
+                    Some(trace.inputs.len() + 3)
+                );
+            }
+        }
+        // Format 4 holds the group's members in it: 3 fewer inputs than format 3.
+        let bytes = trace.encode();
+        assert!(bytes.len() < trace.encode_indexed().len());
     }
 }

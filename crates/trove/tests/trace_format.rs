@@ -1,5 +1,6 @@
-//! The stored trace's format: traces are written with their paths interned (format 3);
-//! a row an older trove wrote (format 2, every path whole) is still served and still
+//! The stored trace's format: traces are written with their paths interned and their
+//! absences held by their groups (format 4); a row an older trove wrote (format 3, each
+//! absence an input of its own; format 2, every path whole too) is still served and still
 //! validated input by input; a corrupt trace is a miss that rebuilds and stores a good one.
 
 mod support;
@@ -43,7 +44,7 @@ fn only_record(p: &Project) -> (Store, trove_store::Record) {
 }
 
 #[test]
-fn traces_are_stored_with_interned_paths_and_smaller_than_before() {
+fn traces_are_stored_with_interned_paths_and_grouped_absences_and_smaller_than_before() {
     let p = project();
     let log = Log::new();
     let r = include_search(&log);
@@ -51,47 +52,59 @@ fn traces_are_stored_with_interned_paths_and_smaller_than_before() {
     assert_eq!(value, "A1 B2 X2");
     assert!(matches!(reason, Reason::Built(_)), "{reason}");
     let (_, rec) = only_record(&p);
-    assert_eq!(rec.trace[0], 3, "the format byte");
+    assert_eq!(rec.trace[0], 4, "the format byte");
+    let indexed = trove::fuzzing::trace_in_indexed_format(&rec.trace).unwrap();
     let plain = trove::fuzzing::trace_in_plain_format(&rec.trace).unwrap();
-    assert_eq!(plain[0], 2);
+    assert_eq!((indexed[0], plain[0]), (3, 2));
     assert!(
-        rec.trace.len() < plain.len(),
-        "interned {} bytes, plain {}",
+        rec.trace.len() < indexed.len() && indexed.len() < plain.len(),
+        "format 4: {} bytes, 3: {}, 2: {}",
         rec.trace.len(),
+        indexed.len(),
         plain.len()
     );
 }
 
 #[test]
 fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
-    let p = project();
-    let log = Log::new();
-    let r = include_search(&log);
-    get(&p, &r);
-    let (_, hit, fresh) = get(&p, &r);
-    assert_eq!(hit, Reason::HitDisk);
-    let (store, rec) = only_record(&p);
-    let plain = trove::fuzzing::trace_in_plain_format(&rec.trace).unwrap();
-    store.update_trace(rec.id, &plain).unwrap();
-    drop(store);
-    log.take();
+    type Older = fn(&[u8]) -> Option<Vec<u8>>;
+    let formats: [(u8, Older); 2] = [
+        (2, trove::fuzzing::trace_in_plain_format),
+        (3, trove::fuzzing::trace_in_indexed_format),
+    ];
+    for (format, older) in formats {
+        let p = project();
+        let log = Log::new();
+        let r = include_search(&log);
+        get(&p, &r);
+        let (_, hit, fresh) = get(&p, &r);
+        assert_eq!(hit, Reason::HitDisk);
+        assert!(fresh.absences_vouched > 0);
+        let (store, rec) = only_record(&p);
+        let bytes = older(&rec.trace).unwrap();
+        assert_eq!(bytes[0], format);
+        store.update_trace(rec.id, &bytes).unwrap();
+        drop(store);
+        log.take();
 
-    // Served from the format 2 row, with the same checks as from a format 3 one.
-    let (value, reason, stats) = get(&p, &r);
-    assert_eq!((value.as_str(), &reason), ("A1 B2 X2", &Reason::HitDisk));
-    assert_eq!(stats.files_checked, fresh.files_checked);
-    assert_eq!(stats.absences_vouched, fresh.absences_vouched);
-    assert!(log.take().is_empty(), "a format 2 row was rebuilt");
+        // Served from the older row, with the same checks as from a format 4 one: its
+        // groups of absences still vouch.
+        let (value, reason, stats) = get(&p, &r);
+        assert_eq!((value.as_str(), &reason), ("A1 B2 X2", &Reason::HitDisk));
+        assert_eq!(stats.files_checked, fresh.files_checked, "format {format}");
+        assert_eq!(stats.absences_vouched, fresh.absences_vouched);
+        assert!(log.take().is_empty(), "a format {format} row was rebuilt");
 
-    // Still validated: a header created earlier in the search path rebuilds.
-    p.write("inc1/b.h", "B1");
-    let (value, reason, _) = get(&p, &r);
-    assert_eq!(value, "A1 B1 X2");
-    let why = reason.to_string();
-    assert!(
-        matches!(reason, Reason::Built(_)) && why.contains("inc1/b.h"),
-        "{why}"
-    );
+        // Still validated: a header created earlier in the search path rebuilds.
+        p.write("inc1/b.h", "B1");
+        let (value, reason, _) = get(&p, &r);
+        assert_eq!(value, "A1 B1 X2");
+        let why = reason.to_string();
+        assert!(
+            matches!(reason, Reason::Built(_)) && why.contains("inc1/b.h"),
+            "{why}"
+        );
+    }
 }
 
 #[test]

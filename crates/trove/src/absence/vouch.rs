@@ -3,10 +3,11 @@
 //! answers left out (see the parent module and ARCHITECTURE.md).
 //!
 //! This runs on every disk hit of a traced object, over every input of its trace, so it
-//! avoids work per input: one map of the trace's directory inputs serves both passes, its
+//! avoids work per input: a group vouched for is one mark (its members are never split
+//! out of their string), one map of the trace's directory inputs serves both passes, its
 //! keys hashed with `rustc-hash` (the keys are the trace's own paths, not chosen by
-//! anyone who could aim at collisions, and the map holds a few dozen), and a path is
-//! checked for being plain in one pass over its bytes.
+//! anyone who could aim at collisions, and the map holds a few dozen), and a path or a
+//! group's names are checked for being plain in one pass over their bytes.
 
 use std::path::Path;
 
@@ -18,21 +19,14 @@ use crate::trace::{Input, Trace};
 /// The trace's directory inputs by path: made once per validation, when first needed.
 type DirInputs<'t> = FxHashMap<&'t str, usize>;
 
-/// Whether `path` lies strictly under the directory `dir` (both plain absolute paths).
-fn under(path: &str, dir: &str) -> bool {
-    match path.strip_prefix(dir) {
-        Some(rest) => dir == "/" || rest.starts_with('/'),
-        None => false,
-    }
-}
-
 /// What the groups of a trace settled before its files are checked.
 #[derive(Default)]
 pub(crate) struct Vouched {
-    /// Per input: its absence is vouched for by its group (no `stat` needed).
+    /// Per input: no check of its own is needed (a group its stamp vouches for, a
+    /// directory input a group's or a file's `stat` answers).
     pub(crate) skip: Vec<bool>,
-    /// Groups whose stamp did not vouch (index of the group input): refreshed if the
-    /// trace turns out valid.
+    /// Groups whose stamp did not vouch (index of the group input): their members are
+    /// checked one by one, and the group refreshed if the trace turns out valid.
     pub(crate) stale_groups: Vec<usize>,
     /// How many absences were vouched for.
     pub(crate) count: u64,
@@ -44,38 +38,27 @@ pub(crate) struct Vouched {
     pub(crate) deferred: Vec<usize>,
 }
 
-/// Stats each group's directory once (only groups with a member `wanted`) and marks the
-/// members of every group whose stamp still holds; then leaves out the directory inputs
-/// a file's check answers ([`defer_dirs_under_files`]).
+/// Stats the directory of each `wanted` group once and marks every group whose stamp
+/// still holds; then leaves out the directory inputs a file's check answers
+/// ([`defer_dirs_under_files`]).
 pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
     let mut out = Vouched::default();
     let mut dir_inputs: Option<DirInputs<'_>> = None;
     for (g, input) in trace.inputs.iter().enumerate() {
-        let Input::AbsentGroup {
-            dir,
-            stamp,
-            members,
+        let Input::Absences {
+            dir, stamp, names, ..
         } = input
         else {
             continue;
         };
-        // Only members that are what a group may vouch for: absent file inputs under
-        // the group's directory.
-        let valid = |m: &u32| match trace.inputs.get(*m as usize) {
-            Some(Input::File {
-                path,
-                state: FileState::Absent,
-                ..
-            }) => under(path, dir),
-            _ => false,
-        };
-        if !members.iter().any(|&m| wanted(m as usize)) {
+        if !wanted(g) {
             continue;
         }
         let now = Stat::of(Path::new(dir));
+        let plain_dir = is_plain(dir);
         if let Ok(Some(now)) = &now
             && now.kind == FileKind::Dir
-            && is_plain(dir)
+            && plain_dir
         {
             // A directory input at this path or above it is checked by this very `stat`:
             // what `check_file` asks of a recorded directory is that the path still leads
@@ -92,14 +75,12 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
                 }
             }
         }
+        // Only under a plain directory: the members' names are plain relative paths
+        // (the decoder refuses a trace holding another, `trace_wire::member_name`).
         match now {
-            Ok(Some(now)) if stamp.vouches(&now) => {
-                for &m in members.iter().filter(|m| valid(m)) {
-                    if !out.skips(m as usize) {
-                        out.mark(trace.inputs.len(), m as usize);
-                        out.count += 1;
-                    }
-                }
+            Ok(Some(now)) if stamp.vouches(&now) && plain_dir => {
+                out.mark(trace.inputs.len(), g);
+                out.count += names.bytes().filter(|&b| b == 0).count() as u64;
             }
             _ => out.stale_groups.push(g),
         }
@@ -276,15 +257,17 @@ mod tests {
         };
         group_absences(&mut trace);
         assert_eq!(group_dirs(&trace), [root.join("inc1")]);
+        // The group took its members' place: it, then the three directories.
+        assert_eq!(trace.inputs.len(), 4);
         let v = vouch(&trace, |_| true);
-        assert!(v.skips(2) && v.skips(3) && !v.skips(4));
+        assert!(v.skips(1) && v.skips(2) && !v.skips(3));
         assert_eq!(v.dirs, 2);
-        // Only the members a group may vouch for: the directory was just made (racy).
-        assert_eq!((v.count, v.stale_groups.len()), (0, 1));
+        // The directory was just made (racy): the group does not vouch.
+        assert_eq!((v.count, v.stale_groups.clone()), (0, vec![0]));
         std::fs::remove_dir(root.join("inc1")).unwrap();
         std::fs::write(root.join("inc1"), "now a file").unwrap();
         let v = vouch(&trace, |_| true);
-        assert!(!v.skips(2) && !v.skips(3) && v.dirs == 0);
+        assert!(!v.skips(1) && !v.skips(2) && v.dirs == 0);
     }
 
     #[test]

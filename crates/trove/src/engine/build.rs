@@ -268,6 +268,14 @@ impl Engine {
                         return Some(path.clone());
                     }
                 }
+                Input::Absences { dir, names, .. } => {
+                    let appeared = crate::absence::members(names)
+                        .map(|name| crate::absence::member_path(dir, name))
+                        .find(|path| !matches!(Stat::of(Path::new(path)), Ok(None)));
+                    if appeared.is_some() {
+                        return appeared;
+                    }
+                }
                 Input::Dir { path, .. }
                 | Input::Glob { root: path, .. }
                 | Input::Tree { path, .. }

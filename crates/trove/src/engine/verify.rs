@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use trove_fingerprint::{Digest, FileCheck, ListingState};
+use trove_fingerprint::{Digest, FileCheck, FileState, ListingState};
 
 use crate::clock::now_ms;
 use crate::engine::{Engine, bump};
@@ -199,7 +199,8 @@ impl Engine {
             bump(&self.inner.stats.watched_hits, 1);
             return Ok(Validity::Valid { refreshed: None });
         }
-        // Absences whose directory's stamp still holds need no `stat` of their own.
+        // Groups of absences whose directory's stamp still holds need no `stat` of their
+        // members.
         let wanted = |i: usize| only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok());
         // Directory inputs a group's `stat` or a file below them answers wait for it.
         let vouched = crate::absence::vouch(trace, wanted);
@@ -224,7 +225,17 @@ impl Engine {
         for index in indices {
             let input = &trace.inputs[index];
             let outcome = match input {
-                Input::File { .. } if vouched.skips(index) => None,
+                Input::File { .. } | Input::Absences { .. } if vouched.skips(index) => None,
+                // A group its stamp did not vouch for: each member on its own.
+                Input::Absences { dir, names, .. } => {
+                    crate::absence::members(names).find_map(|name| {
+                        bump(&self.inner.stats.files_checked, 1);
+                        let path = crate::absence::member_path(dir, name);
+                        let absent = FileState::Absent;
+                        let checked = trove_fingerprint::check_file(&absent, Path::new(&path));
+                        self.check_outcome(&path, &absent, checked).err()
+                    })
+                }
                 Input::File { path, state, .. } => {
                     bump(&self.inner.stats.files_checked, 1);
                     let checked = prechecked
@@ -288,22 +299,38 @@ impl Engine {
         let Input::File { path, state, .. } = &trace.inputs[index] else {
             return None;
         };
-        let p = Path::new(path);
-        match checked {
-            Ok(FileCheck::Unchanged) => None,
-            Ok(FileCheck::Refreshed(new)) => {
+        match self.check_outcome(path, state, checked) {
+            Ok(Some(new)) => {
                 let t = refreshed.get_or_insert_with(|| trace.clone());
                 if let Input::File { state, .. } = &mut t.inputs[index] {
                     *state = new;
                 }
                 None
             }
-            Ok(FileCheck::Changed(new)) => Some(Why::Changed {
+            Ok(None) => None,
+            Err(why) => Some(why),
+        }
+    }
+
+    /// What the check of a file recorded as `state` at `path` found: unchanged
+    /// (`Ok(None)`), unchanged with a fingerprint to store instead (`Ok(Some)`), or why it
+    /// changed.
+    fn check_outcome(
+        &self,
+        path: &str,
+        state: &FileState,
+        checked: std::io::Result<FileCheck>,
+    ) -> Result<Option<FileState>, Why> {
+        let p = Path::new(path);
+        match checked {
+            Ok(FileCheck::Unchanged) => Ok(None),
+            Ok(FileCheck::Refreshed(new)) => Ok(Some(new)),
+            Ok(FileCheck::Changed(new)) => Err(Why::Changed {
                 what: self.display_path(p),
                 from: state.describe(),
                 to: new.describe(),
             }),
-            Err(e) => Some(Why::Changed {
+            Err(e) => Err(Why::Changed {
                 what: self.display_path(p),
                 from: state.describe(),
                 to: format!("unreadable: {e}"),

@@ -40,14 +40,14 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
     let mut objects = Vec::new();
     for input in &trace.inputs {
         match input {
-            Input::File { role, path, .. } => {
-                let kind = match role {
-                    Role::Data => InputKind::File,
-                    Role::Module => InputKind::Module,
-                    Role::Source => InputKind::Source,
-                };
-                inputs.push((kind, path.clone()));
-            }
+            Input::File { role, path, .. } => inputs.push((kind_of(*role), path.clone())),
+            // Each member is an input of the object (a file created there rebuilds it).
+            Input::Absences {
+                role, dir, names, ..
+            } => inputs.extend(
+                crate::absence::members(names)
+                    .map(|name| (kind_of(*role), crate::absence::member_path(dir, name))),
+            ),
             Input::Dir { path, .. } | Input::Tree { path, .. } => {
                 inputs.push((InputKind::Dir, path.clone()))
             }
@@ -64,7 +64,7 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
             Input::External { kind, name, .. } => {
                 inputs.push((InputKind::Module, format!("{kind}:{name}")))
             }
-            // An accelerator of its members' checks, which are inputs of their own.
+            // Upgraded when decoded (`absence::upgrade`): never seen here.
             Input::AbsentGroup { .. } => {}
         }
     }
@@ -72,6 +72,15 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
         inputs.push((InputKind::Counter, name.clone()));
     }
     (inputs, objects)
+}
+
+/// How the graph names a file input in `role`.
+fn kind_of(role: Role) -> InputKind {
+    match role {
+        Role::Data => InputKind::File,
+        Role::Module => InputKind::Module,
+        Role::Source => InputKind::Source,
+    }
 }
 
 /// Called whenever an object enters the memory tier.
@@ -110,6 +119,8 @@ fn unwatched(watcher: &Watcher, trace: &Trace) -> Vec<u32> {
             }
             | Input::Tree { .. } => true,
             Input::File { path, .. } | Input::Dir { path, .. } => !watcher.covers(Path::new(path)),
+            Input::Absences { dir, names, .. } => crate::absence::members(names)
+                .any(|name| !watcher.covers(Path::new(&crate::absence::member_path(dir, name)))),
             Input::Glob { root, .. } => !watcher.covers(Path::new(root)),
             _ => false,
         })

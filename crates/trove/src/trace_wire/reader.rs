@@ -1,4 +1,4 @@
-//! The format 3 decoder a hit uses: the same bytes as the serde decoder in `trace_wire.rs`
+//! The format 3 and 4 decoder a hit uses: the same bytes as the serde decoder in `trace_wire.rs`
 //! (postcard's layout, read by hand), giving the same [`Trace`] or refusing the same input.
 //!
 //! Why by hand: a hit decodes every input of its trace, and a traced compile has
@@ -6,7 +6,7 @@
 //! input went through a borrowed wire value, a `Cow` and two moves of a 100-byte enum,
 //! and its digest through 32 calls of a tuple visitor: about 150 ns an input, a fifth of
 //! a traced hit. Here a file input is read straight into its [`Input`]. The other inputs
-//! (a handful: environment variables, groups of absences, objects) and the two maps at
+//! (a handful: environment variables, objects) and the two maps at
 //! the end are still read by postcard, from where this reader stands.
 //!
 //! The layout read (postcard 1, `Wire`'s fields in order): every integer is a LEB128
@@ -21,9 +21,10 @@ use std::collections::BTreeMap;
 
 use trove_fingerprint::{Digest, FileKind, FileState, Stat};
 
+use crate::absence::DirStamp;
 use crate::trace::{Input, Role, Trace};
 
-/// A cursor over the bytes of a format 3 trace.
+/// A cursor over the bytes of a format 3 or 4 trace.
 struct Reader<'a> {
     rest: &'a [u8],
 }
@@ -99,18 +100,31 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn stat(&mut self) -> Option<Stat> {
+        Some(Stat {
+            dev: self.u64()?,
+            ino: self.u64()?,
+            len: self.u64()?,
+            mtime_ns: self.i64()?,
+            ctime_ns: self.i64()?,
+            kind: self.kind()?,
+        })
+    }
+
+    fn role(&mut self) -> Option<Role> {
+        Some(match self.u32()? {
+            0 => Role::Data,
+            1 => Role::Module,
+            2 => Role::Source,
+            _ => return None,
+        })
+    }
+
     fn state(&mut self) -> Option<FileState> {
         Some(match self.u32()? {
             0 => FileState::Absent,
             1 => {
-                let stat = Stat {
-                    dev: self.u64()?,
-                    ino: self.u64()?,
-                    len: self.u64()?,
-                    mtime_ns: self.i64()?,
-                    ctime_ns: self.i64()?,
-                    kind: self.kind()?,
-                };
+                let stat = self.stat()?;
                 let hash = Digest(self.bytes(32)?.try_into().ok()?);
                 FileState::Present {
                     stat,
@@ -138,7 +152,7 @@ fn prealloc(n: usize, left: usize) -> usize {
     n.min(left).min(4096)
 }
 
-/// The trace format 3 `bytes` hold (without the format byte): exactly what
+/// The trace format 3 or 4 `bytes` hold (without the format byte): exactly what
 /// [`super::decode_serde`] gives for the same bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
     let mut r = Reader { rest: bytes };
@@ -146,15 +160,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
     let names = r.strs()?;
     let n = r.len()?;
     let mut inputs = Vec::with_capacity(prealloc(n, r.rest.len()));
+    // Which names were found plain as a group's members ([`super::member_name`]), made
+    // at the first group.
+    let mut plain: Option<Vec<bool>> = None;
     for _ in 0..n {
         let input = match r.u32()? {
             0 => {
-                let role = match r.u32()? {
-                    0 => Role::Data,
-                    1 => Role::Module,
-                    2 => Role::Source,
-                    _ => return None,
-                };
+                let role = r.role()?;
                 let dir = dirs.get(r.u32()? as usize)?;
                 let name = names.get(r.u32()? as usize)?;
                 let state = r.state()?;
@@ -164,7 +176,49 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
                 path.push_str(name);
                 Input::File { role, path, state }
             }
-            1 => r.postcard::<Input>()?,
+            // A group travels only as its own wire input (below).
+            1 => match r.postcard::<Input>()? {
+                Input::Absences { .. } => return None,
+                input => input,
+            },
+            2 => {
+                let role = r.role()?;
+                let dir = (*dirs.get(r.u32()? as usize)?).to_owned();
+                let stamp = DirStamp {
+                    stat: r.stat()?,
+                    taken_ns: r.i64()?,
+                };
+                // The members' names in one string, sized by a first pass over the
+                // indices (each at least a byte, so `n` cannot make it loop for long)
+                // that checks each name once per trace, however many groups name it.
+                let n = r.len()?;
+                let indices = r.rest;
+                let mut len = 0usize;
+                let plain = plain.get_or_insert_with(|| vec![false; names.len()]);
+                for _ in 0..n {
+                    let m = r.u32()? as usize;
+                    let name = names.get(m)?;
+                    if !plain[m] {
+                        if !super::member_name(name) {
+                            return None;
+                        }
+                        plain[m] = true;
+                    }
+                    len = len.checked_add(name.len() + 1)?;
+                }
+                let mut again = Reader { rest: indices };
+                let mut joined = String::with_capacity(len);
+                for _ in 0..n {
+                    joined.push_str(names[again.u32()? as usize]);
+                    joined.push('\0');
+                }
+                Input::Absences {
+                    role,
+                    dir,
+                    stamp,
+                    names: joined,
+                }
+            }
             _ => return None,
         };
         inputs.push(input);
