@@ -205,9 +205,10 @@ fn make(role: Role, dir: &str, paths: &[(usize, &str)]) -> Option<Made> {
     let mut names = String::new();
     let mut taken = Vec::new();
     for (&(index, path), holds) in paths.iter().zip(holds) {
+        // A name the decoder would refuse (`member_name`) stays an input of its own.
         if let Some(name) = below(path, dir)
             && holds
-            && !name.contains('\0')
+            && crate::trace_wire::member_name(name)
         {
             names.push_str(name);
             names.push('\0');
@@ -308,10 +309,9 @@ pub(crate) fn upgrade(trace: &mut Trace) {
                 state: FileState::Absent,
             }) = trace.inputs.get(m)
                 && !claimed[m]
-                && plain(path).is_some()
-                && plain(dir).is_some()
+                && vouch::is_plain(dir)
                 && let Some(name) = below(path, dir)
-                && !name.contains('\0')
+                && crate::trace_wire::member_name(name)
             {
                 claimed[m] = true;
                 let (names, taken) = by_role.entry(*role).or_default();

@@ -80,7 +80,7 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
         match now {
             Ok(Some(now)) if stamp.vouches(&now) && plain_dir => {
                 out.mark(trace.inputs.len(), g);
-                out.count += names.bytes().filter(|&b| b == 0).count() as u64;
+                out.count += names.as_bytes().iter().filter(|&&b| b == 0).count() as u64;
             }
             _ => out.stale_groups.push(g),
         }
@@ -91,7 +91,7 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
 
 /// Whether `path` is plain in the sense of [`super::plain`] (absolute, no `.` or `..`, no
 /// doubled or trailing `/`, no replacement character), in one pass without allocating.
-fn is_plain(path: &str) -> bool {
+pub(super) fn is_plain(path: &str) -> bool {
     let b = path.as_bytes();
     if b.len() < 2 || b[0] != b'/' || b[b.len() - 1] == b'/' {
         return false;
@@ -153,7 +153,7 @@ fn defer_dirs_under_files<'t>(
         if !wanted(index) || out.skips(index) {
             continue;
         }
-        let Some(slash) = path.rfind('/') else {
+        let Some(slash) = path.as_bytes().iter().rposition(|&b| b == b'/') else {
             continue;
         };
         if walked.contains(&path[..slash]) {

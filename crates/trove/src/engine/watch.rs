@@ -64,7 +64,8 @@ pub(crate) fn graph_inputs(trace: &Trace) -> (Vec<(InputKind, String)>, Vec<[u8;
             Input::External { kind, name, .. } => {
                 inputs.push((InputKind::Module, format!("{kind}:{name}")))
             }
-            // Upgraded when decoded (`absence::upgrade`): never seen here.
+            // Upgraded when an older format is decoded (`absence::upgrade`); in a format
+            // 4 row (which no trove writes) it names nothing and vouches for nothing.
             Input::AbsentGroup { .. } => {}
         }
     }
