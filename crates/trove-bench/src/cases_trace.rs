@@ -354,14 +354,7 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
     // The hit: the engine in-process, a new one per repetition (opened outside the
     // timing), so each get is a disk hit that decodes and validates the whole trace and
     // reads the blob; only the get is timed.
-    let recipe = |name: &str| -> Result<CommandRecipe> {
-        let rc = config
-            .recipes
-            .get(name)
-            .cloned()
-            .with_context(|| format!("no recipe `{name}`"))?;
-        Ok(CommandRecipe::new(name, rc))
-    };
+    let recipe = |name: &str| command_recipe(&config, name);
     let (traced, declared, same_files) = (
         recipe("cc-traced")?,
         recipe("cc-untraced")?,
@@ -371,16 +364,7 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
     // inputs answered without a `stat` of their own, per hit.
     let counted = std::cell::RefCell::new([(0u64, 0u64, 0u64); 3]);
     let hit = |recipe: &CommandRecipe, which: usize| -> Sample {
-        let engine = Engine::open(config.clone()).expect("open the engine");
-        let start = Instant::now();
-        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
-        let t = start.elapsed().as_secs_f64();
-        assert!(
-            matches!(served.reason, Reason::HitDisk),
-            "expected a disk hit, got `{}`",
-            served.reason
-        );
-        let stats = engine.stats();
+        let (t, stats) = disk_hit(&config, recipe);
         counted.borrow_mut()[which] = (
             stats.files_checked,
             stats.absences_vouched,
@@ -461,6 +445,30 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
     Ok(vec![gcc_row, py_row, hit_row, reference_row])
 }
 
+/// The recipe `name` of the project's configuration.
+fn command_recipe(config: &Config, name: &str) -> Result<CommandRecipe> {
+    let rc = config.recipes.get(name).cloned();
+    Ok(CommandRecipe::new(
+        name,
+        rc.with_context(|| format!("no recipe `{name}`"))?,
+    ))
+}
+
+/// One disk hit of `recipe` on a newly opened engine (the open is not timed): its
+/// seconds and what the engine counted.
+fn disk_hit(config: &Config, recipe: &CommandRecipe) -> (f64, trove::Stats) {
+    let engine = Engine::open(config.clone()).expect("open the engine");
+    let start = Instant::now();
+    let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+    let t = start.elapsed().as_secs_f64();
+    assert!(
+        matches!(served.reason, Reason::HitDisk),
+        "expected a disk hit, got `{}`",
+        served.reason
+    );
+    (t, engine.stats())
+}
+
 /// Disk hits of `recipe`, one per engine, all opened beforehand: the loop callgrind
 /// collects (`--toggle-collect='*hot_loop*'`). Returns the seconds per hit.
 /// Each engine is dropped after its hit, as the row drops it (the next hit reuses its
@@ -481,12 +489,7 @@ fn hot_loop_trace_hit(engines: Vec<Engine>, recipe: &CommandRecipe) -> f64 {
 /// `TROVE_BENCH_KEEP=1`, for a profiler.
 pub(crate) fn profile_hit(project: &Path, recipe: &str, iters: usize) -> Result<()> {
     let config = Config::load(&project.join("trove.ron"))?;
-    let rc = config
-        .recipes
-        .get(recipe)
-        .cloned()
-        .with_context(|| format!("no recipe `{recipe}`"))?;
-    let recipe = CommandRecipe::new(recipe, rc);
+    let recipe = command_recipe(&config, recipe)?;
     let engines = (0..iters)
         .map(|_| Engine::open(config.clone()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -500,26 +503,11 @@ pub(crate) fn profile_hit(project: &Path, recipe: &str, iters: usize) -> Result<
 /// of trove quickly.
 pub(crate) fn hit_pair(project: &Path, reps: usize) -> Result<()> {
     let config = Config::load(&project.join("trove.ron"))?;
-    let recipe = |name: &str| -> Result<CommandRecipe> {
-        let rc = config.recipes.get(name).cloned();
-        Ok(CommandRecipe::new(
-            name,
-            rc.with_context(|| format!("no recipe `{name}`"))?,
-        ))
-    };
-    let (traced, declared) = (recipe("cc-traced")?, recipe("cc-declared")?);
-    let hit = |recipe: &CommandRecipe| -> Sample {
-        let engine = Engine::open(config.clone()).expect("open the engine");
-        let start = Instant::now();
-        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
-        let t = start.elapsed().as_secs_f64();
-        assert!(
-            matches!(served.reason, Reason::HitDisk),
-            "{}",
-            served.reason
-        );
-        here(t)
-    };
+    let (traced, declared) = (
+        command_recipe(&config, "cc-traced")?,
+        command_recipe(&config, "cc-declared")?,
+    );
+    let hit = |recipe: &CommandRecipe| here(disk_hit(&config, recipe).0);
     let m = rotate(reps, &mut [&mut || hit(&traced), &mut || hit(&declared)]);
     println!(
         "traced {} declared {} ratio {:.3}",

@@ -426,6 +426,22 @@ pub(crate) fn refresh(trace: &Trace, stale_groups: &[usize], refreshed: &mut Opt
     }
 }
 
+/// A stamp of made-up values, for tests of traces that are never validated.
+#[cfg(test)]
+pub(crate) fn made_up_stamp() -> DirStamp {
+    DirStamp {
+        stat: Stat {
+            dev: 1,
+            ino: 2,
+            len: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+            kind: FileKind::Dir,
+        },
+        taken_ns: 6,
+    }
+}
+
 /// The directories of a trace's groups, for tests and the benchmark's description.
 #[allow(dead_code)]
 pub(crate) fn group_dirs(trace: &Trace) -> Vec<PathBuf> {
@@ -466,17 +482,7 @@ mod tests {
             path: path.into(),
             state,
         };
-        let stamp = DirStamp {
-            stat: Stat {
-                dev: 1,
-                ino: 2,
-                len: 3,
-                mtime_ns: 4,
-                ctime_ns: 5,
-                kind: FileKind::Dir,
-            },
-            taken_ns: 6,
-        };
+        let stamp = made_up_stamp();
         let present = FileState::NotAFile {
             kind: FileKind::File,
         };

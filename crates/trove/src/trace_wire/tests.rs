@@ -23,17 +23,7 @@ fn sample() -> Trace {
         path: path.into(),
         state: state.clone(),
     };
-    let stamp = DirStamp {
-        stat: Stat {
-            dev: 1,
-            ino: 2,
-            len: 3,
-            mtime_ns: 4,
-            ctime_ns: 5,
-            kind: FileKind::Dir,
-        },
-        taken_ns: 6,
-    };
+    let stamp = crate::absence::made_up_stamp();
     let mut inputs = Vec::new();
     for dir in ["/usr/local/include", "/usr/include", "/p/inc1", "/p/inc2"] {
         if dir == "/p/inc1" {
@@ -293,17 +283,7 @@ fn a_group_naming_anything_but_plain_relative_paths_is_refused() {
     let group = |names: &str| Input::Absences {
         role: Role::Data,
         dir: "/p/inc".into(),
-        stamp: DirStamp {
-            stat: Stat {
-                dev: 1,
-                ino: 2,
-                len: 3,
-                mtime_ns: 4,
-                ctime_ns: 5,
-                kind: FileKind::Dir,
-            },
-            taken_ns: 6,
-        },
+        stamp: crate::absence::made_up_stamp(),
         names: names.into(),
     };
     let with = |input: Input| Trace {
