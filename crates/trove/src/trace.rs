@@ -83,9 +83,9 @@ pub(crate) enum Input {
         value: Option<String>,
     },
     /// How troves before [`Input::Absences`] grouped absences: `members` are indices of
-    /// absent file inputs of their own. Only ever seen between decoding such a trace and
-    /// [`crate::absence::upgrade`], which turns each into an `Absences` input; never
-    /// written.
+    /// absent file inputs of their own. Decoding a format 3 or 2 trace turns each into an
+    /// `Absences` input ([`crate::absence::upgrade`]); nothing writes one, and one a
+    /// format 4 row holds anyway vouches for nothing.
     AbsentGroup {
         dir: String,
         stamp: crate::absence::DirStamp,

@@ -1,13 +1,15 @@
-//! The format 3 and 4 decoder a hit uses: the same bytes as the serde decoder in `trace_wire.rs`
-//! (postcard's layout, read by hand), giving the same [`Trace`] or refusing the same input.
+//! The format 3 and 4 decoder a hit uses: the same bytes as the serde decoder in
+//! `trace_wire.rs` (postcard's layout, read by hand), giving the same [`Trace`] or
+//! refusing the same input.
 //!
 //! Why by hand: a hit decodes every input of its trace, and a traced compile has
 //! hundreds (most of them absent paths of the include search). Through serde each file
 //! input went through a borrowed wire value, a `Cow` and two moves of a 100-byte enum,
 //! and its digest through 32 calls of a tuple visitor: about 150 ns an input, a fifth of
-//! a traced hit. Here a file input is read straight into its [`Input`]. The other inputs
-//! (a handful: environment variables, objects) and the two maps at
-//! the end are still read by postcard, from where this reader stands.
+//! a traced hit. Here a file input is read straight into its [`Input`], and a group of
+//! absences into one string of its members' names (each distinct name checked once per
+//! trace). The other inputs (a handful: environment variables, objects) and the two maps
+//! at the end are still read by postcard, from where this reader stands.
 //!
 //! The layout read (postcard 1, `Wire`'s fields in order): every integer is a LEB128
 //! varint (`i64` zigzag-encoded first; postcard accepts an over-long varint when its
