@@ -7,6 +7,8 @@
 #
 # Another interpreter: PYTHON=python3.12 TROVE_PY_VENV=target/py-venv-3.12 bash ...
 # (the code tracker differs by version: see src/frames.rs).
+# TROVE_PY_BUILD_ONLY=1: stop once the package is built and installed (`.ci/test` builds it
+# while the Rust suites run, then runs this script again, which then only runs pytest).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -34,6 +36,11 @@ fi
 # into the virtualenv; the pure-Python part is installed from python/.
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
     "$venv/bin/maturin" develop --quiet --manifest-path "$here/Cargo.toml")
+
+if [ -n "${TROVE_PY_BUILD_ONLY:-}" ]; then
+    echo "test.sh: built and installed after $(( $(date +%s) - start ))s"
+    exit 0
+fi
 
 set +e
 (cd "$here" && "$venv/bin/python" -m pytest -q "$@")
