@@ -22,7 +22,7 @@ use crate::trace::{Input, Role, Trace};
 
 mod vouch;
 
-pub(crate) use vouch::{Vouched, vouch};
+pub(crate) use vouch::{Vouched, plain_relative, vouch};
 
 /// A directory's stat fields and when they were taken (read before the stat).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +170,12 @@ pub(crate) fn members(names: &str) -> impl Iterator<Item = &str> {
     names.split_terminator('\0')
 }
 
+/// Adds member `name` to a group's `names`, as [`members`] reads them back.
+pub(crate) fn push_member(names: &mut String, name: &str) {
+    names.push_str(name);
+    names.push('\0');
+}
+
 /// The path of member `name` of a group under `dir` (`.`, the project itself as explain
 /// and graph display it, gives the bare name).
 pub(crate) fn member_path(dir: &str, name: &str) -> String {
@@ -210,8 +216,7 @@ fn make(role: Role, dir: &str, paths: &[(usize, &str)]) -> Option<Made> {
             && holds
             && crate::trace_wire::member_name(name)
         {
-            names.push_str(name);
-            names.push('\0');
+            push_member(&mut names, name);
             taken.push(index);
         }
     }
@@ -300,6 +305,9 @@ pub(crate) fn upgrade(trace: &mut Trace) {
         else {
             continue;
         };
+        if !vouch::is_plain(dir) {
+            continue;
+        }
         let mut by_role: BTreeMap<Role, (String, Vec<usize>)> = BTreeMap::new();
         for &m in members {
             let m = m as usize;
@@ -309,14 +317,12 @@ pub(crate) fn upgrade(trace: &mut Trace) {
                 state: FileState::Absent,
             }) = trace.inputs.get(m)
                 && !claimed[m]
-                && vouch::is_plain(dir)
                 && let Some(name) = below(path, dir)
                 && crate::trace_wire::member_name(name)
             {
                 claimed[m] = true;
                 let (names, taken) = by_role.entry(*role).or_default();
-                names.push_str(name);
-                names.push('\0');
+                push_member(names, name);
                 taken.push(m);
             }
         }
@@ -399,8 +405,7 @@ pub(crate) fn refresh(trace: &Trace, stale_groups: &[usize], refreshed: &mut Opt
         let mut still = String::new();
         for ((path, name), holds) in paths.into_iter().zip(members(names)).zip(holds) {
             if holds {
-                still.push_str(name);
-                still.push('\0');
+                push_member(&mut still, name);
             } else {
                 loose.push((
                     g,

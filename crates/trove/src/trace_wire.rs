@@ -225,8 +225,7 @@ pub(crate) fn join_names(table: &[&str], members: &[u32]) -> Option<String> {
     }
     let mut out = String::with_capacity(len);
     for &m in members {
-        out.push_str(table[m as usize]);
-        out.push('\0');
+        crate::absence::push_member(&mut out, table[m as usize]);
     }
     Some(out)
 }
@@ -237,10 +236,7 @@ pub(crate) fn join_names(table: &[&str], members: &[u32]) -> Option<String> {
 /// them; a trace holding another is refused as damaged (the variant is a miss), so a hit
 /// trusts every decoded group's names below its directory without looking at them.
 pub(crate) fn member_name(name: &str) -> bool {
-    !name.contains(['\0', '\u{FFFD}'])
-        && name
-            .split('/')
-            .all(|n| !n.is_empty() && n != "." && n != "..")
+    !name.contains('\0') && crate::absence::plain_relative(name)
 }
 
 impl<'de, 't, 'a> serde::de::DeserializeSeed<'de> for Inputs<'t, 'a> {

@@ -92,13 +92,16 @@ pub(crate) fn vouch(trace: &Trace, wanted: impl Fn(usize) -> bool) -> Vouched {
 /// Whether `path` is plain in the sense of [`super::plain`] (absolute, no `.` or `..`, no
 /// doubled or trailing `/`, no replacement character), in one pass without allocating.
 pub(super) fn is_plain(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.len() < 2 || b[0] != b'/' || b[b.len() - 1] == b'/' {
-        return false;
-    }
+    path.strip_prefix('/').is_some_and(plain_relative)
+}
+
+/// Whether `rel` is one or more names joined by single `/`s, none of them `.` or `..`,
+/// with no replacement character (put in by a lossy conversion): one pass over its bytes.
+pub(crate) fn plain_relative(rel: &str) -> bool {
+    let b = rel.as_bytes();
     // Where the current name starts.
-    let mut start = 1;
-    for i in 1..=b.len() {
+    let mut start = 0;
+    for i in 0..=b.len() {
         if i == b.len() || b[i] == b'/' {
             let name = &b[start..i];
             if name.is_empty() || name == b"." || name == b".." {
@@ -106,7 +109,6 @@ pub(super) fn is_plain(path: &str) -> bool {
             }
             start = i + 1;
         } else if b[i] == 0xEF && b.get(i + 1..i + 3) == Some(&[0xBF, 0xBD][..]) {
-            // U+FFFD, put in by a lossy conversion.
             return false;
         }
     }

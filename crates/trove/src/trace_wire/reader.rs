@@ -211,8 +211,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
                 let mut again = Reader { rest: indices };
                 let mut joined = String::with_capacity(len);
                 for _ in 0..n {
-                    joined.push_str(names[again.u32()? as usize]);
-                    joined.push('\0');
+                    crate::absence::push_member(&mut joined, names[again.u32()? as usize]);
                 }
                 Input::Absences {
                     role,
