@@ -397,8 +397,8 @@ pub(crate) fn trace(scale: Scale) -> Result<Vec<Row>> {
         1.2,
         &format!(
             "median of {reps} Engine::get_explained disk hits, a new engine each (open not timed); \
-             per hit: traced {ft} files checked ({dt} of them directories a group's or a \
-             file's stat answered) and {vt} absences vouched for by their directory, declared {fs} files checked; declared object: {}; as whole `trove run` \
+             per hit: traced {ft} files checked ({dt} of them directories a group's stat \
+             answered) and {vt} absences vouched for by their directory, declared {fs} files checked; declared object: {}; as whole `trove run` \
              processes: {} vs {} ({:.2})",
             cc_same.describe(),
             fmt_secs(p[0].wall),
@@ -469,32 +469,31 @@ fn disk_hit(config: &Config, recipe: &CommandRecipe) -> (f64, trove::Stats) {
     (t, engine.stats())
 }
 
-/// Disk hits of `recipe`, one per engine, all opened beforehand: the loop callgrind
-/// collects (`--toggle-collect='*hot_loop*'`). Returns the seconds per hit.
-/// Each engine is dropped after its hit, as the row drops it (the next hit reuses its
-/// memory, as there); only the gets are timed.
-fn hot_loop_trace_hit(engines: Vec<Engine>, recipe: &CommandRecipe) -> f64 {
-    let n = engines.len().max(1);
-    let mut spent = Duration::ZERO;
-    for engine in engines {
-        let start = Instant::now();
-        let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
-        spent += start.elapsed();
-        assert!(matches!(served.reason, Reason::HitDisk));
-    }
-    spent.as_secs_f64() / n as f64
+/// One disk hit of `recipe` on `engine`, then the engine dropped (as the row drops it):
+/// the function callgrind collects (`--toggle-collect='*hot_loop*'`). Returns its
+/// seconds (the drop not included).
+fn hot_loop_trace_hit(engine: Engine, recipe: &CommandRecipe) -> f64 {
+    let start = Instant::now();
+    let served = engine.get_explained(recipe, &Vec::new()).expect("disk hit");
+    let spent = start.elapsed().as_secs_f64();
+    assert!(matches!(served.reason, Reason::HitDisk));
+    spent
 }
 
 /// `--child trace-hit PROJECT RECIPE ITERS`: the hit row's loop on a project kept with
-/// `TROVE_BENCH_KEEP=1`, for a profiler.
+/// `TROVE_BENCH_KEEP=1`, for a profiler: each hit on an engine opened just before it
+/// (not timed), as in the row.
 pub(crate) fn profile_hit(project: &Path, recipe: &str, iters: usize) -> Result<()> {
     let config = Config::load(&project.join("trove.ron"))?;
     let recipe = command_recipe(&config, recipe)?;
-    let engines = (0..iters)
-        .map(|_| Engine::open(config.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let secs = hot_loop_trace_hit(engines, &recipe);
-    println!("trace-hit: {} per hit", fmt_secs(secs));
+    let mut spent = 0.0;
+    for _ in 0..iters {
+        spent += hot_loop_trace_hit(Engine::open(config.clone())?, &recipe);
+    }
+    println!(
+        "trace-hit: {} per hit",
+        fmt_secs(spent / iters.max(1) as f64)
+    );
     Ok(())
 }
 

@@ -125,9 +125,9 @@ pub struct Stats {
     /// them (one `stat` of the directory instead of one per absent path).
     pub absences_vouched: u64,
     /// Directory inputs (paths that led to a directory) answered without a `stat` of their
-    /// own: an absence group's `stat` of a directory at or below them, or the check of a
-    /// file input below them, resolved the path through them. Counted in `files_checked`
-    /// too.
+    /// own: an absence group's `stat` of a directory at or below them resolved the path
+    /// through them. Counted in `files_checked` too. (A directory input above a file
+    /// input the build read is not even recorded: the file's check answers it.)
     pub dirs_answered: u64,
     /// Files whose content builds hashed (`cx.read` and every fingerprint a build took);
     /// a fingerprint reused because the file provably did not change is not counted, nor

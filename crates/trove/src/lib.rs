@@ -92,13 +92,17 @@ pub mod fuzzing {
     /// reader must give what the serde one gives (both checked here; a mismatch panics,
     /// so the fuzzer reports it).
     pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
-        // The hand-written format 3 and 4 reader must answer exactly as the serde one.
-        if let Some((&(crate::trace::TRACE_FORMAT | crate::trace::TRACE_FORMAT_INDEXED), rest)) =
-            bytes.split_first()
+        // The hand-written format 3, 4 and 5 reader must answer exactly as the serde one.
+        if let Some((
+            &(crate::trace::TRACE_FORMAT
+            | crate::trace::TRACE_FORMAT_GROUPED
+            | crate::trace::TRACE_FORMAT_INDEXED),
+            rest,
+        )) = bytes.split_first()
         {
             assert!(
                 crate::trace_wire::decode(rest) == crate::trace_wire::decode_serde(rest),
-                "the two format 3 and 4 decoders disagree"
+                "the two format 3, 4 and 5 decoders disagree"
             );
         }
         let trace = crate::trace::Trace::decode(bytes)?;

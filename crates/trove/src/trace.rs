@@ -1,8 +1,9 @@
 //! A trace: every input one build touched, each with the fingerprint it had.
 //!
-//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 4:
-//! paths interned and absences held by their group, `trace_wire.rs`; formats 3 and 2,
-//! still read: absences each an input of their own, and in 2 every path whole). A reader
+//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 5:
+//! paths interned, absences held by their group and no directory input a file implies,
+//! `trace_wire.rs`; formats 4, 3 and 2, still read: directory inputs a file implies kept,
+//! before 4 absences each an input of their own, and in 2 every path whole). A reader
 //! that meets another format byte treats the variant as a miss, never as garbage.
 
 use std::collections::BTreeMap;
@@ -15,11 +16,16 @@ use trove_fingerprint::{Digest, FileState, GlobMode, ListingState};
 /// 2: the recipe's definition is part of the trace.
 /// 3: the same trace with its file paths interned (`trace_wire.rs`).
 /// 4: the layout of 3, where a group of absences holds its members
-///    ([`Input::Absences`]) instead of naming inputs of their own; 3 and 2 are still read
-///    (their groups upgraded by [`crate::absence::upgrade`]).
-pub(crate) const TRACE_FORMAT: u8 = 4;
+///    ([`Input::Absences`]) instead of naming inputs of their own.
+/// 5: the layout of 4, without the directory inputs a file input implies
+///    ([`crate::absence::leave_out_implied_dirs`]); 4, 3 and 2 are still read (their
+///    groups upgraded by [`crate::absence::upgrade`], those directory inputs left out).
+pub(crate) const TRACE_FORMAT: u8 = 5;
 
-/// Format 3: read by the same decoder as 4 (it never holds an `Absences` input).
+/// Format 4: read by the same decoder as 5.
+pub(crate) const TRACE_FORMAT_GROUPED: u8 = 4;
+
+/// Format 3: read by the same decoder as 5 (it never holds an `Absences` input).
 pub(crate) const TRACE_FORMAT_INDEXED: u8 = 3;
 
 /// The format before paths were interned: still decoded, never written.
@@ -140,7 +146,7 @@ impl Trace {
         let (&format, rest) = bytes.split_first()?;
         let mut trace = match format {
             TRACE_FORMAT => return crate::trace_wire::decode(rest),
-            TRACE_FORMAT_INDEXED => crate::trace_wire::decode(rest)?,
+            TRACE_FORMAT_GROUPED | TRACE_FORMAT_INDEXED => crate::trace_wire::decode(rest)?,
             // Format 2 never held a group of this kind (their names are checked only by
             // the interned formats' decoder).
             TRACE_FORMAT_PLAIN => match postcard::take_from_bytes::<Trace>(rest) {
@@ -157,6 +163,7 @@ impl Trace {
             _ => return None,
         };
         crate::absence::upgrade(&mut trace);
+        crate::absence::leave_out_implied_dirs(&mut trace);
         Some(trace)
     }
 
@@ -319,5 +326,50 @@ mod tests {
                 "/home/a/project2/y"
             ]
         );
+    }
+
+    #[test]
+    fn a_row_an_older_trove_wrote_loses_the_directory_inputs_a_file_implies_when_decoded() {
+        let file = |path: &str, state: FileState| Input::File {
+            role: Role::Data,
+            path: path.into(),
+            state,
+        };
+        let dir = || FileState::NotAFile {
+            kind: trove_fingerprint::FileKind::Dir,
+        };
+        let present = FileState::Present {
+            stat: trove_fingerprint::Stat {
+                dev: 1,
+                ino: 2,
+                len: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+                kind: trove_fingerprint::FileKind::File,
+            },
+            hash: Digest([7; 32]),
+            taken_ns: 6,
+        };
+        let trace = Trace {
+            inputs: vec![
+                file("/usr/include", dir()),
+                file("/usr/include/stdio.h", present),
+                file("/opt", dir()),
+            ],
+            ..Trace::default()
+        };
+        let written_in = |format: u8| crate::trace_wire::encode(&trace, vec![format]);
+        let without: Vec<Input> = trace.inputs[1..].to_vec();
+        for format in [TRACE_FORMAT_GROUPED, TRACE_FORMAT_INDEXED] {
+            let decoded = Trace::decode(&written_in(format)).unwrap();
+            assert_eq!(decoded.inputs, without, "format {format}");
+        }
+        assert_eq!(
+            Trace::decode(&trace.encode_plain()).unwrap().inputs,
+            without
+        );
+        // Trove never writes such a format 5 row; a hand-made one is read as it is, and
+        // its directory inputs are checked on their own.
+        assert_eq!(Trace::decode(&trace.encode()), Some(trace));
     }
 }

@@ -1,4 +1,4 @@
-//! The compact stored form of a trace (formats 3 and 4): file paths interned.
+//! The compact stored form of a trace (formats 3, 4 and 5): file paths interned.
 //!
 //! A traced compile names hundreds of paths that share a few dozen directories and
 //! repeat the same file names (`stdio.h` looked up in every include directory). Format 2
@@ -10,8 +10,10 @@
 //! possible in a hand-made trace) is written as format 2 wrote it. Format 4 adds one kind
 //! of wire input: a group of absences ([`Input::Absences`]), its directory an index into
 //! the directories and each member's name below it an index into the names. Every other
-//! input is written as in format 2. Decoding gives the same [`Trace`] value, so nothing
-//! after the decoder knows which format a row was in.
+//! input is written as in format 2. Format 5 is format 4's layout (its rows hold no
+//! directory input a present file implies, [`crate::absence::leave_out_implied_dirs`]).
+//! Decoding gives the same [`Trace`] value, so nothing after [`Trace::decode`] knows
+//! which format a row was in.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -1,5 +1,5 @@
-//! The stored trace's format: traces are written with their paths interned and their
-//! absences held by their groups (format 4); a row an older trove wrote (format 3, each
+//! The stored trace's format: traces are written with their paths interned, their
+//! absences held by their groups and no directory input a file implies (format 5); a row an older trove wrote (format 3, each
 //! absence an input of its own; format 2, every path whole too) is still served and still
 //! validated input by input; a corrupt trace is a miss that rebuilds and stores a good one.
 
@@ -52,13 +52,13 @@ fn traces_are_stored_with_interned_paths_and_grouped_absences_and_smaller_than_b
     assert_eq!(value, "A1 B2 X2");
     assert!(matches!(reason, Reason::Built(_)), "{reason}");
     let (_, rec) = only_record(&p);
-    assert_eq!(rec.trace[0], 4, "the format byte");
+    assert_eq!(rec.trace[0], 5, "the format byte");
     let indexed = trove::fuzzing::trace_in_indexed_format(&rec.trace).unwrap();
     let plain = trove::fuzzing::trace_in_plain_format(&rec.trace).unwrap();
     assert_eq!((indexed[0], plain[0]), (3, 2));
     assert!(
         rec.trace.len() < indexed.len() && indexed.len() < plain.len(),
-        "format 4: {} bytes, 3: {}, 2: {}",
+        "format 5: {} bytes, 3: {}, 2: {}",
         rec.trace.len(),
         indexed.len(),
         plain.len()
@@ -87,7 +87,7 @@ fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
         drop(store);
         log.take();
 
-        // Served from the older row, with the same checks as from a format 4 one: its
+        // Served from the older row, with the same checks as from a format 5 one: its
         // groups of absences still vouch.
         let (value, reason, stats) = get(&p, &r);
         assert_eq!((value.as_str(), &reason), ("A1 B2 X2", &Reason::HitDisk));

@@ -115,8 +115,10 @@ impl Engine {
             );
             return Ok(((object, reason, digest, args_display), None));
         }
-        // The trace is complete: its absences are grouped under their directories.
+        // The trace is complete: its absences are grouped under their directories, and
+        // the directory inputs its files imply are left out.
         crate::absence::group_absences(&mut cx.trace);
+        crate::absence::leave_out_implied_dirs(&mut cx.trace);
         let trace_bytes = cx.trace.encode();
         let meta = self.remember(
             key,

@@ -202,14 +202,12 @@ impl Engine {
         // Groups of absences whose directory's stamp still holds need no `stat` of their
         // members.
         let wanted = |i: usize| only.is_none_or(|o| o.binary_search(&(i as u32)).is_ok());
-        // Directory inputs a group's `stat` or a file below them answers wait for it.
+        // Directory inputs a group's `stat` answers wait for it.
         let vouched = crate::absence::vouch(trace, wanted);
         bump(&self.inner.stats.absences_vouched, vouched.count);
-        // Directory inputs checked by their group's `stat` or by a file's count as checked
-        // files.
-        let answered = vouched.dirs + vouched.deferred.len() as u64;
-        bump(&self.inner.stats.files_checked, answered);
-        bump(&self.inner.stats.dirs_answered, answered);
+        // Directory inputs checked by their group's `stat` count as checked files.
+        bump(&self.inner.stats.files_checked, vouched.dirs);
+        bump(&self.inner.stats.dirs_answered, vouched.dirs);
         let mut prechecked = match only {
             Some(_) => None,
             None => precheck_files(trace, &vouched),
@@ -270,16 +268,6 @@ impl Engine {
                 _ => None,
             };
             if let Some(why) = outcome {
-                // A directory input that waited for a file below it and comes earlier in
-                // the trace gives the reason if it changed too.
-                for &d in vouched.deferred.iter().take_while(|&&d| d < index) {
-                    if let Input::File { path, state, .. } = &trace.inputs[d] {
-                        let checked = trove_fingerprint::check_file(state, Path::new(path));
-                        if let Some(why) = self.file_outcome(trace, d, checked, &mut refreshed) {
-                            return Ok(Validity::Invalid(why));
-                        }
-                    }
-                }
                 return Ok(Validity::Invalid(why));
             }
         }

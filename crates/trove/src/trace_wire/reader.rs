@@ -1,4 +1,4 @@
-//! The format 3 and 4 decoder a hit uses: the same bytes as the serde decoder in
+//! The format 3, 4 and 5 decoder a hit uses: the same bytes as the serde decoder in
 //! `trace_wire.rs` (postcard's layout, read by hand), giving the same [`Trace`] or
 //! refusing the same input.
 //!
@@ -26,7 +26,7 @@ use trove_fingerprint::{Digest, FileKind, FileState, Stat};
 use crate::absence::DirStamp;
 use crate::trace::{Input, Role, Trace};
 
-/// A cursor over the bytes of a format 3 or 4 trace.
+/// A cursor over the bytes of a format 3, 4 or 5 trace.
 struct Reader<'a> {
     rest: &'a [u8],
 }
@@ -154,7 +154,7 @@ fn prealloc(n: usize, left: usize) -> usize {
     n.min(left).min(4096)
 }
 
-/// The trace format 3 or 4 `bytes` hold (without the format byte): exactly what
+/// The trace format 3, 4 or 5 `bytes` hold (without the format byte): exactly what
 /// [`super::decode_serde`] gives for the same bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
     let mut r = Reader { rest: bytes };
