@@ -1,7 +1,8 @@
 //! The stored trace's format: traces are written with their paths interned, their
-//! absences held by their groups and no directory input a file implies (format 5); a row an older trove wrote (format 3, each
-//! absence an input of its own; format 2, every path whole too) is still served and still
-//! validated input by input; a corrupt trace is a miss that rebuilds and stores a good one.
+//! absences held by their groups and no directory input a file implies (format 5); a row
+//! an older trove wrote (format 3, each absence an input of its own; format 2, every path
+//! whole too) is still served and still validated input by input; a corrupt trace is a
+//! miss that rebuilds and stores a good one.
 
 mod support;
 
