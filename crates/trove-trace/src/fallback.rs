@@ -25,8 +25,9 @@ pub(crate) fn execute(job: Job) -> Result<Executed, RunError> {
         .stdin(Stdio::null())
         .stdout(stdout)
         .process_group(0);
+    let registration = Registration::new();
     let mut child = command.spawn().map_err(spawn_error)?;
-    let registration = Registration::new(child.id() as i32);
+    registration.started(child.id() as i32);
     let status = child.wait().map_err(|source| RunError::Setup {
         what: "wait",
         source,

@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -285,20 +285,29 @@ fn find_program(
 /// One running command, as [`interrupt_all`] sees it.
 #[derive(Debug)]
 struct Running {
-    pgid: i32,
+    /// The command's process group; 0 while it is being started (no group yet).
+    pgid: AtomicI32,
     interrupted: AtomicBool,
 }
 
 static RUNNING: Mutex<Vec<Arc<Running>>> = Mutex::new(Vec::new());
 
 /// A command's place in the list [`interrupt_all`] walks; leaving it on drop.
+///
+/// Entered *before* the command's first process is created, so no interrupt can fall
+/// between the command starting and [`interrupt_all`] knowing of it: a command that
+/// ran at once and reported itself running (a script writing a pipe) was once missed
+/// that way and ran on after the interrupt. The two sides meet as in Dekker's protocol:
+/// [`interrupt_all`] sets `interrupted` and then reads `pgid`; [`Registration::started`]
+/// sets `pgid` and then reads `interrupted` (both sequentially consistent), so at least
+/// one of them sees the other's store and signals the group.
 pub(crate) struct Registration(Arc<Running>);
 
 impl Registration {
-    /// Enters the command whose process group is `pgid`.
-    pub(crate) fn new(pgid: i32) -> Registration {
+    /// Enters a command about to be started.
+    pub(crate) fn new() -> Registration {
         let running = Arc::new(Running {
-            pgid,
+            pgid: AtomicI32::new(0),
             interrupted: AtomicBool::new(false),
         });
         RUNNING
@@ -306,6 +315,15 @@ impl Registration {
             .unwrap_or_else(PoisonError::into_inner)
             .push(running.clone());
         Registration(running)
+    }
+
+    /// The command's process group `pgid` exists: an interrupt from now on signals it,
+    /// and one that came while it was being started is delivered now.
+    pub(crate) fn started(&self, pgid: i32) {
+        self.0.pgid.store(pgid, Ordering::SeqCst);
+        if self.0.interrupted.load(Ordering::SeqCst) {
+            signal_group(pgid, libc::SIGTERM);
+        }
     }
 
     /// Whether [`interrupt_all`] was called while the command ran.
@@ -321,6 +339,15 @@ impl Drop for Registration {
     }
 }
 
+/// Sends `signal` to the group of `r` if it has one yet (a group id of 0 would name the
+/// caller's own group).
+fn signal_running(r: &Running, signal: libc::c_int) {
+    let pgid = r.pgid.load(Ordering::SeqCst);
+    if pgid > 0 {
+        signal_group(pgid, signal);
+    }
+}
+
 /// Stops every command this process is running: `SIGTERM` to each one's process group
 /// now, `SIGKILL` to those still running after [`INTERRUPT_GRACE`]. Each [`run`] then
 /// returns [`RunError::Interrupted`] once its command's processes are gone.
@@ -333,7 +360,7 @@ pub fn interrupt_all() {
         let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
         for r in running.iter() {
             r.interrupted.store(true, Ordering::SeqCst);
-            signal_group(r.pgid, libc::SIGTERM);
+            signal_running(r, libc::SIGTERM);
         }
         running.clone()
     };
@@ -346,7 +373,7 @@ pub fn interrupt_all() {
         for target in &targets {
             // Only a command still registered: its group id cannot have been reused.
             if running.iter().any(|r| Arc::ptr_eq(r, target)) {
-                signal_group(target.pgid, libc::SIGKILL);
+                signal_running(target, libc::SIGKILL);
             }
         }
     };
@@ -360,7 +387,7 @@ pub fn interrupt_all() {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            signal_group(r.pgid, libc::SIGKILL);
+            signal_running(r, libc::SIGKILL);
         }
     }
 }

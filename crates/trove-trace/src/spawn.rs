@@ -413,6 +413,8 @@ fn spawn(plan: &Plan, filter: Option<&libc::sock_fprog>) -> Result<Child, RunErr
         use std::os::fd::FromRawFd;
         (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
     };
+    // Known to interrupt_all before the command exists (see `Registration`).
+    let registration = Registration::new();
     // SAFETY: the child runs only `child`, which makes async-signal-safe calls on memory
     // prepared before the fork and never returns.
     let pid = unsafe { libc::fork() };
@@ -427,13 +429,18 @@ fn spawn(plan: &Plan, filter: Option<&libc::sock_fprog>) -> Result<Child, RunErr
         unsafe { child(plan, theirs.as_raw_fd(), ours.as_raw_fd(), filter) }
     }
     drop(theirs);
-    // Also set here, so the group exists before interrupt_all can see the command.
+    // Also set here, so the group exists before `started` lets interrupt_all signal it.
     // SAFETY: setpgid has no memory effects; it fails harmlessly once the child has exec'd.
     unsafe { libc::setpgid(pid, pid) };
+    // A pause here lets a test interrupt a command that already runs but is not yet
+    // `started` (the window a loaded machine can open on its own).
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("trace::spawn-started");
+    registration.started(pid);
     Ok(Child {
         pid,
         socket: ours,
-        registration: Registration::new(pid),
+        registration,
     })
 }
 

@@ -185,6 +185,37 @@ fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
     }
 }
 
+/// The command runs and says so before its runner hands it to `interrupt_all` (a fail
+/// point holds the runner there for 300 ms): the interrupt must still stop it. Before
+/// the command was entered ahead of its fork, such an interrupt found nothing to stop
+/// and the command ran on (seen once as a hang of this binary under a loaded CI run).
+#[cfg(feature = "failpoints")]
+#[test]
+fn an_interrupt_while_a_command_is_being_started_still_stops_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    fail::cfg("trace::spawn-started", "sleep(300)").unwrap();
+    // Untraced: a traced command waits for its tracer before it runs anything.
+    let mut ready = Ready::new();
+    let spec = spec(
+        "sleep 1000 & echo $$ $! > READY; sleep 1000",
+        &ready.path,
+        false,
+    );
+    let handle = thread::spawn(move || run(spec));
+    let pids = ready.pids();
+    // The runner is still paused at the fail point. The command must end by the
+    // `SIGTERM` it is owed as soon as the runner goes on, not only by the `SIGKILL` that
+    // follows the grace period.
+    interrupt_all();
+    let ended = all_end_within(&pids, pids[0], INTERRUPT_GRACE - Duration::from_millis(500));
+    fail::remove("trace::spawn-started");
+    scenario.teardown();
+    ended.unwrap();
+    let result = handle.join().unwrap();
+    assert!(matches!(result, Err(RunError::Interrupted)), "{result:?}");
+}
+
 #[test]
 fn interrupt_all_without_commands_does_nothing_and_later_commands_run() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
