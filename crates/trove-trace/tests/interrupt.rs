@@ -128,7 +128,20 @@ fn all_end_within(pids: &[i32], pgid: i32, limit: Duration) -> Result<(), String
     }
 }
 
-fn interrupt_and_join(handle: thread::JoinHandle<Result<Outcome, RunError>>) -> Duration {
+/// A command's run, on a thread of its own.
+type Running = thread::JoinHandle<Result<Outcome, RunError>>;
+
+/// Runs `script` (where `READY` names a FIFO) on a thread of its own and waits until it
+/// wrote its process ids there; the FIFO is returned to live as long as the test.
+fn start(script: &str, traced: bool) -> (Running, Vec<i32>, Ready) {
+    let mut ready = Ready::new();
+    let spec = spec(script, &ready.path, traced);
+    let handle = thread::spawn(move || run(spec));
+    let pids = ready.pids();
+    (handle, pids, ready)
+}
+
+fn interrupt_and_join(handle: Running) -> Duration {
     let start = Instant::now();
     interrupt_all();
     let result = handle.join().unwrap();
@@ -141,14 +154,7 @@ fn interrupt_and_join(handle: thread::JoinHandle<Result<Outcome, RunError>>) -> 
 fn interrupt_all_stops_a_command_and_its_children() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for traced in [true, false] {
-        let mut ready = Ready::new();
-        let spec = spec(
-            "sleep 1000 & echo $$ $! > READY; sleep 1000",
-            &ready.path,
-            traced,
-        );
-        let handle = thread::spawn(move || run(spec));
-        let pids = ready.pids();
+        let (handle, pids, _ready) = start("sleep 1000 & echo $$ $! > READY; sleep 1000", traced);
         let (shell, background) = (pids[0], pids[1]);
         assert!(alive(shell) && alive(background));
         interrupt_and_join(handle);
@@ -171,11 +177,8 @@ fn interrupt_all_stops_a_command_and_its_children() {
 fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for traced in [true, false] {
-        let mut ready = Ready::new();
         let script = "trap '' TERM; sleep 1000 & echo $$ $! > READY; sleep 1000";
-        let spec = spec(script, &ready.path, traced);
-        let handle = thread::spawn(move || run(spec));
-        let pids = ready.pids();
+        let (handle, pids, _ready) = start(script, traced);
         let elapsed = interrupt_and_join(handle);
         assert!(
             elapsed >= INTERRUPT_GRACE,
@@ -196,14 +199,7 @@ fn an_interrupt_while_a_command_is_being_started_still_stops_it() {
     let scenario = fail::FailScenario::setup();
     fail::cfg("trace::spawn-started", "sleep(300)").unwrap();
     // Untraced: a traced command waits for its tracer before it runs anything.
-    let mut ready = Ready::new();
-    let spec = spec(
-        "sleep 1000 & echo $$ $! > READY; sleep 1000",
-        &ready.path,
-        false,
-    );
-    let handle = thread::spawn(move || run(spec));
-    let pids = ready.pids();
+    let (handle, pids, _ready) = start("sleep 1000 & echo $$ $! > READY; sleep 1000", false);
     // The runner is still paused at the fail point. The command must end by the
     // `SIGTERM` it is owed as soon as the runner goes on, not only by the `SIGKILL` that
     // follows the grace period.

@@ -88,8 +88,8 @@ pub mod fuzzing {
 
     /// Decodes a stored trace as the disk tier does: `Some(number of inputs)` when it is
     /// accepted, `None` when the variant would be a miss. An accepted trace must encode
-    /// back to a trace that decodes to the same value, and the hand-written format 3
-    /// reader must give what the serde one gives (both checked here; a mismatch panics,
+    /// back to a trace that decodes to the same value, and the hand-written format 3, 4
+    /// and 5 reader must give what the serde one gives (both checked here; a mismatch panics,
     /// so the fuzzer reports it).
     pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
         // The hand-written format 3, 4 and 5 reader must answer exactly as the serde one.

@@ -8,7 +8,7 @@
 //! the map of the trace's directory inputs is made only when a group's `stat` found a
 //! directory, its keys hashed with `rustc-hash` (the keys are the trace's own paths, not
 //! chosen by anyone who could aim at collisions, and the map holds a few dozen), and a
-//! path is checked for being plain in one pass over its bytes.
+//! path is checked for being plain without allocating.
 
 use std::path::Path;
 
@@ -121,6 +121,8 @@ pub(crate) fn leave_out_implied_dirs(trace: &mut Trace) {
     if implied.is_empty() {
         return;
     }
+    // `implied` borrows the inputs' paths, so what to keep is decided before the trace's
+    // inputs are changed.
     let keep: Vec<bool> = trace
         .inputs
         .iter()
@@ -137,7 +139,7 @@ pub(crate) fn leave_out_implied_dirs(trace: &mut Trace) {
 }
 
 /// Whether `path` is plain in the sense of [`super::plain`] (absolute, no `.` or `..`, no
-/// doubled or trailing `/`, no replacement character), in one pass without allocating.
+/// doubled or trailing `/`, no replacement character), without allocating.
 pub(super) fn is_plain(path: &str) -> bool {
     path.strip_prefix('/').is_some_and(plain_relative)
 }
