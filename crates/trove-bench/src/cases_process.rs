@@ -70,17 +70,10 @@ fn find_bkt() -> Result<PathBuf> {
     Ok(bkt)
 }
 
-pub(crate) fn run_hit(scale: Scale) -> Result<Vec<Row>> {
-    let trove = exe_dir()?.join("trove");
-    if !trove.is_file() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p trove-cli`",
-            trove.display()
-        );
-    }
+/// A project whose recipe `blob` prints `data` with `cat`, past the racy window.
+fn blob_project(data: &[u8]) -> Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
-    let data = Bytes::make(MIB, 5);
-    std::fs::write(dir.path().join("data.bin"), &data)?;
+    std::fs::write(dir.path().join("data.bin"), data)?;
     std::fs::write(
         dir.path().join("trove.ron"),
         "(recipes: { \"blob\": (command: [\"cat\", \"data.bin\"], inputs: [\"data.bin\"]) })\n",
@@ -90,11 +83,25 @@ pub(crate) fn run_hit(scale: Scale) -> Result<Vec<Row>> {
         Instant::now(),
         Duration::from_nanos(trove_fingerprint::RACY_WINDOW_NS as u64) + Duration::from_millis(200),
     );
-    let trove_run = || {
+    Ok(dir)
+}
+
+pub(crate) fn run_hit(scale: Scale) -> Result<Vec<Row>> {
+    let trove = exe_dir()?.join("trove");
+    if !trove.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p trove-cli`",
+            trove.display()
+        );
+    }
+    let data = Bytes::make(MIB, 5);
+    let dir = blob_project(&data)?;
+    let run_in = |dir: &Path| {
         let mut c = Command::new(&trove);
-        c.args(["run", "blob"]).current_dir(dir.path());
+        c.args(["run", "blob"]).current_dir(dir);
         c
     };
+    let trove_run = || run_in(dir.path());
     let first = run_ok(&mut trove_run())?;
     ensure!(first.stdout == data, "trove run printed other bytes");
     let second = run_ok(trove_run().arg("--explain"))?;
@@ -152,6 +159,31 @@ pub(crate) fn run_hit(scale: Scale) -> Result<Vec<Row>> {
             ));
         }
     }
+    // Every hit records its use in the index: a store used for a long time is as fast as
+    // a new one only while its write-ahead log stays short (`trove_store::WAL_EMPTY_AT`).
+    let uses = scale.pick(2000, 600);
+    for _ in 0..uses {
+        run_ok(&mut trove_run())?;
+    }
+    let fresh = blob_project(&data)?;
+    run_ok(&mut run_in(fresh.path()))?;
+    let wal = |dir: &Path| {
+        std::fs::metadata(dir.join(".trove/v1/index.sqlite-wal")).map_or(0, |m| m.len())
+    };
+    let (used_wal, fresh_wal) = (wal(dir.path()), wal(fresh.path()));
+    let (u, f) = alternate(reps, || time(trove_run()), || time(run_in(fresh.path())));
+    rows.push(Row::ratio_at_most(
+        &format!("`trove run` hit after {uses} earlier hits (vs on a new store)"),
+        u,
+        f,
+        1.2,
+        &format!(
+            "median of {reps}, alternated; the index's write-ahead log, which a process reads \
+             when it opens the index: {} after those hits, {} on the new store",
+            trove::format_size(used_wal),
+            trove::format_size(fresh_wal)
+        ),
+    ));
     Ok(rows)
 }
 

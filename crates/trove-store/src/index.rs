@@ -54,6 +54,27 @@ CREATE TABLE IF NOT EXISTS blob_inline (
 ) WITHOUT ROWID;
 ";
 
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The write-ahead log's length from which a write ends by emptying it
+/// ([`keep_wal_short`]): 256 pages of 4 KiB and their frame headers.
+pub const WAL_EMPTY_AT: u64 = 1 << 20;
+
+/// The identity `(dev, ino)` of a file, to notice an index another process replaced.
+pub(crate) type FileId = (u64, u64);
+
+#[cfg(unix)]
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn file_id(_path: &Path) -> Option<FileId> {
+    None
+}
+
 /// Whether an error means the index file itself is damaged.
 pub(crate) fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(
@@ -73,7 +94,7 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Read the version before changing anything, so a newer index is left untouched.
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -85,7 +106,7 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
     }
     // Keep the WAL when the last connection closes: checkpointing and deleting it on
     // close, then creating it again on the next open, cost a short-lived process (one
-    // `trove run`) three fsyncs for a read. SQLite checkpoints as the WAL grows anyway.
+    // `trove run`) three fsyncs for a read. `keep_wal_short` empties it as it grows.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // FULL: a record committed after its blob was published must survive a power loss.
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
@@ -182,5 +203,45 @@ pub(crate) fn sql_err(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Sqlite {
         path: path.to_owned(),
         source,
+    }
+}
+
+/// Empties the write-ahead log once it has grown to [`WAL_EMPTY_AT`]: called after a
+/// write committed (`conn` outside a transaction), it copies the log's pages into the
+/// index and truncates the log (`wal_checkpoint(TRUNCATE)`), without waiting: while
+/// another connection reads or writes, the log is left to a later write.
+///
+/// SQLite's own checkpoint after a commit does not keep the log short for a store used
+/// by short-lived processes. The log starts over only when a writer begins after a
+/// checkpoint copied every frame back, and a process's first connection rebuilds the
+/// log's index by reading the whole file (the shared-memory index is reset when no
+/// other process has it open) without knowing what was copied back. A process that
+/// writes once, as every `trove run` hit does (its use counter), so appends to the log
+/// for good: every later process reads all of it when it opens the index, and past
+/// 1000 pages copies all of it back on its commit.
+pub(crate) fn keep_wal_short(conn: &Connection, index: &Path) {
+    let mut wal = index.as_os_str().to_owned();
+    wal.push("-wal");
+    let long = std::fs::metadata(&wal).is_ok_and(|m| m.len() >= WAL_EMPTY_AT);
+    if !long || !conn.is_autocommit() {
+        return;
+    }
+    let emptied = conn.busy_timeout(Duration::ZERO).and_then(|()| {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(index = %index.display(), error = %e, "cannot restore the index's busy timeout");
+    }
+    match emptied {
+        Ok(0) => tracing::debug!(index = %index.display(), "emptied the index's write-ahead log"),
+        // Another connection holds a lock: a later write tries again.
+        Ok(_) => {
+            tracing::debug!(index = %index.display(), "the index's write-ahead log is in use; left for a later write")
+        }
+        Err(e) => {
+            tracing::warn!(index = %index.display(), error = %e, "cannot empty the index's write-ahead log")
+        }
     }
 }

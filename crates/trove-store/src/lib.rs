@@ -63,7 +63,7 @@ pub use blob::{read_at, read_full_at};
 pub use error::StoreError;
 #[cfg(feature = "failpoints")]
 pub use faults::hits as fault_hits;
-pub use index::SCHEMA_VERSION;
+pub use index::{SCHEMA_VERSION, WAL_EMPTY_AT};
 pub use lock::KeyLock;
 pub use maint::{GcItem, GcStats, VerifyReport};
 pub use paths::FORMAT_DIR;

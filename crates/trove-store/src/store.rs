@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::faults::fail_point;
-use crate::index::{self, is_corruption};
+use crate::index::{self, FileId, file_id, is_corruption};
 use crate::lock::KeyLock;
 use trove_fingerprint::hex;
 
@@ -85,19 +85,6 @@ impl std::fmt::Debug for Store {
 struct Index {
     conn: Connection,
     file: Option<FileId>,
-}
-
-type FileId = (u64, u64);
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(_path: &Path) -> Option<FileId> {
-    None
 }
 
 /// The error of one index operation, before the index path is attached.
@@ -195,8 +182,14 @@ impl Store {
             tracing::info!(index = %self.layout.index.display(), "the store index was replaced by another process; reopening it");
             self.reopen(&mut idx)?;
         }
+        let changes = idx.conn.total_changes();
         match f(&mut idx.conn) {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                if idx.conn.total_changes() != changes {
+                    index::keep_wal_short(&idx.conn, &self.layout.index);
+                }
+                Ok(v)
+            }
             Err(OpError::Sql(e)) if is_corruption(&e) => {
                 tracing::warn!(
                     index = %self.layout.index.display(),
