@@ -238,7 +238,7 @@ pub(crate) fn join_names(table: &[&str], members: &[u32]) -> Option<String> {
 /// them; a trace holding another is refused as damaged (the variant is a miss), so a hit
 /// trusts every decoded group's names below its directory without looking at them.
 pub(crate) fn member_name(name: &str) -> bool {
-    !name.contains('\0') && crate::absence::plain_relative(name)
+    crate::absence::plain_names(name, true)
 }
 
 impl<'de, 't, 'a> serde::de::DeserializeSeed<'de> for Inputs<'t, 'a> {

@@ -78,19 +78,27 @@ impl<'a> Reader<'a> {
         usize::try_from(self.u64()?).ok()
     }
 
-    fn str(&mut self) -> Option<&'a str> {
-        let n = self.len()?;
-        std::str::from_utf8(self.bytes(n)?).ok()
-    }
-
-    /// A sequence of strings (the tables).
+    /// A sequence of strings (the tables). A table is usually ASCII throughout, its
+    /// length prefixes included (each under 128): then it is checked as one span rather
+    /// than string by string.
     fn strs(&mut self) -> Option<Vec<&'a str>> {
         let n = self.len()?;
+        let table = self.rest;
         let mut out = Vec::with_capacity(prealloc(n, self.rest.len()));
         for _ in 0..n {
-            out.push(self.str()?);
+            let len = self.len()?;
+            out.push(self.bytes(len)?);
         }
-        Some(out)
+        let table = &table[..table.len() - self.rest.len()];
+        if table.is_ascii() {
+            // SAFETY: every string is a run of the table's bytes, and ASCII is UTF-8.
+            let ascii = |s: &'a [u8]| unsafe { std::str::from_utf8_unchecked(s) };
+            Some(out.into_iter().map(ascii).collect())
+        } else {
+            out.into_iter()
+                .map(|s| std::str::from_utf8(s).ok())
+                .collect()
+        }
     }
 
     fn kind(&mut self) -> Option<FileKind> {
