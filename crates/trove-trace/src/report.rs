@@ -9,9 +9,11 @@
 // Off the tracer's platforms only the public types are used.
 #![cfg_attr(not(tracer), allow(dead_code))]
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::paths::{Filter, Resolver};
 
@@ -98,7 +100,7 @@ pub(crate) enum Name {
 /// The tracer's record of one run, in the order things happened.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
-    seen: HashSet<(Use, Name)>,
+    seen: FxHashSet<(Use, Name)>,
     entries: Vec<(Use, Name)>,
     pub(crate) connects: BTreeSet<String>,
     pub(crate) unix_connects: BTreeSet<String>,
@@ -180,7 +182,7 @@ const WROTE_INPUT: u16 = 1 << 8;
 
 /// Per resolved path, what happened to it.
 #[derive(Default)]
-struct States(HashMap<PathBuf, u16>);
+struct States(FxHashMap<PathBuf, u16>);
 
 impl States {
     fn input(&mut self, path: PathBuf, bit: u16) {
