@@ -42,7 +42,8 @@ pub(crate) struct Resolved {
 /// Its map, like the log's and the report's, hashes with `rustc-hash`: it is looked up
 /// once per component of every name a command used (thousands per gcc compile), its
 /// keys are the command's own paths (a command aiming at collisions slows only its own
-/// trace), and SipHash was a tenth of the tracer thread's time.
+/// trace), and SipHash over `Path` was 8 % of the tracer thread's samples on a python
+/// build.
 #[derive(Default)]
 pub(crate) struct Resolver {
     nodes: FxHashMap<PathBuf, Node>,

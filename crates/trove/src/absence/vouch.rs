@@ -154,8 +154,9 @@ pub(crate) fn plain_relative(rel: &str) -> bool {
 /// bytes. Each distinct member name of a trace is checked at every decode of its row
 /// (218 names of 15 bytes on average for a gcc compile). In a loop over the same names a
 /// search for `/` (`split`) is faster; on a hit, with a new engine and cold caches, one
-/// search for `/` and one for NUL per name cost more to start than to run, and this pass
-/// took the hit row from 1.27-1.29 to 1.20-1.24 (BENCHMARKS.md).
+/// search for `/` and one for NUL per name cost more to start than to run: this pass took
+/// the traced/declared hit pairs from 1.27-1.29 to 1.19-1.25 (BENCHMARKS.md, "Cold-cache
+/// costs of the traced hit").
 pub(crate) fn plain_names(rel: &str, no_nul: bool) -> bool {
     let bytes = rel.as_bytes();
     let mut start = 0;
