@@ -219,10 +219,8 @@ pub(crate) fn sql_err(path: &Path, source: rusqlite::Error) -> StoreError {
 /// writes once, as every `trove run` hit does (its use counter), so appends to the log
 /// for good: every later process reads all of it when it opens the index, and past
 /// 1000 pages copies all of it back on its commit.
-pub(crate) fn keep_wal_short(conn: &Connection, index: &Path) {
-    let mut wal = index.as_os_str().to_owned();
-    wal.push("-wal");
-    let long = std::fs::metadata(&wal).is_ok_and(|m| m.len() >= WAL_EMPTY_AT);
+pub(crate) fn keep_wal_short(conn: &Connection, wal: &Path) {
+    let long = std::fs::metadata(wal).is_ok_and(|m| m.len() >= WAL_EMPTY_AT);
     if !long || !conn.is_autocommit() {
         return;
     }
@@ -232,16 +230,16 @@ pub(crate) fn keep_wal_short(conn: &Connection, index: &Path) {
         })
     });
     if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
-        tracing::warn!(index = %index.display(), error = %e, "cannot restore the index's busy timeout");
+        tracing::warn!(wal = %wal.display(), error = %e, "cannot restore the index's busy timeout");
     }
     match emptied {
-        Ok(0) => tracing::debug!(index = %index.display(), "emptied the index's write-ahead log"),
+        Ok(0) => tracing::debug!(wal = %wal.display(), "emptied the index's write-ahead log"),
         // Another connection holds a lock: a later write tries again.
         Ok(_) => {
-            tracing::debug!(index = %index.display(), "the index's write-ahead log is in use; left for a later write")
+            tracing::debug!(wal = %wal.display(), "the index's write-ahead log is in use; left for a later write")
         }
         Err(e) => {
-            tracing::warn!(index = %index.display(), error = %e, "cannot empty the index's write-ahead log")
+            tracing::warn!(wal = %wal.display(), error = %e, "cannot empty the index's write-ahead log")
         }
     }
 }

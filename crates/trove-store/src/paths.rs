@@ -73,6 +73,8 @@ pub(crate) struct Layout {
     pub(crate) root: PathBuf,
     pub(crate) dir: PathBuf,
     pub(crate) index: PathBuf,
+    /// The index's write-ahead log, `index.sqlite-wal`.
+    pub(crate) wal: PathBuf,
     pub(crate) blobs: PathBuf,
     /// `blobs/tmp`: streamed objects in flight.
     pub(crate) temps: PathBuf,
@@ -86,6 +88,7 @@ impl Layout {
         Layout {
             root: root.to_owned(),
             index: dir.join("index.sqlite"),
+            wal: dir.join("index.sqlite-wal"),
             blobs: dir.join("blobs"),
             temps: dir.join("blobs").join(TEMP_DIR),
             locks: dir.join("locks"),

@@ -186,7 +186,7 @@ impl Store {
         match f(&mut idx.conn) {
             Ok(v) => {
                 if idx.conn.total_changes() != changes {
-                    index::keep_wal_short(&idx.conn, &self.layout.index);
+                    index::keep_wal_short(&idx.conn, &self.layout.wal);
                 }
                 Ok(v)
             }

@@ -141,18 +141,16 @@ pub(crate) fn leave_out_implied_dirs(trace: &mut Trace) {
 /// Whether `path` is plain in the sense of [`super::plain`] (absolute, no `.` or `..`, no
 /// doubled or trailing `/`, no replacement character), without allocating.
 pub(super) fn is_plain(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(plain_relative)
+    path.strip_prefix('/')
+        .is_some_and(|rel| plain_names(rel, false))
 }
 
 /// Whether `rel` is one or more names joined by single `/`s, none of them `.` or `..`,
-/// with no replacement character (put in by a lossy conversion).
-pub(crate) fn plain_relative(rel: &str) -> bool {
-    plain_names(rel, false)
-}
-
-/// [`plain_relative`], and when `no_nul` holding no NUL either, in one pass over the
-/// bytes. Each distinct member name of a trace is checked at every decode of its row
-/// (218 names of 15 bytes on average for a gcc compile). In a loop over the same names a
+/// with no replacement character (put in by a lossy conversion), and when `no_nul`
+/// holding no NUL either, in one pass over the bytes.
+///
+/// Each distinct member name of a trace is checked at every decode of its row (218
+/// names of 15 bytes on average for a gcc compile). In a loop over the same names a
 /// search for `/` (`split`) is faster; on a hit, with a new engine and cold caches, one
 /// search for `/` and one for NUL per name cost more to start than to run: this pass took
 /// the traced/declared hit pairs from 1.27-1.29 to 1.19-1.25 (BENCHMARKS.md, "Cold-cache
