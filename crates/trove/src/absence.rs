@@ -22,7 +22,7 @@ use crate::trace::{Input, Role, Trace};
 
 mod vouch;
 
-pub(crate) use vouch::{Vouched, leave_out_implied_dirs, plain_names, vouch};
+pub(crate) use vouch::{Vouched, leave_out_implied_dirs, plain_members, plain_names, vouch};
 
 /// A directory's stat fields and when they were taken (read before the stat).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -88,13 +88,14 @@ pub mod fuzzing {
 
     /// Decodes a stored trace as the disk tier does: `Some(number of inputs)` when it is
     /// accepted, `None` when the variant would be a miss. An accepted trace must encode
-    /// back to a trace that decodes to the same value, and the hand-written format 3, 4
-    /// and 5 reader must give what the serde one gives (both checked here; a mismatch panics,
+    /// back to a trace that decodes to the same value, and the hand-written format 3 to 6
+    /// reader must give what the serde one gives (both checked here; a mismatch panics,
     /// so the fuzzer reports it).
     pub fn decode_trace(bytes: &[u8]) -> Option<usize> {
-        // The hand-written format 3, 4 and 5 reader must answer exactly as the serde one.
+        // The hand-written format 3 to 6 reader must answer exactly as the serde one.
         if let Some((
             &(crate::trace::TRACE_FORMAT
+            | crate::trace::TRACE_FORMAT_IMPLIED
             | crate::trace::TRACE_FORMAT_GROUPED
             | crate::trace::TRACE_FORMAT_INDEXED),
             rest,
@@ -102,7 +103,7 @@ pub mod fuzzing {
         {
             assert!(
                 crate::trace_wire::decode(rest) == crate::trace_wire::decode_serde(rest),
-                "the two format 3, 4 and 5 decoders disagree"
+                "the two format 3 to 6 decoders disagree"
             );
         }
         let trace = crate::trace::Trace::decode(bytes)?;
@@ -124,6 +125,16 @@ pub mod fuzzing {
     /// held their members (what an older trove stored): for the same tests.
     pub fn trace_in_indexed_format(bytes: &[u8]) -> Option<Vec<u8>> {
         Some(crate::trace::Trace::decode(bytes)?.encode_indexed())
+    }
+
+    /// A stored trace written again in format 5, the format before a group's names were
+    /// one string (what the trove before this one stored): for the same tests.
+    pub fn trace_in_format_5(bytes: &[u8]) -> Option<Vec<u8>> {
+        let trace = crate::trace::Trace::decode(bytes)?;
+        Some(crate::trace_wire::encode(
+            &trace,
+            crate::trace::TRACE_FORMAT_IMPLIED,
+        ))
     }
 }
 

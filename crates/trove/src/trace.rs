@@ -1,9 +1,10 @@
 //! A trace: every input one build touched, each with the fingerprint it had.
 //!
-//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 5:
-//! paths interned, absences held by their group and no directory input a file implies,
-//! `trace_wire.rs`; formats 4, 3 and 2, still read: directory inputs a file implies kept,
-//! before 4 absences each an input of their own, and in 2 every path whole). A reader
+//! Traces are stored in the index as opaque bytes: a format byte, then postcard (format 6:
+//! paths interned, absences held by their group, its names one string, and no directory
+//! input a file implies, `trace_wire.rs`; formats 5, 4, 3 and 2, still read: before 6 a
+//! group's names indices into the names table, before 5 directory inputs a file implies
+//! kept, before 4 absences each an input of their own, and in 2 every path whole). A reader
 //! that meets another format byte treats the variant as a miss, never as garbage.
 
 use std::collections::BTreeMap;
@@ -20,12 +21,17 @@ use trove_fingerprint::{Digest, FileState, GlobMode, ListingState};
 /// 5: the layout of 4, without the directory inputs a file input implies
 ///    ([`crate::absence::leave_out_implied_dirs`]); 4, 3 and 2 are still read (their
 ///    groups upgraded by [`crate::absence::upgrade`], those directory inputs left out).
-pub(crate) const TRACE_FORMAT: u8 = 5;
+/// 6: the layout of 5, where a group's names are one string (as [`Input::Absences`]
+///    holds them) instead of indices into the names table; 5 is still read as it is.
+pub(crate) const TRACE_FORMAT: u8 = 6;
 
-/// Format 4: read by the same decoder as 5.
+/// Format 5: read by the same decoder as 6, as it is (nothing to upgrade).
+pub(crate) const TRACE_FORMAT_IMPLIED: u8 = 5;
+
+/// Format 4: read by the same decoder as 6.
 pub(crate) const TRACE_FORMAT_GROUPED: u8 = 4;
 
-/// Format 3: read by the same decoder as 5 (it never holds an `Absences` input).
+/// Format 3: read by the same decoder as 6 (it never holds an `Absences` input).
 pub(crate) const TRACE_FORMAT_INDEXED: u8 = 3;
 
 /// The format before paths were interned: still decoded, never written.
@@ -124,7 +130,7 @@ pub(crate) struct Trace {
 
 impl Trace {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        crate::trace_wire::encode(self, vec![TRACE_FORMAT])
+        crate::trace_wire::encode(self, TRACE_FORMAT)
     }
 
     /// The format 2 bytes of this trace (what troves before format 3 wrote, groups of
@@ -136,7 +142,7 @@ impl Trace {
 
     /// The format 3 bytes of this trace (what troves before format 4 wrote), for tests.
     pub(crate) fn encode_indexed(&self) -> Vec<u8> {
-        crate::trace_wire::encode(&crate::absence::downgrade(self), vec![TRACE_FORMAT_INDEXED])
+        crate::trace_wire::encode(&crate::absence::downgrade(self), TRACE_FORMAT_INDEXED)
     }
 
     /// `None` for another format, undecodable bytes or bytes left over after the trace:
@@ -145,7 +151,7 @@ impl Trace {
     pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
         let (&format, rest) = bytes.split_first()?;
         let mut trace = match format {
-            TRACE_FORMAT => return crate::trace_wire::decode(rest),
+            TRACE_FORMAT | TRACE_FORMAT_IMPLIED => return crate::trace_wire::decode(rest),
             TRACE_FORMAT_GROUPED | TRACE_FORMAT_INDEXED => crate::trace_wire::decode(rest)?,
             // Format 2 never held a group of this kind (their names are checked only by
             // the interned formats' decoder).
@@ -358,7 +364,7 @@ mod tests {
             ],
             ..Trace::default()
         };
-        let written_in = |format: u8| crate::trace_wire::encode(&trace, vec![format]);
+        let written_in = |format: u8| crate::trace_wire::encode(&trace, format);
         let without: Vec<Input> = trace.inputs[1..].to_vec();
         for format in [TRACE_FORMAT_GROUPED, TRACE_FORMAT_INDEXED] {
             let decoded = Trace::decode(&written_in(format)).unwrap();
@@ -368,8 +374,12 @@ mod tests {
             Trace::decode(&trace.encode_plain()).unwrap().inputs,
             without
         );
-        // Trove never writes such a format 5 row; a hand-made one is read as it is, and
-        // its directory inputs are checked on their own.
-        assert_eq!(Trace::decode(&trace.encode()), Some(trace));
+        // Trove never writes such a format 6 (or 5) row; a hand-made one is read as it
+        // is, and its directory inputs are checked on their own.
+        assert_eq!(Trace::decode(&trace.encode()), Some(trace.clone()));
+        assert_eq!(
+            Trace::decode(&written_in(TRACE_FORMAT_IMPLIED)),
+            Some(trace)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The compact stored form of a trace (formats 3, 4 and 5): file paths interned.
+//! The compact stored form of a trace (formats 3 to 6): file paths interned.
 //!
 //! A traced compile names hundreds of paths that share a few dozen directories and
 //! repeat the same file names (`stdio.h` looked up in every include directory). Format 2
@@ -12,6 +12,9 @@
 //! the directories and each member's name below it an index into the names. Every other
 //! input is written as in format 2. Format 5 is format 4's layout (its rows hold no
 //! directory input a present file implies, [`crate::absence::leave_out_implied_dirs`]).
+//! Format 6 writes a group's names as one string, as [`Input::Absences`] holds them
+//! ([`WireInput::Members`]): a hit copies it whole and checks it in one vectorized pass
+//! ([`crate::absence::plain_members`]) instead of joining it name by name.
 //! Decoding gives the same [`Trace`] value, so nothing after [`Trace::decode`] knows
 //! which format a row was in.
 
@@ -54,13 +57,22 @@ enum WireInput<'a> {
     },
     /// Any other input, as format 2 writes it.
     Other(Cow<'a, Input>),
-    /// A group of absences (format 4): its directory `dirs[dir]`, each member's path
-    /// below it `names[m]`.
+    /// A group of absences (formats 4 and 5): its directory `dirs[dir]`, each member's
+    /// path below it `names[m]`.
     Absences {
         role: Role,
         dir: u32,
         stamp: Cow<'a, DirStamp>,
         names: Vec<u32>,
+    },
+    /// A group of absences (format 6): its directory `dirs[dir]`, its members' paths
+    /// below it as [`Input::Absences`] holds them (each followed by a NUL), one string.
+    Members {
+        role: Role,
+        dir: u32,
+        stamp: Cow<'a, DirStamp>,
+        #[serde(borrow)]
+        names: Cow<'a, str>,
     },
 }
 
@@ -83,8 +95,10 @@ impl<'a> Table<'a> {
     }
 }
 
-/// `out` (the format byte) followed by the format 3 bytes of `trace`.
-pub(crate) fn encode(trace: &Trace, out: Vec<u8>) -> Vec<u8> {
+/// The format byte `format` (3 and up) followed by the bytes of `trace` in that format:
+/// a group's names as one string from format 6, as indices into the names before.
+pub(crate) fn encode(trace: &Trace, format: u8) -> Vec<u8> {
+    let out = vec![format];
     let mut dirs = Table::default();
     let mut names = Table::default();
     let inputs = trace
@@ -104,6 +118,22 @@ pub(crate) fn encode(trace: &Trace, out: Vec<u8>) -> Vec<u8> {
             }
             // A group is always written as one (a hand-made one whose names would not
             // decode is refused when read, like any damaged trace).
+            if let Input::Absences {
+                role,
+                dir,
+                stamp,
+                names: joined,
+            } = input
+                && format >= crate::trace::TRACE_FORMAT
+                && let Some(dir) = dirs.intern(dir)
+            {
+                return WireInput::Members {
+                    role: *role,
+                    dir,
+                    stamp: Cow::Borrowed(stamp),
+                    names: Cow::Borrowed(joined),
+                };
+            }
             if let Input::Absences {
                 role,
                 dir,
@@ -209,6 +239,17 @@ impl<'t, 'a> Inputs<'t, 'a> {
                 stamp: stamp.into_owned(),
                 names: join_names(self.names, &names)?,
             },
+            WireInput::Members {
+                role,
+                dir,
+                stamp,
+                names,
+            } => Input::Absences {
+                role,
+                dir: (*self.dirs.get(dir as usize)?).to_owned(),
+                stamp: stamp.into_owned(),
+                names: joined_members(names)?,
+            },
         })
     }
 }
@@ -230,6 +271,15 @@ pub(crate) fn join_names(table: &[&str], members: &[u32]) -> Option<String> {
         crate::absence::push_member(&mut out, table[m as usize]);
     }
     Some(out)
+}
+
+/// A group's names read as one string (format 6), each member followed by a NUL;
+/// `None` when a member is not a plain relative path ([`member_name`]) or the last is not
+/// closed. The reference check, member by member: the hand reader uses
+/// [`crate::absence::plain_members`], which must (and is fuzzed to) answer the same.
+fn joined_members(names: Cow<'_, str>) -> Option<String> {
+    let closed = names.is_empty() || names.ends_with('\0');
+    (closed && crate::absence::members(&names).all(member_name)).then(|| names.into_owned())
 }
 
 /// Whether `name` may be a member of a group of absences: one or more names joined by

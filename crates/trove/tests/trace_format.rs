@@ -1,8 +1,9 @@
 //! The stored trace's format: traces are written with their paths interned, their
-//! absences held by their groups and no directory input a file implies (format 5); a row
-//! an older trove wrote (format 3, each absence an input of its own; format 2, every path
-//! whole too) is still served and still validated input by input; a corrupt trace is a
-//! miss that rebuilds and stores a good one.
+//! absences held by their groups (a group's names one string) and no directory input a
+//! file implies (format 6); a row an older trove wrote (format 5, a group's names indices
+//! into the names; format 3, each absence an input of its own; format 2, every path whole
+//! too) is still served and still validated input by input; a corrupt trace is a miss
+//! that rebuilds and stores a good one.
 
 mod support;
 
@@ -53,13 +54,13 @@ fn traces_are_stored_with_interned_paths_and_grouped_absences_and_smaller_than_b
     assert_eq!(value, "A1 B2 X2");
     assert!(matches!(reason, Reason::Built(_)), "{reason}");
     let (_, rec) = only_record(&p);
-    assert_eq!(rec.trace[0], 5, "the format byte");
+    assert_eq!(rec.trace[0], 6, "the format byte");
     let indexed = trove::fuzzing::trace_in_indexed_format(&rec.trace).unwrap();
     let plain = trove::fuzzing::trace_in_plain_format(&rec.trace).unwrap();
     assert_eq!((indexed[0], plain[0]), (3, 2));
     assert!(
         rec.trace.len() < indexed.len() && indexed.len() < plain.len(),
-        "format 5: {} bytes, 3: {}, 2: {}",
+        "format 6: {} bytes, 3: {}, 2: {}",
         rec.trace.len(),
         indexed.len(),
         plain.len()
@@ -69,9 +70,10 @@ fn traces_are_stored_with_interned_paths_and_grouped_absences_and_smaller_than_b
 #[test]
 fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
     type Older = fn(&[u8]) -> Option<Vec<u8>>;
-    let formats: [(u8, Older); 2] = [
+    let formats: [(u8, Older); 3] = [
         (2, trove::fuzzing::trace_in_plain_format),
         (3, trove::fuzzing::trace_in_indexed_format),
+        (5, trove::fuzzing::trace_in_format_5),
     ];
     for (format, older) in formats {
         let p = project();
@@ -88,7 +90,7 @@ fn a_variant_an_older_trove_stored_is_served_and_still_validated() {
         drop(store);
         log.take();
 
-        // Served from the older row, with the same checks as from a format 5 one: its
+        // Served from the older row, with the same checks as from a format 6 one: its
         // groups of absences still vouch.
         let (value, reason, stats) = get(&p, &r);
         assert_eq!((value.as_str(), &reason), ("A1 B2 X2", &Reason::HitDisk));

@@ -173,6 +173,59 @@ pub(crate) fn plain_names(rel: &str, no_nul: bool) -> bool {
     plain_name(&bytes[start..]) && (ascii || !rel.contains('\u{FFFD}'))
 }
 
+/// Whether `joined` holds a group's names as [`Input::Absences`] keeps them (each member
+/// followed by a NUL), every member plain in the sense of [`plain_names`] with `no_nul`:
+/// what the format 6 decoder asks of a group's names, which it reads as one string.
+///
+/// A member is bad exactly when a delimiter (its start, a `/` or its closing NUL) is
+/// followed by another, by `.` and a delimiter, or by `..` and a delimiter. So the
+/// string is checked position by position for those patterns, in a loop the compiler
+/// vectorizes (no branch per byte): on a gcc trace's 6 KiB of names it replaced a check
+/// per distinct name, two varint passes per member and a copy per member.
+pub(crate) fn plain_members(joined: &str) -> bool {
+    let b = joined.as_bytes();
+    match b.last() {
+        None => return true,
+        Some(&last) if last != 0 => return false,
+        Some(_) => {}
+    }
+    // The first member starts at 0 as every other starts after a NUL.
+    if bad_after(b, 0) {
+        return false;
+    }
+    // Every position with three bytes after it, without a branch per position; the
+    // last few one by one.
+    let n = b.len().saturating_sub(3);
+    let delim = |c: u8| (c == 0) | (c == b'/');
+    let mut bad = false;
+    for (((&c0, &c1), &c2), &c3) in b[..n]
+        .iter()
+        .zip(&b[1..n + 1])
+        .zip(&b[2..n + 2])
+        .zip(&b[3..n + 3])
+    {
+        let (d1, d2) = (c1 == b'.', c2 == b'.');
+        bad |= delim(c0) & (delim(c1) | (d1 & (delim(c2) | (d2 & delim(c3)))));
+    }
+    if bad || (n..b.len()).any(|i| delim(b[i]) && bad_after(b, i + 1)) {
+        return false;
+    }
+    b.is_ascii() || !joined.contains('\u{FFFD}')
+}
+
+/// Whether the name starting at `start` of a group's joined names (just after a
+/// delimiter) is empty, `.` or `..`. Past the end is no name at all.
+fn bad_after(b: &[u8], start: usize) -> bool {
+    let at = |i: usize| b.get(start + i).copied();
+    let ends = |c: Option<u8>| matches!(c, Some(0 | b'/'));
+    match at(0) {
+        None => false,
+        Some(0 | b'/') => true,
+        Some(b'.') => ends(at(1)) || (at(1) == Some(b'.') && ends(at(2))),
+        Some(_) => false,
+    }
+}
+
 /// Whether one name between `/`s is neither empty, `.` nor `..`.
 fn plain_name(name: &[u8]) -> bool {
     !matches!(name, b"" | b"." | b"..")
@@ -334,6 +387,71 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn joined_members_are_plain_exactly_when_each_member_is() {
+        let reference = |joined: &str| {
+            joined.is_empty()
+                || (joined.ends_with('\0')
+                    && joined.split_terminator('\0').all(|m| plain_names(m, true)))
+        };
+        let names = [
+            "a",
+            "a/b",
+            "a.h",
+            ".a",
+            "a.",
+            "..a",
+            "a..",
+            "...",
+            ".",
+            "..",
+            "",
+            "/",
+            "a/",
+            "/a",
+            "a//b",
+            "a/./b",
+            "a/../b",
+            "a/.",
+            "a/..",
+            "./a",
+            "../a",
+            "é/ü.h",
+            "a\u{FFFD}b",
+            "bits/types.h",
+            "x86_64-linux-gnu/bits/stdio.h",
+        ];
+        // Every sequence of up to three of them, each closed by a NUL (or the last one
+        // not), so each bad name meets every position relative to the vectorized loop's
+        // end and to its neighbours.
+        let mut checked = 0;
+        for a in names {
+            for b in names {
+                for c in names {
+                    let joined = format!("{a}\0{b}\0{c}\0");
+                    assert_eq!(plain_members(&joined), reference(&joined), "{joined:?}");
+                    let open = format!("{a}\0{b}\0{c}");
+                    assert_eq!(plain_members(&open), reference(&open), "{open:?}");
+                    checked += 2;
+                }
+            }
+        }
+        assert_eq!(checked, 2 * names.len().pow(3));
+        // Long runs: a bad name at each offset of a long string of good ones.
+        for bad in [".", "..", "", "a//b", "a/", "/a", "\u{FFFD}"] {
+            for at in 0..40 {
+                let mut joined = String::new();
+                for i in 0..40 {
+                    joined.push_str(if i == at { bad } else { "stdio.h" });
+                    joined.push('\0');
+                }
+                assert!(!plain_members(&joined), "{bad:?} at {at}");
+            }
+        }
+        assert!(plain_members(""));
+        assert!(plain_members(&"a.h\0".repeat(100)));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The format 3, 4 and 5 decoder a hit uses: the same bytes as the serde decoder in
+//! The format 3 to 6 decoder a hit uses: the same bytes as the serde decoder in
 //! `trace_wire.rs` (postcard's layout, read by hand), giving the same [`Trace`] or
 //! refusing the same input.
 //!
@@ -7,8 +7,9 @@
 //! input went through a borrowed wire value, a `Cow` and two moves of a 100-byte enum,
 //! and its digest through 32 calls of a tuple visitor: about 150 ns an input, a fifth of
 //! a traced hit. Here a file input is read straight into its [`Input`], and a group of
-//! absences into one string of its members' names (each distinct name checked once per
-//! trace). The other inputs (a handful: environment variables, objects) and the two maps
+//! absences into one string of its members' names (format 6: the string as written,
+//! checked in one pass; formats 4 and 5: joined from the names table, each distinct name
+//! checked once per trace). The other inputs (a handful: environment variables, objects) and the two maps
 //! at the end are still read by postcard, from where this reader stands.
 //!
 //! The layout read (postcard 1, `Wire`'s fields in order): every integer is a LEB128
@@ -26,7 +27,7 @@ use trove_fingerprint::{Digest, FileKind, FileState, Stat};
 use crate::absence::DirStamp;
 use crate::trace::{Input, Role, Trace};
 
-/// A cursor over the bytes of a format 3, 4 or 5 trace.
+/// A cursor over the bytes of a format 3 to 6 trace.
 struct Reader<'a> {
     rest: &'a [u8],
 }
@@ -162,7 +163,7 @@ fn prealloc(n: usize, left: usize) -> usize {
     n.min(left).min(4096)
 }
 
-/// The trace format 3, 4 or 5 `bytes` hold (without the format byte): exactly what
+/// The trace format 3 to 6 `bytes` hold (without the format byte): exactly what
 /// [`super::decode_serde`] gives for the same bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
     let mut r = Reader { rest: bytes };
@@ -226,6 +227,26 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
                     dir,
                     stamp,
                     names: joined,
+                }
+            }
+            // A group's names as one string (format 6): copied whole, checked in one pass.
+            3 => {
+                let role = r.role()?;
+                let dir = (*dirs.get(r.u32()? as usize)?).to_owned();
+                let stamp = DirStamp {
+                    stat: r.stat()?,
+                    taken_ns: r.i64()?,
+                };
+                let len = r.len()?;
+                let names = std::str::from_utf8(r.bytes(len)?).ok()?;
+                if !crate::absence::plain_members(names) {
+                    return None;
+                }
+                Input::Absences {
+                    role,
+                    dir,
+                    stamp,
+                    names: names.to_owned(),
                 }
             }
             _ => return None,

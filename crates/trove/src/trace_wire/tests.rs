@@ -2,7 +2,7 @@
 //! what was encoded, and damaged or older traces are refused or upgraded.
 
 use super::*;
-use crate::trace::TRACE_FORMAT;
+use crate::trace::{TRACE_FORMAT, TRACE_FORMAT_IMPLIED};
 use trove_fingerprint::{FileKind, Stat};
 
 fn sample() -> Trace {
@@ -180,8 +180,14 @@ fn agree(bytes: &[u8]) -> Option<Trace> {
 #[test]
 fn the_hand_reader_gives_what_serde_gives_on_every_cut_and_every_changed_byte() {
     let trace = varied();
-    let bytes = trace.encode();
-    assert_eq!(agree(&bytes), Some(trace));
+    // Groups as one string (format 6), and as indices into the names (format 5).
+    for bytes in [trace.encode(), encode(&trace, TRACE_FORMAT_IMPLIED)] {
+        every_cut_and_changed_byte(&trace, &bytes);
+    }
+}
+
+fn every_cut_and_changed_byte(trace: &Trace, bytes: &[u8]) {
+    assert_eq!(agree(bytes), Some(trace.clone()));
     let mut accepted_changes = 0;
     for cut in 1..bytes.len() {
         assert_eq!(agree(&bytes[..cut]), None, "cut at {cut}");
@@ -198,7 +204,7 @@ fn the_hand_reader_gives_what_serde_gives_on_every_cut_and_every_changed_byte() 
             0xFF,
             bytes[at] ^ 0x40,
         ] {
-            let mut changed = bytes.clone();
+            let mut changed = bytes.to_vec();
             changed[at] = value;
             if agree(&changed).is_some() {
                 accepted_changes += 1;
@@ -208,6 +214,10 @@ fn the_hand_reader_gives_what_serde_gives_on_every_cut_and_every_changed_byte() 
     // Many changes still decode (a different digest, a different mtime): both
     // decoders accepted the same ones.
     assert!(accepted_changes > bytes.len(), "{accepted_changes}");
+}
+
+#[test]
+fn over_long_varints_are_read_as_postcard_reads_them() {
     // An over-long varint (0 written as 0x80 0x00) is accepted by both, one that
     // overflows a u32 by neither.
     let wire = |dir: &[u8]| {
@@ -283,7 +293,7 @@ fn truncated_extended_or_dangling_traces_are_refused() {
     }
     // An unknown format byte.
     let mut other = sample().encode();
-    other[0] = 6;
+    other[0] = TRACE_FORMAT + 1;
     assert_eq!(Trace::decode(&other), None);
 }
 
@@ -300,20 +310,27 @@ fn a_group_naming_anything_but_plain_relative_paths_is_refused() {
         ..Trace::default()
     };
     let fine = with(group("a.h\0bits/b.h\0"));
-    assert_eq!(agree(&fine.encode()), Some(fine.clone()));
-    for odd in [
-        "../x\0",
-        "a/./b\0",
-        "a//b\0",
-        "a/\0",
-        "/a\0",
-        "\0",
-        "\u{FFFD}\0",
-    ] {
-        let bytes = with(group(odd)).encode();
-        assert_eq!(agree(&bytes), None, "{odd:?}");
-        assert_eq!(Trace::decode(&bytes), None, "{odd:?}");
+    for format in [TRACE_FORMAT, TRACE_FORMAT_IMPLIED] {
+        assert_eq!(agree(&encode(&fine, format)), Some(fine.clone()));
+        for odd in [
+            "../x\0",
+            "a/./b\0",
+            "a//b\0",
+            "a/\0",
+            "/a\0",
+            "\0",
+            "\u{FFFD}\0",
+            "a.h\0..\0",
+            "a.h\0.\0b.h\0",
+        ] {
+            let bytes = encode(&with(group(odd)), format);
+            assert_eq!(agree(&bytes), None, "{odd:?} in format {format}");
+            assert_eq!(Trace::decode(&bytes), None, "{odd:?} in format {format}");
+        }
     }
+    // Format 6 reads the names as one string: the last member must be closed by its NUL.
+    let open = with(group("a.h\0b.h"));
+    assert_eq!(agree(&encode(&open, TRACE_FORMAT)), None);
     // A group written as any other input (format 2's way), in format 4 or 2.
     let wire = Wire {
         dirs: vec![],
@@ -351,4 +368,10 @@ fn traces_older_troves_wrote_decode_to_the_groups_this_one_writes() {
     // Format 4 holds the group's members in it: 3 fewer inputs than format 3.
     let bytes = trace.encode();
     assert!(bytes.len() < trace.encode_indexed().len());
+    // A format 5 row (the group's names as indices) is read as it is, by both decoders.
+    let five = encode(&trace, TRACE_FORMAT_IMPLIED);
+    assert_eq!(five[0], 5);
+    assert_ne!(five, bytes);
+    assert_eq!(agree(&five), Some(trace.clone()));
+    assert_eq!(Trace::decode(&five), Some(trace));
 }
