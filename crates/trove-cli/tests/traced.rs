@@ -388,3 +388,79 @@ fn the_look_up_library_is_preloaded_before_the_users_and_is_not_part_of_the_key(
     assert_eq!(out, "libm.so.6", "switched off, the user's preload alone");
     assert_eq!(p.lines("log"), 2);
 }
+
+/// Waits until `path` exists (the command reached that point), failing after a minute.
+fn wait_for(path: &std::path::Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A directory the command listed gains an entry while the command still runs: the
+/// listing trove takes afterwards is not the one the command saw, so the object is
+/// returned and not stored (before, it was stored with the new listing and served
+/// without the new entry from then on). The next run lists the entry and is stored.
+#[test]
+fn a_directory_that_gains_an_entry_while_the_command_runs_is_not_stored() {
+    // The command and the test meet in a directory trace_ignore leaves out.
+    let sync = tempfile::tempdir().expect("tempdir");
+    let s = sync.path().display();
+    let p = Project::new(&format!(
+        r#"(trace_ignore: ["{s}/**"], recipes: {{ "r": (command: ["sh", "-c", "echo r >> log; ls d; touch {s}/listed; while [ ! -e {s}/go ]; do sleep 0.02; done"]) }})"#
+    ));
+    p.write("d/a", "");
+    let run = {
+        let dir = p.path("");
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_trove"))
+                .args(["run", "--explain", "r"])
+                .current_dir(dir)
+                .output()
+                .expect("trove run")
+        })
+    };
+    wait_for(&sync.path().join("listed"));
+    p.write("d/new", "");
+    p.write(&format!("{s}/go"), "");
+    let out = run.join().expect("the run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changed while the object was built"), "{err}");
+    // Not stored: the next run builds, sees the entry, and is stored.
+    std::fs::remove_file(sync.path().join("listed")).expect("rm");
+    let (out, why) = p.run_explained(&["r"]);
+    assert_eq!(out, "a\nnew\n");
+    assert!(why.starts_with("built: "), "{why}");
+    assert_eq!(reason(&p, &["r"]), "hit disk");
+    assert_eq!(p.lines("log"), 2);
+}
+
+/// A command that makes an entry in a directory after listing it wrote into its own
+/// input: returned, not stored. Once the entry is there its next run lists it, and only
+/// writing into an entry (not a change a listing records) is stored.
+#[test]
+fn a_command_that_makes_an_entry_in_a_directory_it_listed_is_stored_once_it_no_longer_does() {
+    let p = one_recipe("ls d; echo more >> d/notes");
+    p.write("d/a", "");
+    let (out, why) = p.run_explained(&["r"]);
+    assert_eq!(out, "a\n");
+    assert!(why.contains("which it had read or listed"), "{why}");
+    let (out, why) = p.run_explained(&["r"]);
+    assert_eq!(out, "a\nnotes\n");
+    assert!(why.starts_with("built: "), "{why}");
+    // Appending to an entry that was there changes nothing the listing records.
+    assert_eq!(reason(&p, &["r"]), "hit disk");
+    // A file made in the directory before it is listed is what the command saw.
+    let p = one_recipe("touch d/made; ls d");
+    p.write("d/a", "");
+    assert_eq!(p.ok(&["run", "r"]), "a\nmade\n");
+    assert_eq!(reason(&p, &["r"]), "hit disk");
+    assert_eq!(p.lines("log"), 1);
+}

@@ -22,7 +22,7 @@ pub use file::{
     FileCheck, FileKind, FileState, RACY_WINDOW_NS, Stat, check_file, fingerprint_file, read_file,
 };
 pub use glob::{GlobError, GlobMode, compile_glob, glob, glob_base, glob_with, tree};
-pub use listing::{Listing, ListingState, list_dir};
+pub use listing::{Change, Listing, ListingState, list_dir, list_dir_changed};
 pub use source::{emit_source_digest, source_digest};
 
 /// A blake3 digest: a key, a content hash, an output digest.

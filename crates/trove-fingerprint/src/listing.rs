@@ -101,15 +101,22 @@ pub(crate) struct Entry {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) mode: u32,
+    /// The latest change the entry's inode had (and a symlink's target's): its mode or
+    /// kind may have changed then.
+    pub(crate) changed: Change,
 }
 
 impl Entry {
     /// The entry `name` for the file at `path`, from its `lstat` metadata. A symlink is
     /// followed once more, so that what it points at is part of the entry.
     pub(crate) fn new(name: String, path: &Path, lstat: &Metadata) -> Entry {
+        let mut changed = Change::of(lstat, false);
         let (kind, mode) = if lstat.file_type().is_symlink() {
             match std::fs::metadata(path) {
-                Ok(target) => (Kind::Symlink(Target::of(&target)), permissions(&target)),
+                Ok(target) => {
+                    changed = changed.and(Change::of(&target, false));
+                    (Kind::Symlink(Target::of(&target)), permissions(&target))
+                }
                 Err(_) => (Kind::Symlink(Target::Missing), 0),
             }
         } else {
@@ -120,7 +127,59 @@ impl Entry {
             };
             (kind, permissions(lstat))
         };
-        Entry { name, kind, mode }
+        Entry {
+            name,
+            kind,
+            mode,
+            changed,
+        }
+    }
+}
+
+/// The latest change a listing could have seen when it was taken: for telling whether a
+/// directory listed after a command ran may have changed while the command ran (its
+/// listing would then not be the one the command saw).
+///
+/// The directory's mtime and ctime move when an entry is created, removed or renamed; an
+/// entry's ctime when its mode changes (and when its content does: a listing records no
+/// content, so that case only makes the answer cautious); a kind changes only with a new
+/// inode, whose ctime is its creation, or by a symlink's target changing, whose ctime is
+/// taken too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The device all those times were stamped on, `None` when they span several (a
+    /// mount point, a symlink to another file system).
+    pub dev: Option<u64>,
+    /// The latest of those times, in nanoseconds since the Unix epoch.
+    pub newest_ns: i64,
+}
+
+impl Change {
+    /// The inode's ctime, and its mtime too when `with_mtime` (a directory's, which moves
+    /// with its entries).
+    fn of(m: &Metadata, with_mtime: bool) -> Change {
+        let stat = crate::Stat::from_metadata(m);
+        let newest_ns = if with_mtime {
+            stat.ctime_ns.max(stat.mtime_ns)
+        } else {
+            stat.ctime_ns
+        };
+        Change {
+            dev: Some(stat.dev),
+            newest_ns,
+        }
+    }
+
+    /// The later of two changes, on one device or not.
+    fn and(self, other: Change) -> Change {
+        Change {
+            dev: if self.dev == other.dev {
+                self.dev
+            } else {
+                None
+            },
+            newest_ns: self.newest_ns.max(other.newest_ns),
+        }
     }
 }
 
@@ -207,6 +266,20 @@ fn permissions(m: &Metadata) -> u32 {
 /// Returns the names and the listing's state, which covers each entry's name, kind and
 /// permission bits; `Absent` (and no names) when `path` is not a directory.
 pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
+    let (names, state, _) = list_dir_changed(path, &|_| false, false)?;
+    Ok((names, state))
+}
+
+/// [`list_dir`], and the latest change the listing could have seen ([`Change`]; `None`
+/// when `path` is not a directory), for a directory listed after a command ran. The
+/// changes the command made itself are left out: those of an entry for which `own` is
+/// true, and the directory's own times when `own_dir` (the command created, removed or
+/// renamed an entry in it).
+pub fn list_dir_changed(
+    path: &Path,
+    own: &dyn Fn(&Path) -> bool,
+    own_dir: bool,
+) -> io::Result<(Vec<String>, ListingState, Option<Change>)> {
     let rd = match std::fs::read_dir(path) {
         Ok(rd) => rd,
         Err(e)
@@ -215,11 +288,11 @@ pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
                 io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok((Vec::new(), ListingState::Absent));
+            return Ok((Vec::new(), ListingState::Absent, None));
         }
         Err(e) => return Err(e),
     };
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     for entry in rd {
         let entry = entry?;
         // `DirEntry::metadata` does not follow symlinks. An entry removed since the
@@ -233,8 +306,30 @@ pub fn list_dir(path: &Path) -> io::Result<(Vec<String>, ListingState)> {
         if lstat.is_dir() {
             name.push('/');
         }
-        entries.push(Entry::new(name, &entry.path(), &lstat));
+        let entry_path = entry.path();
+        let mut e = Entry::new(name, &entry_path, &lstat);
+        if own(&entry_path) {
+            e.changed.newest_ns = i64::MIN;
+        }
+        entries.push(e);
     }
+    // The directory's own times after its entries were read: a change made while they
+    // were read shows here.
+    let changed = match std::fs::metadata(path) {
+        Ok(dir) => {
+            let mut changed = Change::of(&dir, true);
+            if own_dir {
+                changed.newest_ns = i64::MIN;
+            }
+            Some(entries.iter().fold(changed, |all, e| all.and(e.changed)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     let state = ListingState::of_entries(&mut entries);
-    Ok((entries.into_iter().map(|e| e.name).collect(), state))
+    Ok((
+        entries.into_iter().map(|e| e.name).collect(),
+        state,
+        changed,
+    ))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use trove_fingerprint::{
     FileCheck, FileState, GlobMode, Listing, ListingState, check_file, encode, fingerprint_file,
-    glob_base, glob_with, key_of, list_dir, read_file, tree,
+    glob_base, glob_with, key_of, list_dir, list_dir_changed, read_file, tree,
 };
 
 // ---------------------------------------------------------------- canonical encoding
@@ -628,4 +628,49 @@ fn hex_is_lowercase_and_reads_back_in_either_case() {
         trove_fingerprint::from_hex("AB01ff"),
         Some(vec![0xab, 0x01, 0xff])
     );
+}
+
+/// What a listing taken after a command ran says about changes: the latest of the
+/// directory's times and its entries' ctimes (a mode change moves only the entry's),
+/// without the ones the caller says the command made itself.
+#[test]
+fn a_listings_latest_change_covers_the_directory_and_each_entry_but_the_commands_own() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("a"), "").unwrap();
+    std::fs::write(d.join("b"), "").unwrap();
+    let nobody = |_: &Path| false;
+    let latest = |own: &dyn Fn(&Path) -> bool, own_dir: bool| {
+        let (names, _, changed) = list_dir_changed(&d, own, own_dir).unwrap();
+        assert_eq!(names, ["a", "b"]);
+        let changed = changed.unwrap();
+        assert_eq!(changed.dev, Some(std::fs::metadata(&d).unwrap().dev()));
+        changed.newest_ns
+    };
+    let ctime = |p: &Path| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        m.ctime() * 1_000_000_000 + m.ctime_nsec()
+    };
+    let before = latest(&nobody, false);
+    // Clock ticks are a few milliseconds: wait for the next before each change.
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::set_permissions(d.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let after_chmod = latest(&nobody, false);
+    assert!(after_chmod > before, "{after_chmod} > {before}");
+    assert_eq!(after_chmod, ctime(&d.join("a")));
+    // The command's own change is left out.
+    let own_a = |p: &Path| p.ends_with("a");
+    assert_eq!(latest(&own_a, false), before);
+    // An entry removed moves the directory's times; left out when the command made it.
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::write(d.join("c"), "").unwrap();
+    std::fs::remove_file(d.join("c")).unwrap();
+    let dir_now = latest(&own_a, false);
+    assert!(dir_now > after_chmod, "{dir_now} > {after_chmod}");
+    assert_eq!(latest(&own_a, true), ctime(&d.join("b")));
+    // A directory no longer there has no listing to vouch for.
+    let (_, state, changed) = list_dir_changed(&tmp.path().join("gone"), &nobody, false).unwrap();
+    assert_eq!((state, changed), (ListingState::Absent, None));
 }

@@ -48,6 +48,9 @@ pub struct Report {
     /// Paths the command created, wrote, truncated, renamed, unlinked, made, or changed
     /// the mode or times of.
     pub writes: BTreeSet<PathBuf>,
+    /// The paths in [`writes`](Report::writes) the command created, removed or renamed,
+    /// or changed the mode of: each changed the listing of its directory.
+    pub entries: BTreeSet<PathBuf>,
     /// Inputs the command wrote after using them (read, executed, listed or followed
     /// them first): a write into one of the object's own inputs.
     pub wrote_inputs: BTreeSet<PathBuf>,
@@ -83,8 +86,11 @@ pub(crate) enum Use {
     /// Contributes only the symlinks on the way to it (the file itself is recorded by
     /// another entry, under the name the kernel gave it).
     Via,
-    /// Created, written, removed or renamed.
+    /// Written (content, times), or truncated.
     Write,
+    /// Created, removed, renamed or its mode changed: the listing of its directory
+    /// changed too.
+    Entry,
 }
 
 /// A name as recorded by the tracer.
@@ -150,6 +156,10 @@ impl Log {
                 Use::Link => states.input(path, LINK),
                 Use::Via => {}
                 Use::Write => states.write(path),
+                Use::Entry => {
+                    states.entry(&path);
+                    states.write(path);
+                }
             }
         }
         let mut report = Report {
@@ -179,6 +189,8 @@ const WRITTEN: u16 = 1 << 6;
 const OUTPUT: u16 = 1 << 7;
 /// Used as a content input (read, executed, listed, followed), then written.
 const WROTE_INPUT: u16 = 1 << 8;
+/// Created, removed, renamed or its mode changed.
+const ENTRY: u16 = 1 << 9;
 
 /// Per resolved path, what happened to it.
 #[derive(Default)]
@@ -190,6 +202,20 @@ impl States {
         if *bits & OUTPUT == 0 {
             *bits |= bit;
         }
+    }
+
+    /// An entry of `path`'s directory made, removed, renamed or its mode changed: if the
+    /// directory was listed before, the listing the command saw is gone, so the directory
+    /// is an input written after its use. (Writing an entry's content changes nothing a
+    /// listing records.)
+    fn entry(&mut self, path: &std::path::Path) {
+        if let Some(parent) = path.parent()
+            && let Some(bits) = self.0.get_mut(parent)
+            && *bits & (LIST | OUTPUT) == LIST
+        {
+            *bits |= WROTE_INPUT;
+        }
+        *self.0.entry(path.to_path_buf()).or_default() |= ENTRY;
     }
 
     fn write(&mut self, path: PathBuf) {
@@ -211,6 +237,9 @@ impl States {
 fn classify(report: &mut Report, path: PathBuf, bits: u16) {
     if bits & WRITTEN != 0 {
         report.writes.insert(path.clone());
+    }
+    if bits & ENTRY != 0 {
+        report.entries.insert(path.clone());
     }
     if bits & WROTE_INPUT != 0 {
         report.wrote_inputs.insert(path.clone());
@@ -289,6 +318,31 @@ mod tests {
         ]);
         assert_eq!(got.reads, set(&["/w/in.txt"]));
         assert_eq!(got.wrote_inputs, set(&["/w/in.txt"]));
+    }
+
+    #[test]
+    fn an_entry_made_in_a_directory_listed_before_makes_the_directory_a_wrote_input() {
+        // Listed, then an entry made in it: the listing the command saw is gone.
+        let got = report(&[(Use::List, exact("/w/d")), (Use::Entry, exact("/w/d/new"))]);
+        assert_eq!(got.dirs, set(&["/w/d"]));
+        assert_eq!(got.wrote_inputs, set(&["/w/d"]));
+        assert_eq!(got.writes, set(&["/w/d/new"]));
+        assert_eq!(got.entries, set(&["/w/d/new"]));
+        // Made first, then listed: the command saw the entry, as the next run will.
+        let got = report(&[(Use::Entry, exact("/w/d/new")), (Use::List, exact("/w/d"))]);
+        assert_eq!(got.dirs, set(&["/w/d"]));
+        assert_eq!(got.wrote_inputs, set(&[]));
+        // An entry's content written: nothing a listing records changed.
+        let got = report(&[(Use::List, exact("/w/d")), (Use::Write, exact("/w/d/log"))]);
+        assert_eq!(got.wrote_inputs, set(&[]));
+        assert_eq!(got.writes, set(&["/w/d/log"]));
+        assert_eq!(got.entries, set(&[]));
+        // An entry made deeper down is not an entry of the listed directory.
+        let got = report(&[
+            (Use::List, exact("/w/d")),
+            (Use::Entry, exact("/w/d/sub/new")),
+        ]);
+        assert_eq!(got.wrote_inputs, set(&[]));
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub(crate) enum Call {
         dirfd: c_int,
         path: u64,
         follow: bool,
+        /// Whether it changes what a listing of the name's directory records (an entry
+        /// made or removed, a mode changed): all but truncate and utimensat.
+        entry: bool,
     },
     /// The rename family: both names change.
     Rename {
@@ -209,17 +212,20 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {
                     dirfd: cwd,
                     path: a[0],
                     follow: false,
+                    entry: true,
                 })
             }
             libc::SYS_link | libc::SYS_symlink => Some(Call::Write {
                 dirfd: cwd,
                 path: a[1],
                 follow: false,
+                entry: true,
             }),
             libc::SYS_chmod => Some(Call::Write {
                 dirfd: cwd,
                 path: a[0],
                 follow: true,
+                entry: true,
             }),
             _ => None,
         };
@@ -284,21 +290,25 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {
             dirfd: int(0),
             path: a[1],
             follow: false,
+            entry: true,
         }),
         libc::SYS_linkat => Some(Call::Write {
             dirfd: int(2),
             path: a[3],
             follow: false,
+            entry: true,
         }),
         libc::SYS_symlinkat => Some(Call::Write {
             dirfd: int(1),
             path: a[2],
             follow: false,
+            entry: true,
         }),
         libc::SYS_truncate => Some(Call::Write {
             dirfd: cwd,
             path: a[0],
             follow: true,
+            entry: false,
         }),
         // A null name makes utimensat work on the descriptor (futimens): no name changes.
         libc::SYS_utimensat if a[1] == 0 => None,
@@ -306,16 +316,19 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {
             dirfd: int(0),
             path: a[1],
             follow: !nofollow(int(3)),
+            entry: false,
         }),
         libc::SYS_fchmodat => Some(Call::Write {
             dirfd: int(0),
             path: a[1],
             follow: true,
+            entry: true,
         }),
         SYS_FCHMODAT2 => Some(Call::Write {
             dirfd: int(0),
             path: a[1],
             follow: !nofollow(int(3)),
+            entry: true,
         }),
         libc::SYS_connect => Some(Call::Connect {
             addr: a[1],

@@ -95,6 +95,9 @@ enum Pending {
     Open {
         name: PathBuf,
         flags: c_int,
+        /// `O_CREAT` of a name that did not exist when the call was made: if it succeeds,
+        /// its directory gains an entry.
+        creates: bool,
     },
     List {
         dir: PathBuf,
@@ -105,6 +108,7 @@ enum Pending {
     Write {
         name: PathBuf,
         follow: bool,
+        entry: bool,
     },
     Rename {
         from: Option<PathBuf>,
@@ -131,6 +135,15 @@ struct Tracer {
     /// The preloaded library's buffers read so far (`crate::preload`).
     buffers: crate::preload::Cursors,
     log: Log,
+}
+
+/// Whether an open with `flags` of `name` (looked up now, while the tracee is stopped at
+/// the call) would make a new entry: `O_CREAT` of a name nothing is at. Through a
+/// dangling symlink the file is made at its target, in another directory: counted as a
+/// new entry too, which at worst makes the symlink's directory's listing count as
+/// written.
+fn creates(name: &std::path::Path, flags: c_int) -> bool {
+    flags & libc::O_CREAT != 0 && std::fs::symlink_metadata(name).is_err()
 }
 
 /// How a stopped tracee is let go on.
@@ -301,7 +314,12 @@ impl Tracer {
                 if self.one_stop.open(&mut self.log, &name, flags) == Answer::Recorded {
                     return None;
                 }
-                Pending::Open { name, flags }
+                let creates = creates(&name, flags);
+                Pending::Open {
+                    name,
+                    flags,
+                    creates,
+                }
             }
             Call::OpenHow { dirfd, path, how } => {
                 // struct open_how starts with the u64 flags.
@@ -310,9 +328,12 @@ impl Tracer {
                     return None;
                 }
                 let flags = u64::from_ne_bytes(bytes) as c_int;
+                let name = named(dirfd, path)?;
+                let creates = creates(&name, flags);
                 Pending::Open {
-                    name: named(dirfd, path)?,
+                    name,
                     flags,
+                    creates,
                 }
             }
             Call::Stat { dirfd, path, flags } => {
@@ -343,9 +364,11 @@ impl Tracer {
                 dirfd,
                 path,
                 follow,
+                entry,
             } => Pending::Write {
                 name: named(dirfd, path)?,
                 follow,
+                entry,
             },
             Call::Rename {
                 from_dirfd,
@@ -396,8 +419,15 @@ impl Tracer {
         match pending {
             // An unnamed file: it gets a name (a write) only if linked in later.
             Pending::Open { flags, .. } if flags & libc::O_TMPFILE == libc::O_TMPFILE => {}
-            Pending::Open { name, flags } => {
+            Pending::Open {
+                name,
+                flags,
+                creates,
+            } => {
                 let writes = crate::syscalls::open_writes(flags);
+                // A file made: its directory gained an entry. Written only: the content
+                // of an entry, which a listing does not record.
+                let write = if creates { Use::Entry } else { Use::Write };
                 let follow = flags & libc::O_NOFOLLOW == 0;
                 if errno != 0 {
                     if missing && flags & libc::O_CREAT == 0 {
@@ -411,14 +441,14 @@ impl Tracer {
                     // The kernel's own name for what was opened: exact, symlinks resolved.
                     let exact = proc_link(tid, &format!("fd/{result}"));
                     match exact {
-                        Some(exact) if writes => log.record(Use::Write, Name::Exact(exact)),
+                        Some(exact) if writes => log.record(write, Name::Exact(exact)),
                         Some(exact) => {
                             if may_pass_a_link(&name, &exact) {
                                 log.record(Use::Via, raw(name, true));
                             }
                             log.record(Use::Read, Name::Exact(exact));
                         }
-                        None if writes => log.record(Use::Write, raw(name, follow)),
+                        None if writes => log.record(write, raw(name, follow)),
                         None => log.record(Use::Read, raw(name, follow)),
                     }
                 }
@@ -437,12 +467,17 @@ impl Tracer {
             }
             Pending::Exec { name } if missing => log.record(Use::Absent, raw(name, true)),
             Pending::Exec { name } => log.record(Use::Stat, raw(name, true)),
-            Pending::Write { name, follow } if errno == 0 => {
-                log.record(Use::Write, raw(name, follow))
+            Pending::Write {
+                name,
+                follow,
+                entry,
+            } if errno == 0 => {
+                let what = if entry { Use::Entry } else { Use::Write };
+                log.record(what, raw(name, follow))
             }
             Pending::Rename { from, to } if errno == 0 => {
                 for name in [from, to].into_iter().flatten() {
-                    log.record(Use::Write, raw(name, false));
+                    log.record(Use::Entry, raw(name, false));
                 }
             }
             Pending::Connect {

@@ -41,12 +41,24 @@ impl BuildStart {
 
     /// Whether a file in this state may have been modified at or after the start.
     pub(crate) fn maybe_after(&self, stat: &trove_fingerprint::Stat) -> bool {
+        self.at_or_after(Some(stat.dev), stat.mtime_ns.max(stat.ctime_ns))
+    }
+
+    /// Whether a listing whose latest change is `changed` may have changed at or after
+    /// the start.
+    pub(crate) fn listing_maybe_after(&self, changed: &trove_fingerprint::Change) -> bool {
+        self.at_or_after(changed.dev, changed.newest_ns)
+    }
+
+    /// Whether a time stamped on device `dev` (`None`: on one of several) is at or after
+    /// the start.
+    fn at_or_after(&self, dev: Option<u64>, ns: i64) -> bool {
         let start = match self.stamped {
-            Some((dev, ns)) if dev == stat.dev => ns,
+            Some((stamped_on, ns)) if Some(stamped_on) == dev => ns,
             Some((_, ns)) => ns.min(self.coarse_ns),
             None => self.coarse_ns,
         };
-        stat.mtime_ns >= start || stat.ctime_ns >= start
+        ns >= start
     }
 }
 

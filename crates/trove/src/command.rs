@@ -119,6 +119,7 @@ impl Recipe for CommandRecipe {
                 "cannot hand the object's temp file to the command: {e}"
             ))
         })?;
+        let never_inputs = launch.never_inputs().to_vec();
         let ran = launch.run(stdout)?;
         let root = cx.engine.root().to_path_buf();
         cx.track_depfile(&ran.depfile, &root)?;
@@ -134,6 +135,7 @@ impl Recipe for CommandRecipe {
                 &self.name,
                 self.config.max_age.or(cx.engine.config().max_age),
                 report,
+                &never_inputs,
             )?;
         }
         out.finish()

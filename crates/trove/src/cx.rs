@@ -30,6 +30,11 @@ pub struct Cx {
     /// traced command's): their fingerprint vouches for what the build saw only if they
     /// were not modified after the build started.
     pub(crate) late: Vec<String>,
+    /// Directories listed only after the work that listed them was done (a traced
+    /// command's), by path, with the latest change their listing could have seen
+    /// (`None`: gone by then). Their listing is what the build saw only if none of it
+    /// changed after the build started (`Engine::changed_during_build`).
+    pub(crate) late_listings: std::collections::HashMap<String, Option<trove_fingerprint::Change>>,
     /// Fingerprints a previous build of this key recorded (see `crate::reuse`).
     pub(crate) hints: std::collections::HashMap<String, FileState>,
 }
@@ -51,6 +56,7 @@ impl Cx {
             trace: Trace::default(),
             unstable: None,
             late: Vec::new(),
+            late_listings: std::collections::HashMap::new(),
             hints: std::collections::HashMap::new(),
         }
     }
@@ -223,6 +229,30 @@ impl Cx {
             state,
         });
         Ok(names)
+    }
+
+    /// Lists `dir` after the work that listed it was done (a traced command's), as
+    /// [`Cx::read_dir`] does, noting the latest change the listing could have seen. The
+    /// changes the build made itself are left out: an entry for which `own` is true (a
+    /// path the command wrote) and, when `own` is true of an entry directly in `dir` (the
+    /// build created, removed or renamed one), the directory's own times.
+    pub(crate) fn read_dir_late(
+        &mut self,
+        dir: &Path,
+        own: &dyn Fn(&Path) -> bool,
+        own_dir: bool,
+    ) -> Result<(), BuildError> {
+        let (_, state, changed) =
+            trove_fingerprint::list_dir_changed(dir, own, own_dir).map_err(|source| {
+                BuildError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
+        let path = dir.to_string_lossy().into_owned();
+        self.late_listings.insert(path.clone(), changed);
+        self.trace.push(Input::Dir { path, state });
+        Ok(())
     }
 
     /// Matches a glob under the engine's root, honouring `.gitignore`: the set of matches

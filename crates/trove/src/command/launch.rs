@@ -85,6 +85,12 @@ impl Launch {
         })
     }
 
+    /// The paths that are never the command's inputs: the store, the scratch directory
+    /// trove hands the command, the configuration files.
+    pub(crate) fn never_inputs(&self) -> &[PathBuf] {
+        &self.ignore
+    }
+
     /// Hands a needed object to the command as a file in `$TROVE_NEED_<NAME>`.
     pub(crate) fn hand_over(&mut self, need: &str, blob: &Blob) -> Result<(), BuildError> {
         let path = self.scratch.path(&format!("need-{need}"));

@@ -48,6 +48,7 @@ pub(crate) fn record(
     recipe: &str,
     max_age: Option<Duration>,
     report: &trove_trace::Report,
+    never_inputs: &[std::path::PathBuf],
 ) -> Result<(), BuildError> {
     // Every path at once: what did not change since a recorded fingerprint keeps it, the
     // rest is hashed (`crate::reuse`).
@@ -78,16 +79,26 @@ pub(crate) fn record(
             Err(e) => tracing::debug!(recipe, "traced path not tracked: {e}"),
         }
     }
+    // Listed now, after the command: each listing is the one the command saw only if no
+    // one else changed it meanwhile (`changed_during_build`). The command's own changes
+    // are its outputs (one made after it listed the directory is a write into its input,
+    // `wrote_inputs` below), and trove's own (the store, whose clock stamp is made as the
+    // build starts; the scratch directory; the configuration) are never inputs.
+    let own = |path: &Path| {
+        report.writes.contains(path) || never_inputs.iter().any(|n| n.as_path() == path)
+    };
+    let written_in: std::collections::HashSet<&Path> =
+        report.entries.iter().filter_map(|w| w.parent()).collect();
     for dir in &report.dirs {
-        cx.read_dir(dir)?;
+        cx.read_dir_late(dir, &own, written_in.contains(dir.as_path()))?;
     }
     if let Some(first) = report.wrote_inputs.iter().next() {
-        // The command changed a file it had read: what it read is gone, so the object
-        // cannot be checked against it.
+        // The command changed a file it had read (or an entry of a directory it had
+        // listed): what it read is gone, so the object cannot be checked against it.
         let shown = cx.engine.display_path(first);
         warn_once(recipe, "wrote-input", || {
             format!(
-                "the command wrote into {shown}, which it had read: the object is returned \
+                "the command wrote into {shown}, which it had read or listed: the object is returned \
                  but not stored (a build must not change its own inputs)"
             )
         });

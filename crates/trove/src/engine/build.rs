@@ -18,7 +18,7 @@ use crate::engine::{Engine, FlightValue, bump};
 use crate::memory::{Meta, Object};
 use crate::nested::BUILDING;
 use crate::reason::{Reason, Why};
-use crate::trace::{Input, Role, Trace};
+use crate::trace::{Input, Role};
 use crate::words::args_for_people;
 use crate::{Error, Recipe};
 
@@ -92,7 +92,7 @@ impl Engine {
         let checked = std::time::Instant::now();
         let unstable = match cx.unstable.take() {
             Some(path) => Some(path),
-            None => self.changed_during_build(&cx.trace, &cx.late, &started),
+            None => self.changed_during_build(&cx, &started),
         };
         let reason = Reason::Built(why);
         let value = Arc::new(value);
@@ -246,15 +246,30 @@ impl Engine {
     /// - a file fingerprinted only after the work that read it (a depfile's) vouches for
     ///   what the build saw only if it was not modified at or after the build started
     ///   (`started`, on the clocks file times are stamped with);
-    /// - listings and globs are listed again.
+    /// - a directory listed only after the work that listed it (a traced command's)
+    ///   vouches for what the build saw only if neither it nor an entry may have changed
+    ///   at or after the build started (the command's own changes left out, see
+    ///   `Cx::read_dir_late`), and it was still there;
+    /// - other listings and globs are listed again.
     pub(crate) fn changed_during_build(
         &self,
-        trace: &Trace,
-        late: &[String],
+        cx: &Cx,
         started: &crate::clock::BuildStart,
     ) -> Option<String> {
         use trove_fingerprint::{FileState, Stat};
-        for input in &trace.inputs {
+        let late = &cx.late;
+        for input in &cx.trace.inputs {
+            // Listed after the command: changed if anything in it may have changed since
+            // the build started (or it is gone). Listing it once more would only see what
+            // changed since it was listed, which the next check of the object sees anyway.
+            if let Input::Dir { path, .. } = input
+                && let Some(changed) = cx.late_listings.get(path)
+            {
+                if changed.is_none_or(|changed| started.listing_maybe_after(&changed)) {
+                    return Some(path.clone());
+                }
+                continue;
+            }
             match input {
                 Input::File { path, state, .. } => {
                     let now = Stat::of(Path::new(path));
