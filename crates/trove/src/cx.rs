@@ -234,8 +234,9 @@ impl Cx {
     /// Lists `dir` after the work that listed it was done (a traced command's), as
     /// [`Cx::read_dir`] does, noting the latest change the listing could have seen. The
     /// changes the build made itself are left out: an entry for which `own` is true (a
-    /// path the command wrote) and, when `own` is true of an entry directly in `dir` (the
-    /// build created, removed or renamed one), the directory's own times.
+    /// path the command wrote, or one of trove's own) and, when `own_dir` (the command
+    /// made, removed, renamed or chmod'ed an entry directly in `dir`), the directory's own
+    /// times.
     pub(crate) fn read_dir_late(
         &mut self,
         dir: &Path,

@@ -117,40 +117,37 @@ pub(crate) fn encode(trace: &Trace, format: u8) -> Vec<u8> {
                 };
             }
             // A group is always written as one (a hand-made one whose names would not
-            // decode is refused when read, like any damaged trace).
+            // decode is refused when read, like any damaged trace): its names as one
+            // string from format 6, as indices into the names before.
             if let Input::Absences {
                 role,
                 dir,
                 stamp,
                 names: joined,
             } = input
-                && format >= crate::trace::TRACE_FORMAT
                 && let Some(dir) = dirs.intern(dir)
             {
-                return WireInput::Members {
-                    role: *role,
-                    dir,
-                    stamp: Cow::Borrowed(stamp),
-                    names: Cow::Borrowed(joined),
-                };
-            }
-            if let Input::Absences {
-                role,
-                dir,
-                stamp,
-                names: joined,
-            } = input
-                && let Some(dir) = dirs.intern(dir)
-                && let Some(members) = members(joined)
+                let (role, stamp) = (*role, Cow::Borrowed(stamp));
+                if format >= crate::trace::TRACE_FORMAT {
+                    let names = Cow::Borrowed(joined.as_str());
+                    return WireInput::Members {
+                        role,
+                        dir,
+                        stamp,
+                        names,
+                    };
+                }
+                if let Some(members) = members(joined)
                     .map(|n| names.intern(n))
                     .collect::<Option<Vec<u32>>>()
-            {
-                return WireInput::Absences {
-                    role: *role,
-                    dir,
-                    stamp: Cow::Borrowed(stamp),
-                    names: members,
-                };
+                {
+                    return WireInput::Absences {
+                        role,
+                        dir,
+                        stamp,
+                        names: members,
+                    };
+                }
             }
             WireInput::Other(Cow::Borrowed(input))
         })
@@ -233,23 +230,29 @@ impl<'t, 'a> Inputs<'t, 'a> {
                 dir,
                 stamp,
                 names,
-            } => Input::Absences {
-                role,
-                dir: (*self.dirs.get(dir as usize)?).to_owned(),
-                stamp: stamp.into_owned(),
-                names: join_names(self.names, &names)?,
-            },
+            } => self.group(role, dir, stamp, join_names(self.names, &names)?)?,
             WireInput::Members {
                 role,
                 dir,
                 stamp,
                 names,
-            } => Input::Absences {
-                role,
-                dir: (*self.dirs.get(dir as usize)?).to_owned(),
-                stamp: stamp.into_owned(),
-                names: joined_members(names)?,
-            },
+            } => self.group(role, dir, stamp, joined_members(names)?)?,
+        })
+    }
+
+    /// A group of absences under `dirs[dir]` whose names were read (and checked).
+    fn group(
+        &self,
+        role: Role,
+        dir: u32,
+        stamp: Cow<'_, DirStamp>,
+        names: String,
+    ) -> Option<Input> {
+        Some(Input::Absences {
+            role,
+            dir: (*self.dirs.get(dir as usize)?).to_owned(),
+            stamp: stamp.into_owned(),
+            names,
         })
     }
 }

@@ -9,8 +9,8 @@
 //! a traced hit. Here a file input is read straight into its [`Input`], and a group of
 //! absences into one string of its members' names (format 6: the string as written,
 //! checked in one pass; formats 4 and 5: joined from the names table, each distinct name
-//! checked once per trace). The other inputs (a handful: environment variables, objects) and the two maps
-//! at the end are still read by postcard, from where this reader stands.
+//! checked once per trace). The other inputs (a handful: environment variables, objects)
+//! and the two maps at the end are still read by postcard, from where this reader stands.
 //!
 //! The layout read (postcard 1, `Wire`'s fields in order): every integer is a LEB128
 //! varint (`i64` zigzag-encoded first; postcard accepts an over-long varint when its
@@ -122,6 +122,13 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn stamp(&mut self) -> Option<DirStamp> {
+        Some(DirStamp {
+            stat: self.stat()?,
+            taken_ns: self.i64()?,
+        })
+    }
+
     fn role(&mut self) -> Option<Role> {
         Some(match self.u32()? {
             0 => Role::Data,
@@ -195,10 +202,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
             2 => {
                 let role = r.role()?;
                 let dir = (*dirs.get(r.u32()? as usize)?).to_owned();
-                let stamp = DirStamp {
-                    stat: r.stat()?,
-                    taken_ns: r.i64()?,
-                };
+                let stamp = r.stamp()?;
                 // The members' names in one string, sized by a first pass over the
                 // indices (each at least a byte, so `n` cannot make it loop for long)
                 // that checks each name once per trace, however many groups name it.
@@ -233,10 +237,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trace> {
             3 => {
                 let role = r.role()?;
                 let dir = (*dirs.get(r.u32()? as usize)?).to_owned();
-                let stamp = DirStamp {
-                    stat: r.stat()?,
-                    taken_ns: r.i64()?,
-                };
+                let stamp = r.stamp()?;
                 let len = r.len()?;
                 let names = std::str::from_utf8(r.bytes(len)?).ok()?;
                 if !crate::absence::plain_members(names) {
