@@ -110,11 +110,11 @@ impl Entry {
     /// The entry `name` for the file at `path`, from its `lstat` metadata. A symlink is
     /// followed once more, so that what it points at is part of the entry.
     pub(crate) fn new(name: String, path: &Path, lstat: &Metadata) -> Entry {
-        let mut changed = Change::of(lstat, false);
+        let mut changed = Change::of_entry(lstat);
         let (kind, mode) = if lstat.file_type().is_symlink() {
             match std::fs::metadata(path) {
                 Ok(target) => {
-                    changed = changed.and(Change::of(&target, false));
+                    changed = changed.and(Change::of_entry(&target));
                     (Kind::Symlink(Target::of(&target)), permissions(&target))
                 }
                 Err(_) => (Kind::Symlink(Target::Missing), 0),
@@ -140,11 +140,11 @@ impl Entry {
 /// directory listed after a command ran may have changed while the command ran (its
 /// listing would then not be the one the command saw).
 ///
-/// The directory's mtime and ctime move when an entry is created, removed or renamed; an
-/// entry's ctime when its mode changes (and when its content does: a listing records no
-/// content, so that case only makes the answer cautious); a kind changes only with a new
-/// inode, whose ctime is its creation, or by a symlink's target changing, whose ctime is
-/// taken too.
+/// The directory's mtime moves when an entry is created, removed or renamed (a kind
+/// changes only with a new entry); an entry's ctime alone when its mode changes (a
+/// symlink's target's too). A write of an entry's content moves its mtime and ctime
+/// together and changes nothing a listing records: not counted, so a log another process
+/// appends to in a listed directory does not keep the object from being stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Change {
     /// The device all those times were stamped on, `None` when they span several (a
@@ -155,18 +155,30 @@ pub struct Change {
 }
 
 impl Change {
-    /// The inode's ctime, and its mtime too when `with_mtime` (a directory's, which moves
-    /// with its entries).
-    fn of(m: &Metadata, with_mtime: bool) -> Change {
+    /// When the listed directory `m` last gained, lost or renamed an entry: its mtime.
+    /// (Its ctime also moves when its own mode changes, which is not in its listing.)
+    fn of_dir(m: &Metadata) -> Change {
         let stat = crate::Stat::from_metadata(m);
-        let newest_ns = if with_mtime {
-            stat.ctime_ns.max(stat.mtime_ns)
-        } else {
-            stat.ctime_ns
-        };
         Change {
             dev: Some(stat.dev),
-            newest_ns,
+            newest_ns: stat.mtime_ns,
+        }
+    }
+
+    /// When entry `m` may last have changed what a listing records of it (its mode): its
+    /// ctime when that is later than its mtime, a change of metadata alone. A write of
+    /// its content moves both to the same time: not a change of the listing, so not one
+    /// here (a chmod and then a write in one build is the case this cannot tell from a
+    /// write alone).
+    fn of_entry(m: &Metadata) -> Change {
+        let stat = crate::Stat::from_metadata(m);
+        Change {
+            dev: Some(stat.dev),
+            newest_ns: if stat.ctime_ns > stat.mtime_ns {
+                stat.ctime_ns
+            } else {
+                i64::MIN
+            },
         }
     }
 
@@ -317,7 +329,7 @@ pub fn list_dir_changed(
     // were read shows here.
     let changed = match std::fs::metadata(path) {
         Ok(dir) => {
-            let mut changed = Change::of(&dir, true);
+            let mut changed = Change::of_dir(&dir);
             if own_dir {
                 changed.newest_ns = i64::MIN;
             }

@@ -631,10 +631,11 @@ fn hex_is_lowercase_and_reads_back_in_either_case() {
 }
 
 /// What a listing taken after a command ran says about changes: the latest of the
-/// directory's times and its entries' ctimes (a mode change moves only the entry's),
-/// without the ones the caller says the command made itself.
+/// directory's mtime (an entry made, removed or renamed) and each entry's ctime when it
+/// is later than its mtime (its mode changed), without the ones the caller says the
+/// command made itself. A write of an entry's content changes nothing a listing records.
 #[test]
-fn a_listings_latest_change_covers_the_directory_and_each_entry_but_the_commands_own() {
+fn a_listings_latest_change_covers_its_entries_and_modes_but_not_contents_nor_the_commands_own() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("d");
@@ -649,27 +650,41 @@ fn a_listings_latest_change_covers_the_directory_and_each_entry_but_the_commands
         assert_eq!(changed.dev, Some(std::fs::metadata(&d).unwrap().dev()));
         changed.newest_ns
     };
-    let ctime = |p: &Path| {
+    let times = |p: &Path| {
         let m = std::fs::symlink_metadata(p).unwrap();
-        m.ctime() * 1_000_000_000 + m.ctime_nsec()
+        (
+            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        )
     };
+    // The entries were made with the directory: its mtime is the latest change.
     let before = latest(&nobody, false);
+    assert_eq!(before, times(&d).0);
     // Clock ticks are a few milliseconds: wait for the next before each change.
+    std::thread::sleep(Duration::from_millis(30));
+    // Content appended: nothing the listing records.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("b"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+        .unwrap();
+    assert_eq!(latest(&nobody, false), before);
     std::thread::sleep(Duration::from_millis(30));
     std::fs::set_permissions(d.join("a"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let after_chmod = latest(&nobody, false);
     assert!(after_chmod > before, "{after_chmod} > {before}");
-    assert_eq!(after_chmod, ctime(&d.join("a")));
+    assert_eq!(after_chmod, times(&d.join("a")).1);
     // The command's own change is left out.
     let own_a = |p: &Path| p.ends_with("a");
     assert_eq!(latest(&own_a, false), before);
-    // An entry removed moves the directory's times; left out when the command made it.
+    // An entry made and removed moves the directory's mtime; left out when the command
+    // made it.
     std::thread::sleep(Duration::from_millis(30));
     std::fs::write(d.join("c"), "").unwrap();
     std::fs::remove_file(d.join("c")).unwrap();
     let dir_now = latest(&own_a, false);
     assert!(dir_now > after_chmod, "{dir_now} > {after_chmod}");
-    assert_eq!(latest(&own_a, true), ctime(&d.join("b")));
+    assert_eq!(latest(&own_a, true), i64::MIN);
     // A directory no longer there has no listing to vouch for.
     let (_, state, changed) = list_dir_changed(&tmp.path().join("gone"), &nobody, false).unwrap();
     assert_eq!((state, changed), (ListingState::Absent, None));
