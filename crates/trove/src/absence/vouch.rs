@@ -198,14 +198,16 @@ pub(crate) fn plain_members(joined: &str) -> bool {
     let n = b.len().saturating_sub(3);
     let delim = |c: u8| (c == 0) | (c == b'/');
     let mut bad = false;
-    for (((&c0, &c1), &c2), &c3) in b[..n]
-        .iter()
-        .zip(&b[1..n + 1])
-        .zip(&b[2..n + 2])
-        .zip(&b[3..n + 3])
-    {
-        let (d1, d2) = (c1 == b'.', c2 == b'.');
-        bad |= delim(c0) & (delim(c1) | (d1 & (delim(c2) | (d2 & delim(c3)))));
+    if n > 0 {
+        for (((&c0, &c1), &c2), &c3) in b[..n]
+            .iter()
+            .zip(&b[1..n + 1])
+            .zip(&b[2..n + 2])
+            .zip(&b[3..n + 3])
+        {
+            let (d1, d2) = (c1 == b'.', c2 == b'.');
+            bad |= delim(c0) & (delim(c1) | (d1 & (delim(c2) | (d2 & delim(c3)))));
+        }
     }
     if bad || (n..b.len()).any(|i| delim(b[i]) && bad_after(b, i + 1)) {
         return false;
@@ -431,6 +433,18 @@ mod tests {
         }
         assert!(plain_members(""));
         assert!(plain_members(&"a.h\0".repeat(100)));
+        // Every string of up to five bytes of the bytes that matter (the fuzzer found
+        // the loop's slices out of range on a two-byte string).
+        let mut short = vec![String::new()];
+        for _ in 0..5 {
+            short = short
+                .iter()
+                .flat_map(|s| ["a", ".", "/", "\0"].map(|c| format!("{s}{c}")))
+                .collect();
+            for joined in &short {
+                assert_eq!(plain_members(joined), reference(joined), "{joined:?}");
+            }
+        }
     }
 
     #[test]

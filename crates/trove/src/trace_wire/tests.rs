@@ -328,6 +328,18 @@ fn a_group_naming_anything_but_plain_relative_paths_is_refused() {
             assert_eq!(Trace::decode(&bytes), None, "{odd:?} in format {format}");
         }
     }
+    // A group whose names are one or two bytes (found by the fuzzer: the check's loop
+    // sliced past their end).
+    let crash = [
+        4, 2, 0, 0, 0, 4, 3, 0, 1, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 2, 4, 0,
+        1, 2, 3, 40, 0, 0, 2, 234, 255, 251, 143, 5, 5, 0, 0, 5, 0, 5, 1, 0, 0, 2, 91, 85, 0, 0, 0,
+    ];
+    let _ = agree(&crash);
+    for names in ["a\0", "\0", "ab\0"] {
+        let short = with(group(names));
+        let expected = (names != "\0").then(|| short.clone());
+        assert_eq!(agree(&short.encode()), expected, "{names:?}");
+    }
     // Format 6 reads the names as one string: the last member must be closed by its NUL.
     let open = with(group("a.h\0b.h"));
     assert_eq!(agree(&encode(&open, TRACE_FORMAT)), None);
