@@ -2,6 +2,7 @@
 //! each with its own project checkout (another absolute path) and its own local store,
 //! the shared tier (moto's S3) and the lease server (Redis) reached over the virtual
 //! network. Each test starts its own servers, bound to its bridge, so it can stop them.
+//! `tls.rs` runs `trove` processes against the shared nginx's HTTPS listener instead.
 //!
 //! Compiled with `--features servers` (`.ci/shared` runs it after `.ci/servers start`,
 //! which installs the servers and names them in `target/servers.env`); needs root and the
@@ -9,6 +10,7 @@
 #![cfg(all(feature = "servers", target_os = "linux"))]
 
 mod netns;
+mod tls;
 mod world;
 
 use std::time::{Duration, Instant};

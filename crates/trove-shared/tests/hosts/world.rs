@@ -42,7 +42,7 @@ impl Default for Options {
     }
 }
 
-fn servers_env() -> HashMap<String, String> {
+pub(crate) fn servers_env() -> HashMap<String, String> {
     let path = match std::env::var_os("TROVE_SHARED_SERVERS") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/servers.env"),
@@ -59,7 +59,7 @@ fn servers_env() -> HashMap<String, String> {
         .collect()
 }
 
-fn trove_bin() -> PathBuf {
+pub(crate) fn trove_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("TROVE_BIN").filter(|b| !b.is_empty()) {
         return PathBuf::from(bin);
     }
