@@ -491,3 +491,23 @@ fn a_command_that_makes_an_entry_in_a_directory_it_listed_is_stored_once_it_no_l
     assert_eq!(reason(&p, &["r"]), "hit disk");
     assert_eq!(p.lines("log"), 1);
 }
+
+/// A chmod to another mode of an entry in a directory the command listed is an entry
+/// change: returned, not stored. One to the mode the entry already has changes nothing
+/// the listing records (only the entry's ctime, the command's own write), so once the
+/// mode is set the build is stored and then served.
+#[test]
+fn a_command_that_sets_the_mode_an_entry_already_has_is_stored() {
+    let p = one_recipe("ls d; chmod 755 d/a");
+    p.write("d/a", "");
+    std::fs::set_permissions(p.path("d/a"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let (out, why) = p.run_explained(&["r"]);
+    assert_eq!(out, "a\n");
+    assert!(why.contains("which it had read or listed"), "{why}");
+    let (out, why) = p.run_explained(&["r"]);
+    assert_eq!(out, "a\n");
+    assert!(why.starts_with("built: "), "{why}");
+    assert!(!why.contains("not stored"), "{why}");
+    assert_eq!(reason(&p, &["r"]), "hit disk");
+}

@@ -122,14 +122,22 @@ pub(crate) enum Call {
     /// `chdir`.
     Chdir { path: u64 },
     /// A change to a name: unlink, rmdir, mkdir, mknod, the new name of link and
-    /// symlink, truncate, chmod, utimensat.
+    /// symlink, truncate, utimensat.
     Write {
         dirfd: c_int,
         path: u64,
         follow: bool,
         /// Whether it changes what a listing of the name's directory records (an entry
-        /// made or removed, a mode changed): all but truncate and utimensat.
+        /// made or removed): all but truncate and utimensat.
         entry: bool,
+    },
+    /// The chmod family: a change to a name's mode, which a listing of its directory
+    /// records, unless `mode` is the mode the name already has (the tracer looks).
+    Chmod {
+        dirfd: c_int,
+        path: u64,
+        follow: bool,
+        mode: u32,
     },
     /// The rename family: both names change.
     Rename {
@@ -154,7 +162,10 @@ impl Call {
     pub(crate) fn may_write(&self) -> bool {
         match *self {
             Call::Open { flags, .. } => open_writes(flags),
-            Call::OpenHow { .. } | Call::Write { .. } | Call::Rename { .. } => true,
+            Call::OpenHow { .. }
+            | Call::Write { .. }
+            | Call::Chmod { .. }
+            | Call::Rename { .. } => true,
             _ => false,
         }
     }
@@ -221,11 +232,11 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {
                 follow: false,
                 entry: true,
             }),
-            libc::SYS_chmod => Some(Call::Write {
+            libc::SYS_chmod => Some(Call::Chmod {
                 dirfd: cwd,
                 path: a[0],
                 follow: true,
-                entry: true,
+                mode: a[1] as u32,
             }),
             _ => None,
         };
@@ -318,17 +329,17 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Option<Call> {
             follow: !nofollow(int(3)),
             entry: false,
         }),
-        libc::SYS_fchmodat => Some(Call::Write {
+        libc::SYS_fchmodat => Some(Call::Chmod {
             dirfd: int(0),
             path: a[1],
             follow: true,
-            entry: true,
+            mode: a[2] as u32,
         }),
-        SYS_FCHMODAT2 => Some(Call::Write {
+        SYS_FCHMODAT2 => Some(Call::Chmod {
             dirfd: int(0),
             path: a[1],
             follow: !nofollow(int(3)),
-            entry: true,
+            mode: a[2] as u32,
         }),
         libc::SYS_connect => Some(Call::Connect {
             addr: a[1],

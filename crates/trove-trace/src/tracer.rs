@@ -146,6 +146,20 @@ fn creates(name: &std::path::Path, flags: c_int) -> bool {
     flags & libc::O_CREAT != 0 && std::fs::symlink_metadata(name).is_err()
 }
 
+/// Whether a chmod of `name` to `mode` (looked up now, while the tracee is stopped at the
+/// call) leaves the mode as it is. Then it changes nothing a listing of the directory
+/// records (only the name's ctime, as a touch changes its times): a write of the name,
+/// not an entry change, so a build that sets the same mode on every run is stored.
+fn keeps_mode(name: &std::path::Path, follow: bool, mode: u32) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let now = if follow {
+        std::fs::metadata(name)
+    } else {
+        std::fs::symlink_metadata(name)
+    };
+    now.is_ok_and(|now| now.permissions().mode() & 0o7777 == mode & 0o7777)
+}
+
 /// How a stopped tracee is let go on.
 fn resume(tid: i32, request: libc::c_uint, signal: c_int) {
     // nix's resume calls take a `Signal`, which cannot carry the real-time signals a
@@ -370,6 +384,20 @@ impl Tracer {
                 follow,
                 entry,
             },
+            Call::Chmod {
+                dirfd,
+                path,
+                follow,
+                mode,
+            } => {
+                let name = named(dirfd, path)?;
+                let entry = !keeps_mode(&name, follow, mode);
+                Pending::Write {
+                    name,
+                    follow,
+                    entry,
+                }
+            }
             Call::Rename {
                 from_dirfd,
                 from,

@@ -285,6 +285,54 @@ fn a_file_the_build_wrote_before_reading_it_is_an_output() {
     assert_eq!(report.wrote_inputs, BTreeSet::new());
 }
 
+/// A chmod that changes an entry's mode in a directory the command listed before makes
+/// the directory a written input (the listing taken after the command would record
+/// another mode than the command saw); a chmod to the mode the entry already has changes
+/// nothing a listing records: a write of the name alone, so such a build is stored.
+#[test]
+fn only_a_chmod_that_changes_the_mode_is_an_entry_change() {
+    let dir = Dir::new();
+    let (same, other) = (dir.write("d/same", "a\n"), dir.write("d/other", "b\n"));
+    for path in [&same, &other] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let listed = dir.join("d");
+    // coreutils' chmod (fchmodat) and python's os.chmod (chmod, or fchmodat on aarch64).
+    for script in [
+        "ls d >/dev/null; chmod 644 d/same",
+        "ls d >/dev/null; python3 -c 'import os; os.chmod(\"d/same\", 0o644)'",
+    ] {
+        let report = trace(&dir.path, &["sh", "-c", script], &[]);
+        assert!(
+            report.dirs.contains(&listed),
+            "{script}: {:#?}",
+            report.dirs
+        );
+        assert!(
+            report.writes.contains(&same),
+            "{script}: {:#?}",
+            report.writes
+        );
+        assert_eq!(report.entries, BTreeSet::new(), "{script}");
+        assert_eq!(report.wrote_inputs, BTreeSet::new(), "{script}");
+    }
+    let report = trace(
+        &dir.path,
+        &[
+            "sh",
+            "-c",
+            "ls d >/dev/null; chmod 644 d/same; chmod 755 d/other",
+        ],
+        &[],
+    );
+    assert_eq!(report.entries, BTreeSet::from([other.clone()]));
+    assert_eq!(report.wrote_inputs, BTreeSet::from([listed]));
+    assert_eq!(
+        fs::metadata(&other).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+}
+
 #[test]
 fn appending_to_a_file_the_build_read_is_a_write_into_an_input() {
     let dir = Dir::new();
