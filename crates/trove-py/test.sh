@@ -7,8 +7,10 @@
 #
 # Another interpreter: PYTHON=python3.12 TROVE_PY_VENV=target/py-venv-3.12 bash ...
 # (the code tracker differs by version: see src/frames.rs).
-# TROVE_PY_BUILD_ONLY=1: stop once the package is built and installed (`.ci/test` builds it
-# while the Rust suites run, then runs this script again, which then only runs pytest).
+# TROVE_PY_BUILD_ONLY=1: stop once the package is built and installed; TROVE_PY_TEST_ONLY=1:
+# run pytest on what is installed, without building (`.ci/test` builds the package while
+# the Rust suites run, then runs pytest beside the model check, whose cargo holds the
+# build directory's lock while it compiles).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -17,16 +19,25 @@ case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
 python="${PYTHON:-python3}"
 start=$(date +%s)
 
-if [ ! -x "$venv/bin/python" ]; then
+if [ -n "${TROVE_PY_TEST_ONLY:-}" ]; then
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "test.sh: TROVE_PY_TEST_ONLY: $venv has no package installed (run without it first)" >&2
+        exit 1
+    fi
+elif [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
+if [ -z "${TROVE_PY_TEST_ONLY:-}" ]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
+fi
 
 # The CLI binary the shared-store test runs: the one `.ci/test` already built (TROVE_BIN),
 # else cargo builds it (once, incrementally after).
 if [ -n "${TROVE_BIN:-}" ] && [ -x "$TROVE_BIN" ]; then
     export TROVE_CLI="$TROVE_BIN"
+elif [ -n "${TROVE_PY_TEST_ONLY:-}" ]; then
+    export TROVE_CLI="$root/target/debug/trove"
 else
     cargo build --quiet --manifest-path "$root/Cargo.toml" -p trove-cli
     export TROVE_CLI="$root/target/debug/trove"
@@ -34,8 +45,10 @@ fi
 
 # maturin develop builds the extension (abi3, CPython 3.9+) and installs the package
 # into the virtualenv; the pure-Python part is installed from python/.
-(cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
-    "$venv/bin/maturin" develop --quiet --manifest-path "$here/Cargo.toml")
+if [ -z "${TROVE_PY_TEST_ONLY:-}" ]; then
+    (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
+        "$venv/bin/maturin" develop --quiet --manifest-path "$here/Cargo.toml")
+fi
 
 if [ -n "${TROVE_PY_BUILD_ONLY:-}" ]; then
     echo "test.sh: built and installed after $(( $(date +%s) - start ))s"
