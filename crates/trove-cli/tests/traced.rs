@@ -500,8 +500,7 @@ fn a_command_that_makes_an_entry_in_a_directory_it_listed_is_stored_once_it_no_l
 fn a_command_that_sets_the_mode_an_entry_already_has_is_stored() {
     let p = one_recipe("ls d; chmod 755 d/a");
     p.write("d/a", "");
-    std::fs::set_permissions(p.path("d/a"), std::fs::Permissions::from_mode(0o644))
-        .expect("chmod");
+    std::fs::set_permissions(p.path("d/a"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let (out, why) = p.run_explained(&["r"]);
     assert_eq!(out, "a\n");
     assert!(why.contains("which it had read or listed"), "{why}");
