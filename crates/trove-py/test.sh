@@ -19,21 +19,8 @@ case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
 python="${PYTHON:-python3}"
 start=$(date +%s)
 
-if [ -n "${TROVE_PY_TEST_ONLY:-}" ]; then
-    if [ ! -x "$venv/bin/python" ]; then
-        echo "test.sh: TROVE_PY_TEST_ONLY: $venv has no package installed (run without it first)" >&2
-        exit 1
-    fi
-elif [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
-if [ -z "${TROVE_PY_TEST_ONLY:-}" ]; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
-fi
-
 # The CLI binary the shared-store test runs: the one `.ci/test` already built (TROVE_BIN),
-# else cargo builds it (once, incrementally after).
+# else cargo builds it (once, incrementally after; not when only testing).
 if [ -n "${TROVE_BIN:-}" ] && [ -x "$TROVE_BIN" ]; then
     export TROVE_CLI="$TROVE_BIN"
 elif [ -n "${TROVE_PY_TEST_ONLY:-}" ]; then
@@ -43,9 +30,19 @@ else
     export TROVE_CLI="$root/target/debug/trove"
 fi
 
-# maturin develop builds the extension (abi3, CPython 3.9+) and installs the package
-# into the virtualenv; the pure-Python part is installed from python/.
-if [ -z "${TROVE_PY_TEST_ONLY:-}" ]; then
+if [ -n "${TROVE_PY_TEST_ONLY:-}" ]; then
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "test.sh: TROVE_PY_TEST_ONLY: nothing is installed in $venv (run without it first)" >&2
+        exit 1
+    fi
+else
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "maturin==1.16.0" "pytest==9.2.0" "numpy==2.4.6" "pandas==3.1.1"
+    # maturin develop builds the extension (abi3, CPython 3.9+) and installs the package
+    # into the virtualenv; the pure-Python part is installed from python/.
     (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
         "$venv/bin/maturin" develop --quiet --manifest-path "$here/Cargo.toml")
 fi
