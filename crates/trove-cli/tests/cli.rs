@@ -1070,3 +1070,116 @@ fn status_in_a_project_with_no_store_yet_creates_none() {
         serde_json::from_str(&p.ok(&["status", "--json"])).expect("json");
     assert_eq!(status[0]["recipe"], "v", "{status}");
 }
+
+/// The scratch directories under `parent` (which also holds the tracer's library), sorted.
+fn scratch_dirs(parent: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(parent)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// Waits (up to 20 s) for `path` to exist.
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Makes `dir` look a minute old, past the age under which no sweep touches it.
+fn age(dir: &Path) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::open(dir)
+        .and_then(|f| f.set_modified(then))
+        .expect("set the directory's mtime");
+}
+
+#[test]
+fn a_killed_troves_scratch_directory_is_swept_a_running_or_new_one_is_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = Project::new(
+        r#"(recipes: {
+            "slow": (command: ["sh", "-c", ": > slow-started; sleep 1000"]),
+            "long": (command: ["sh", "-c", ": > long-started; while [ ! -e go ]; do sleep 0.02; done; printf long"]),
+            "quick": (command: ["printf", "ok"]),
+        })"#,
+    );
+    let trove = |args: &[&str]| {
+        let mut c = p.command(args);
+        c.env("TMPDIR", tmp.path());
+        c
+    };
+    // SAFETY: geteuid has no preconditions.
+    let parent = tmp
+        .path()
+        .join(format!("trove-{}", unsafe { libc::geteuid() }));
+
+    // A trove killed with SIGKILL leaves its scratch directory behind.
+    let mut slow = trove(&["run", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(&p.path("slow-started"));
+    slow.kill().expect("SIGKILL trove");
+    slow.wait().expect("wait");
+    let killed = scratch_dirs(&parent);
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    let killed = killed[0].clone();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&parent).expect("parent").permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the scratch directories' parent is private"
+    );
+
+    // A build starting now sweeps, but the killed one's directory is too new to judge.
+    let long = trove(&["run", "long"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(&p.path("long-started"));
+    let both = scratch_dirs(&parent);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(
+        both.contains(&killed),
+        "a new directory was swept: {both:?}"
+    );
+    let running = both
+        .into_iter()
+        .find(|d| *d != killed)
+        .expect("the running build's");
+
+    // Once both are old, the next build removes the killed one's and keeps the one a
+    // running build holds.
+    age(&killed);
+    age(&running);
+    assert_eq!(
+        trove(&["run", "quick"]).output().expect("run").stdout,
+        b"ok"
+    );
+    assert_eq!(scratch_dirs(&parent), vec![running.clone()]);
+
+    // The running build was not disturbed, and removes its own when it ends.
+    std::fs::write(p.path("go"), "").expect("go");
+    let out = long.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"long");
+    assert_eq!(scratch_dirs(&parent), Vec::<PathBuf>::new());
+}

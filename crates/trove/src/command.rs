@@ -4,6 +4,7 @@ mod launch;
 mod lint;
 #[cfg(unix)]
 mod proxy;
+mod scratch;
 mod traced;
 
 use std::process::{Command, Stdio};
@@ -12,10 +13,11 @@ use trove_config::RecipeConfig;
 
 use crate::{Blob, BuildError, Cx, Definition, Recipe};
 
-use launch::{Launch, ScratchDir, write_copy};
+use launch::{Launch, write_copy};
 pub use lint::Lint;
 #[cfg(unix)]
 pub use proxy::{NestedAnswer, NestedRequest, SOCKET_VAR, ask};
+use scratch::ScratchDir;
 use traced::PROGRAM_ENV;
 
 /// A recipe defined by the configuration: runs `command` (argv, no shell) in the

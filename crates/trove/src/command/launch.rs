@@ -4,9 +4,9 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use super::scratch::ScratchDir;
 use crate::{Blob, BuildError, Engine};
 
 /// What one run of a command leaves for the build to record.
@@ -51,7 +51,10 @@ impl Launch {
         // Never inputs: the store, what trove hands the command, and the configuration
         // files (a recipe's definition covers them part by part; a nested `trove run`
         // reads them whole).
-        let mut ignore = vec![engine.store_root().to_path_buf(), scratch.0.clone()];
+        let mut ignore = vec![
+            engine.store_root().to_path_buf(),
+            scratch.dir().to_path_buf(),
+        ];
         ignore.extend(config.file.iter().cloned());
         ignore.push(config.dir.join(trove_config::LOCAL_FILE_NAME));
         let env = vec![
@@ -195,35 +198,4 @@ pub(crate) fn write_copy(blob: &Blob, path: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     blob.copy_to(&mut &file)?;
     Ok(())
-}
-
-static SCRATCH: AtomicU64 = AtomicU64::new(0);
-
-/// A private directory for one command's scratch files, removed with its contents.
-pub(crate) struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub(crate) fn new() -> Result<ScratchDir, BuildError> {
-        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "trove-{}-{n}-{}",
-            std::process::id(),
-            trove_fingerprint::now_ns()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(ScratchDir(dir))
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::CommandRecipe;
-use super::launch::{Launch, ScratchDir};
+use super::launch::Launch;
+use super::scratch::ScratchDir;
 use crate::{BuildError, Engine, Error};
 
 /// What running a command recipe under the tracer found, against its declared `inputs`.
