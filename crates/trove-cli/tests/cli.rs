@@ -1113,7 +1113,7 @@ fn a_killed_troves_scratch_directory_is_swept_a_running_or_new_one_is_not() {
     let p = Project::new(
         r#"(recipes: {
             "slow": (command: ["sh", "-c", ": > slow-started; sleep 1000"]),
-            "long": (command: ["sh", "-c", ": > long-started; while [ ! -e go ]; do sleep 0.02; done; printf long"]),
+            "long": (command: ["sh", "-c", ": > long-started; i=0; while [ ! -e go ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done; printf long"]),
             "quick": (command: ["printf", "ok"]),
         })"#,
     );
@@ -1149,11 +1149,14 @@ fn a_killed_troves_scratch_directory_is_swept_a_running_or_new_one_is_not() {
     );
 
     // A build starting now sweeps, but the killed one's directory is too new to judge.
-    let long = trove(&["run", "long"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    // Killed if the test fails before it ends (its command waits for `go`).
+    let mut long = KillOnDrop(
+        trove(&["run", "long"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     wait_for(&p.path("long-started"));
     let both = scratch_dirs(&parent);
     assert_eq!(both.len(), 2, "{both:?}");
@@ -1178,8 +1181,36 @@ fn a_killed_troves_scratch_directory_is_swept_a_running_or_new_one_is_not() {
 
     // The running build was not disturbed, and removes its own when it ends.
     std::fs::write(p.path("go"), "").expect("go");
-    let out = long.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    assert_eq!(out.stdout, b"long");
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut long.0.stdout.take().expect("stdout"), &mut stdout)
+        .expect("read");
+    assert!(long.0.wait().expect("wait").success());
+    assert_eq!(stdout, b"long");
     assert_eq!(scratch_dirs(&parent), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_build_whose_command_removed_the_nested_request_socket_still_ends() {
+    // The socket's file is gone when the build ends; stopping its listener must not
+    // depend on connecting to it (it did: the build then waited forever).
+    let p = Project::new(
+        r#"(recipes: { "r": (command: ["sh", "-c", "rm -f \"$TROVE_NESTED_SOCKET\"; printf ok"]) })"#,
+    );
+    let child = p
+        .command(&["run", "r"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (tx, rx) = mpsc::channel();
+    let mut guard = KillOnDrop(child);
+    let stdout = guard.0.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut { stdout }, &mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(PATIENCE).expect("the build never ended");
+    assert_eq!(out, b"ok");
+    assert!(guard.0.wait().expect("wait").success());
 }

@@ -15,6 +15,7 @@
 //! `{"ok": false, "error": "...", "code": 1}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,8 @@ pub struct NestedAnswer {
 pub(crate) struct Proxy {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// The listening socket (a second descriptor of it), to wake the accept loop with.
+    socket: Option<UnixListener>,
     listener: Option<JoinHandle<()>>,
     inputs: Arc<Mutex<Vec<Input>>>,
 }
@@ -72,6 +75,7 @@ impl Proxy {
     /// Listens at `path` for the command `recipe` is running.
     pub(crate) fn start(engine: &Engine, path: PathBuf) -> std::io::Result<Proxy> {
         let listener = UnixListener::bind(&path)?;
+        let socket = listener.try_clone().ok();
         let stop = Arc::new(AtomicBool::new(false));
         let inputs = Arc::new(Mutex::new(Vec::new()));
         let chain = crate::nested::chain();
@@ -91,6 +95,7 @@ impl Proxy {
         Ok(Proxy {
             path,
             stop,
+            socket,
             listener: Some(handle),
             inputs,
         })
@@ -104,7 +109,14 @@ impl Proxy {
 
     fn shut(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
+        // Wake the accept loop so it sees the flag. Shutting the socket down makes a
+        // blocked `accept` fail at once (Linux), whatever became of its file: the
+        // command may have removed it, or a cleaner of `/tmp` (waking it by connecting
+        // to the path then never returned). The connection is for other systems.
+        if let Some(socket) = self.socket.take() {
+            // SAFETY: shutdown on a descriptor this value owns; it is closed on drop.
+            unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
+        }
         let _ = UnixStream::connect(&self.path);
         if let Some(h) = self.listener.take() {
             let _ = h.join();
