@@ -10,9 +10,10 @@
 //! an advisory lock (`flock`) on the directory itself. The kernel drops that lock when
 //! its process dies, however it dies. The first scratch directory a process makes
 //! sweeps the others (directories named as it names them, nothing else): one whose lock
-//! can be taken belongs to no live process, and is removed. A directory younger than [`SWEEP_AGE`] is left alone whatever its lock says,
-//! since its maker may not have taken the lock yet. The lock, not the pid in the name,
-//! decides: a pid may be reused, or belong to another pid namespace sharing `/tmp`.
+//! can be taken belongs to no live process, and is removed. A directory younger than
+//! [`SWEEP_AGE`] is left alone whatever its lock says, since its maker may not have
+//! taken the lock yet. The lock, not the pid in the name, decides: a pid may be reused,
+//! or belong to another pid namespace sharing `/tmp`.
 //!
 //! When that directory cannot be used (another user made it, a symlink stands there),
 //! scratch directories go straight under `$TMPDIR`, as before, and nothing is swept.
@@ -60,14 +61,21 @@ impl ScratchDir {
         SWEEP.call_once(|| sweep(parent));
         let dir = parent.join(name);
         std::fs::create_dir(&dir).map_err(io(&dir))?;
-        let held = File::open(&dir).map_err(io(&dir))?;
         // A directory no one else has opened yet: the lock is ours at once.
-        held.try_lock()
-            .map_err(|e| io(&dir)(std::io::Error::other(e)))?;
-        Ok(ScratchDir {
-            dir,
-            _held: Some(held),
-        })
+        let held = File::open(&dir).and_then(|held| {
+            held.try_lock().map_err(std::io::Error::other)?;
+            Ok(held)
+        });
+        match held {
+            Ok(held) => Ok(ScratchDir {
+                dir,
+                _held: Some(held),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(io(&dir)(e))
+            }
+        }
     }
 
     /// The directory itself.
