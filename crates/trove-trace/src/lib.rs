@@ -138,4 +138,30 @@ pub(crate) fn own_files() -> Option<std::path::PathBuf> {
     None
 }
 
+/// `dir`, made with mode 0700 when missing, if it is a directory of this user that
+/// others cannot write into (not a symlink to one); `None` otherwise. The tracer keeps its
+/// look-up library in such a directory (what is in it is loaded into commands), and
+/// trove its scratch directories.
+pub fn own_directory(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        // `symlink_metadata`: a symlink planted at the name is not followed.
+        let meta = std::fs::symlink_metadata(dir).ok()?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then(|| dir.to_path_buf())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 pub use runner::{INTERRUPT_GRACE, Outcome, RunError, Spec, interrupt_all, run};

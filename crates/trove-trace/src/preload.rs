@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::IoSlice;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,17 +90,10 @@ pub(crate) fn directory() -> PathBuf {
 }
 
 fn install() -> Option<PathBuf> {
-    let dir = directory();
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Another user's directory, or one others may write into, could hold their library.
+    let dir = crate::own_directory(&directory())?;
     // Canonical: the report's paths are, and the directory is one of its ignored prefixes.
     let dir = std::fs::canonicalize(&dir).ok()?;
-    // Another user's directory, or one others may write into, could hold their library.
-    let meta = std::fs::symlink_metadata(&dir).ok()?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o022 != 0 {
-        return None;
-    }
     let file = dir.join(format!("libtrove-preload-{:016x}.so", fnv1a(LIBRARY)));
     if std::fs::read(&file).is_ok_and(|bytes| bytes == LIBRARY) {
         return Some(file);
@@ -256,6 +249,7 @@ fn damaged(tid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn record(what: u32, follow: bool, name: &[u8]) -> Vec<u8> {
         let word = what | u32::from(follow) << 8 | (name.len() as u32) << 16;

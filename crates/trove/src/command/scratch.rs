@@ -95,33 +95,18 @@ impl Drop for ScratchDir {
     }
 }
 
-/// The user's own directory of scratch directories, made when missing; `None` when the
-/// path holds something else (not a directory, a symlink, another user's, one others may
-/// write into: the same test as the tracer's for its library).
+/// The user's own directory of scratch directories (`trove_trace::own_directory`: made
+/// when missing; `None` when the path holds a symlink, another user's directory, one
+/// others may write into, or no directory).
 fn own_parent() -> Option<&'static Path> {
     static PARENT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PARENT.get_or_init(make_parent).as_deref()
-}
-
-#[cfg(unix)]
-fn make_parent() -> Option<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let parent = std::env::temp_dir().join(format!("trove-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&parent) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(_) => return None,
-    }
-    // `symlink_metadata`: a symlink planted at the name is not followed.
-    let meta = std::fs::symlink_metadata(&parent).ok()?;
-    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0).then_some(parent)
-}
-
-#[cfg(not(unix))]
-fn make_parent() -> Option<PathBuf> {
-    None
+    PARENT
+        .get_or_init(|| {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            trove_trace::own_directory(&std::env::temp_dir().join(format!("trove-{uid}")))
+        })
+        .as_deref()
 }
 
 /// Removes the scratch directories under `parent` that no live process holds.
